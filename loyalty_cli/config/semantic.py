@@ -1,0 +1,483 @@
+"""Checks beyond the schema: ids, references, tiers, durations, expressions and templates.
+
+Run only on documents that passed the schema, so the shapes here can be trusted.
+"""
+
+from __future__ import annotations
+
+import glob
+import zoneinfo
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+
+from loyalty_cli import expr as expressions
+from loyalty_cli.config.durations import DURATION_HINT, parse_duration
+from loyalty_cli.config.yamlload import PathKey, YamlDoc, format_path
+from loyalty_cli.diagnostics import Diagnostic
+
+
+@dataclass
+class ProgramContext:
+    """What a workflow may refer to in its program."""
+
+    path: Path
+    data: dict
+    tiers: list[str] = field(default_factory=list)
+    pools: set[str] = field(default_factory=set)
+    rewards: set[str] = field(default_factory=set)
+    segments: dict[str, set[str]] = field(default_factory=dict)  # id -> groups
+    has_rfm: bool = False
+    extras: dict[str, dict[str, str]] = field(default_factory=dict)
+    template_dir: Path | None = None
+
+    @classmethod
+    def from_program(cls, path: Path, data: dict) -> ProgramContext:
+        tiers = [lvl.get("id") for lvl in (data.get("tiers") or {}).get("levels") or []]
+        pools = {p.get("id") for p in (data.get("coupons") or {}).get("pools") or []}
+        rewards = {r.get("id") for r in data.get("rewards") or []}
+        segments: dict[str, set[str]] = {}
+        has_rfm = False
+        for seg in data.get("segments") or []:
+            kind = seg.get("type")
+            if kind == "rfm":
+                has_rfm = True
+                segments[seg["id"]] = set((seg.get("groups") or {}).keys())
+            elif kind == "churn":
+                segments[seg["id"]] = set((seg.get("levels") or {}).keys())
+            elif kind == "clv":
+                segments[seg["id"]] = {"top", "rest"}
+            else:
+                segments[seg["id"]] = {seg["id"]}
+        extras = {
+            name: dict((src or {}).get("extra") or {})
+            for name, src in (data.get("sources") or {}).items()
+        }
+        template_dir = path.parent / str(data.get("templates") or "templates/")
+        return cls(
+            path=path,
+            data=data,
+            tiers=[t for t in tiers if t],
+            pools={p for p in pools if p},
+            rewards={r for r in rewards if r},
+            segments=segments,
+            has_rfm=has_rfm,
+            extras=extras,
+            template_dir=template_dir,
+        )
+
+
+class Checker:
+    """Collects diagnostics for one document."""
+
+    def __init__(self, doc: YamlDoc):
+        self.doc = doc
+        self.out: list[Diagnostic] = []
+
+    def add(
+        self,
+        code: str,
+        path: PathKey,
+        message: str,
+        hint: str = "",
+        *,
+        at_key: bool = False,
+        severity: str = "error",
+    ) -> None:
+        pos = self.doc.key_pos(path) if at_key else self.doc.pos(path)
+        self.out.append(
+            Diagnostic(
+                code=code,
+                path=self.doc.path,
+                line=pos.line if pos else None,
+                col=pos.col if pos else None,
+                message=message,
+                hint=hint,
+                where=format_path(path),
+                severity=severity,
+            )
+        )
+
+    def unique_ids(self, items: Iterable[tuple[PathKey, Any]], what: str) -> None:
+        seen: dict[str, PathKey] = {}
+        for path, value in items:
+            if not isinstance(value, str):
+                continue
+            if value in seen:
+                first = self.doc.pos(seen[value])
+                where = f" (first used on line {first.line})" if first else ""
+                self.add(
+                    "R301",
+                    path,
+                    f"duplicate {what} id '{value}'{where}",
+                    f"Each {what} needs its own id; rename one of them.",
+                )
+            else:
+                seen[value] = path
+
+    def duration(self, path: PathKey, value: Any) -> None:
+        if value is None:
+            return
+        if parse_duration(value) is None:
+            self.add("R304", path, f"malformed duration {value!r} at {format_path(path)}", DURATION_HINT)
+
+    def expression(
+        self, path: PathKey, value: Any, ctx: expressions.ExprContext, kind: str
+    ) -> expressions.CheckedExpr | None:
+        if value is None:
+            return None
+        checked = expressions.check_expression(value, ctx, kind=kind)
+        for prob in checked.problems:
+            line, col = self.doc.expression_pos(path, prob.line, prob.col)
+            self.out.append(
+                Diagnostic(
+                    code=prob.code,
+                    path=self.doc.path,
+                    line=line,
+                    col=col,
+                    message=f"{format_path(path)}: {prob.message}",
+                    hint=prob.hint,
+                    where=format_path(path),
+                )
+            )
+        return checked
+
+    def tier_literals(self, path: PathKey, value: Any, tiers: list[str]) -> None:
+        """String literals compared with `tier` must name a tier level."""
+        if not isinstance(value, str) or not tiers:
+            return
+        for literal in _tier_literals(value):
+            if literal not in tiers:
+                self.add(
+                    "R302",
+                    path,
+                    f"{format_path(path)}: tier '{literal}' is not a tier level",
+                    f"Tier levels are: {', '.join(tiers)}.",
+                )
+
+
+def _tier_literals(text: str) -> list[str]:
+    try:
+        tree = sqlglot.parse_one(text, read="duckdb")
+    except Exception:  # noqa: BLE001 - syntax is reported by the expression checker
+        return []
+    found: list[str] = []
+
+    def is_tier(node: exp.Expression) -> bool:
+        return isinstance(node, exp.Column) and not node.table and node.name == "tier"
+
+    for node in tree.walk():
+        if isinstance(node, (exp.EQ, exp.NEQ)):
+            left, right = node.this, node.expression
+            for a, b in ((left, right), (right, left)):
+                if is_tier(a) and isinstance(b, exp.Literal) and b.is_string:
+                    found.append(b.this)
+        elif isinstance(node, exp.In) and is_tier(node.this):
+            for item in node.expressions:
+                if isinstance(item, exp.Literal) and item.is_string:
+                    found.append(item.this)
+    return found
+
+
+def _source_path_ok(value: Any) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    p = Path(value)
+    return not p.is_absolute() and ".." not in p.parts
+
+
+def check_program(doc: YamlDoc) -> tuple[list[Diagnostic], ProgramContext]:
+    """Semantic checks of a program that passed the schema."""
+    data = doc.data
+    c = Checker(doc)
+    path = Path(doc.path)
+    pctx = ProgramContext.from_program(path, data)
+
+    prog = data.get("program") or {}
+    tz = prog.get("timezone")
+    if isinstance(tz, str):
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            c.add(
+                "R307",
+                ("program", "timezone"),
+                f"unknown timezone '{tz}'",
+                "Use an IANA name such as 'Europe/Warsaw' or 'UTC'.",
+            )
+
+    for name, src in (data.get("sources") or {}).items():
+        if isinstance(src, dict) and not _source_path_ok(src.get("path")):
+            c.add(
+                "R306",
+                ("sources", name, "path"),
+                f"sources.{name}.path {src.get('path')!r} must be a path inside the --data folder",
+                "Write a relative path without '..', such as 'orders/*.csv'.",
+            )
+
+    rules = (data.get("earning") or {}).get("rules") or []
+    bonuses = data.get("bonuses") or []
+    c.unique_ids(
+        [(("earning", "rules", i, "id"), r.get("id")) for i, r in enumerate(rules)]
+        + [(("bonuses", i, "id"), b.get("id")) for i, b in enumerate(bonuses)],
+        "rule or bonus",
+    )
+    for i, rule in enumerate(rules):
+        ctx = expressions.ExprContext.for_rule(rule.get("on"), pctx.extras, rfm=pctx.has_rfm)
+        base = ("earning", "rules", i)
+        c.expression((*base, "when"), rule.get("when"), ctx, "condition")
+        c.tier_literals((*base, "when"), rule.get("when"), pctx.tiers)
+        c.expression((*base, "points"), rule.get("points"), ctx, "value")
+
+    for i, bonus in enumerate(bonuses):
+        base = ("bonuses", i)
+        if bonus.get("trigger") == "challenge":
+            ctx = expressions.ExprContext.for_rule(bonus.get("on"), pctx.extras, rfm=pctx.has_rfm)
+            c.expression((*base, "when"), bonus.get("when"), ctx, "condition")
+            goal = bonus.get("goal") or {}
+            if "sum" in goal:
+                c.expression((*base, "goal", "sum"), goal.get("sum"), ctx, "value")
+
+    expiry = data.get("expiry") or {}
+    for key in ("after", "inactivity", "notify_before"):
+        c.duration(("expiry", key), expiry.get(key))
+
+    tiers = data.get("tiers") or {}
+    for key in ("window", "retain"):
+        c.duration(("tiers", key), tiers.get(key))
+    levels = tiers.get("levels") or []
+    c.unique_ids([(("tiers", "levels", i, "id"), lv.get("id")) for i, lv in enumerate(levels)], "tier")
+    if levels:
+        if levels[0].get("min") not in (0, None):
+            c.add(
+                "R305",
+                ("tiers", "levels", 0, "min"),
+                f"the lowest tier '{levels[0].get('id')}' has min {levels[0].get('min')}",
+                "Everyone starts at the lowest tier, so its min must be 0.",
+            )
+        for i in range(1, len(levels)):
+            prev, cur = levels[i - 1].get("min"), levels[i].get("min")
+            if isinstance(prev, (int, float)) and isinstance(cur, (int, float)) and cur <= prev:
+                c.add(
+                    "R303",
+                    ("tiers", "levels", i, "min"),
+                    f"tier '{levels[i].get('id')}' min {cur} is not above "
+                    f"'{levels[i - 1].get('id')}' min {prev}",
+                    "List tiers from lowest to highest with strictly ascending min values.",
+                )
+
+    pools = (data.get("coupons") or {}).get("pools") or []
+    c.unique_ids(
+        [(("coupons", "pools", i, "id"), p.get("id")) for i, p in enumerate(pools)], "coupon pool"
+    )
+    for i, pool in enumerate(pools):
+        if pool.get("source") == "file":
+            rel = pool.get("path")
+            if not _source_path_ok(rel) or not (path.parent / rel).is_file():
+                c.add(
+                    "R306",
+                    ("coupons", "pools", i, "path"),
+                    f"coupon file {rel!r} not found next to the program",
+                    "The path is relative to the program file; a CSV with a `code` column "
+                    "(and optionally `valid_until`).",
+                )
+
+    rewards = data.get("rewards") or []
+    c.unique_ids([(("rewards", i, "id"), r.get("id")) for i, r in enumerate(rewards)], "reward")
+    for i, reward in enumerate(rewards):
+        pool = reward.get("coupon_pool")
+        if pool is not None and pool not in pctx.pools:
+            c.add(
+                "R302",
+                ("rewards", i, "coupon_pool"),
+                f"reward '{reward.get('id')}' uses unknown coupon pool '{pool}'",
+                _known("coupon pools", pctx.pools),
+            )
+        tier = reward.get("min_tier")
+        if tier is not None and tier not in pctx.tiers:
+            c.add(
+                "R302",
+                ("rewards", i, "min_tier"),
+                f"reward '{reward.get('id')}' needs unknown tier '{tier}'",
+                _known("tiers", pctx.tiers),
+            )
+
+    segments = data.get("segments") or []
+    c.unique_ids([(("segments", i, "id"), s.get("id")) for i, s in enumerate(segments)], "segment")
+    for i, seg in enumerate(segments):
+        base = ("segments", i)
+        c.duration((*base, "window"), seg.get("window"))
+        c.duration((*base, "horizon"), seg.get("horizon"))
+        if seg.get("type") == "rfm":
+            ctx = expressions.ExprContext.for_rule(None, pctx.extras, rfm=True)
+            for gname, rule in (seg.get("groups") or {}).items():
+                c.expression((*base, "groups", gname), rule, ctx, "condition")
+                c.tier_literals((*base, "groups", gname), rule, pctx.tiers)
+        elif seg.get("type") == "rule":
+            ctx = expressions.ExprContext.for_rule(None, pctx.extras, rfm=pctx.has_rfm)
+            c.expression((*base, "when"), seg.get("when"), ctx, "condition")
+            c.tier_literals((*base, "when"), seg.get("when"), pctx.tiers)
+        elif seg.get("type") == "churn":
+            levels_map = seg.get("levels") or {}
+            values = list(levels_map.values())
+            if any(not isinstance(v, (int, float)) for v in values):
+                continue
+            if values != sorted(values) or len(set(values)) != len(values):
+                c.add(
+                    "R308",
+                    (*base, "levels"),
+                    f"churn levels of '{seg.get('id')}' must have strictly ascending thresholds",
+                    "List levels from lowest to highest threshold, e.g. {low: 0, medium: 1.5, high: 3}.",
+                )
+            if seg.get("model") == "bgnbd" and any(v < 0 or v > 1 for v in values):
+                c.add(
+                    "R308",
+                    (*base, "levels"),
+                    "bgnbd churn thresholds are probabilities (1 - P(alive)) and must be in [0, 1]",
+                    "Use thresholds such as {low: 0, medium: 0.5, high: 0.8}.",
+                )
+
+    messaging = data.get("messaging") or {}
+    region = messaging.get("default_region")
+    if isinstance(region, str):
+        import phonenumbers
+
+        if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            c.add(
+                "R308",
+                ("messaging", "default_region"),
+                f"unknown phone region '{region}'",
+                "Use a two-letter country code such as 'PL' or 'DE'.",
+            )
+    return c.out, pctx
+
+
+def _known(what: str, names: Iterable[str]) -> str:
+    names = sorted(n for n in names if n)
+    return f"Known {what}: {', '.join(names)}." if names else f"The program defines no {what}."
+
+
+def workflow_paths(doc: YamlDoc) -> tuple[list[Path], list[Diagnostic]]:
+    """Resolve the program's `workflows:` globs relative to the program file."""
+    c = Checker(doc)
+    base = Path(doc.path).parent
+    found: list[Path] = []
+    for i, pattern in enumerate((doc.data or {}).get("workflows") or []):
+        if not _source_path_ok(pattern):
+            c.add("R306", ("workflows", i), f"workflow path {pattern!r} leaves the program's folder",
+                  "Use a relative path such as 'workflows/*.yaml'.")
+            continue
+        matches = sorted(Path(p) for p in glob.glob(str(base / pattern)))
+        if not matches:
+            c.add(
+                "R306",
+                ("workflows", i),
+                f"no workflow file matches {pattern!r}",
+                "The pattern is relative to the program file.",
+            )
+        found.extend(matches)
+    return found, c.out
+
+
+def check_workflow(
+    doc: YamlDoc, pctx: ProgramContext | None, template_cache: dict | None = None
+) -> list[Diagnostic]:
+    """Semantic checks of a workflow that passed the schema, in its program's context."""
+    from loyalty_cli.render import context as render_context
+    from loyalty_cli.render import sandbox
+
+    c = Checker(doc)
+    wf = doc.data.get("workflow") or {}
+    base: PathKey = ("workflow",)
+    extras = pctx.extras if pctx else {}
+    has_rfm = pctx.has_rfm if pctx else False
+    ctx = expressions.ExprContext.for_rule(None, extras, rfm=has_rfm, workflow=True)
+    tiers = pctx.tiers if pctx else []
+
+    for key in ("audience", "exit_when"):
+        c.expression((*base, key), wf.get(key), ctx, "condition")
+        c.tier_literals((*base, key), wf.get(key), tiers)
+    c.duration((*base, "reentry"), wf.get("reentry"))
+
+    trigger = wf.get("trigger")
+    if isinstance(trigger, dict) and len(trigger) == 1:
+        (tname, params), = trigger.items()
+        params = params or {}
+        tpath = (*base, "trigger", tname)
+        if pctx is not None and isinstance(params, dict):
+            if tname in ("segment_enter", "segment_exit"):
+                seg = params.get("segment")
+                if seg not in pctx.segments:
+                    c.add("R302", (*tpath, "segment"), f"unknown segment '{seg}'",
+                          _known("segments", pctx.segments))
+                elif params.get("group") is not None and params["group"] not in pctx.segments[seg]:
+                    c.add("R302", (*tpath, "group"),
+                          f"segment '{seg}' has no group '{params['group']}'",
+                          _known(f"groups of '{seg}'", pctx.segments[seg]))
+            if tname in ("tier_up", "tier_down") and params.get("to") is not None:
+                if params["to"] not in pctx.tiers:
+                    c.add("R302", (*tpath, "to"), f"unknown tier '{params['to']}'",
+                          _known("tiers", pctx.tiers))
+            if tname == "redemption" and params.get("reward") is not None:
+                if params["reward"] not in pctx.rewards:
+                    c.add("R302", (*tpath, "reward"), f"unknown reward '{params['reward']}'",
+                          _known("rewards", pctx.rewards))
+        if isinstance(params, dict):
+            if tname == "points_expiring":
+                c.duration((*tpath, "within"), params.get("within"))
+            if tname == "schedule":
+                every, day = params.get("every"), params.get("day")
+                if isinstance(day, int):
+                    if every == "week" and not 1 <= day <= 7:
+                        c.add("R308", (*tpath, "day"), f"weekday {day} is not in 1..7",
+                              "For `every: week`, day is the ISO weekday: 1 = Monday ... 7 = Sunday.")
+                    if every == "month" and not 1 <= day <= 31:
+                        c.add("R308", (*tpath, "day"), f"day of month {day} is not in 1..31",
+                              "For `every: month`, day is the day of the month (1..31).")
+
+    steps = wf.get("steps") or []
+    c.unique_ids(
+        [((*base, "steps", i, "id"), s.get("id")) for i, s in enumerate(steps) if isinstance(s, dict)],
+        "step",
+    )
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        spath = (*base, "steps", i)
+        c.duration((*spath, "wait"), step.get("wait"))
+        if "if" in step:
+            c.expression((*spath, "if"), step.get("if"), ctx, "condition")
+            c.tier_literals((*spath, "if"), step.get("if"), tiers)
+        coupon = step.get("coupon")
+        if isinstance(coupon, dict) and pctx is not None and coupon.get("pool") not in pctx.pools:
+            c.add("R302", (*spath, "coupon", "pool"), f"unknown coupon pool '{coupon.get('pool')}'",
+                  _known("coupon pools", pctx.pools))
+        send = step.get("send")
+        if isinstance(send, dict) and pctx is not None and pctx.template_dir is not None:
+            name = send.get("template")
+            channels = [(send.get("channel"), ("channel",))]
+            if send.get("fallback"):
+                channels.append((send.get("fallback"), ("fallback",)))
+            for channel, _ in channels:
+                pos = doc.pos((*spath, "send", "template"))
+                key = (str(pctx.template_dir), name, channel)
+                if template_cache is not None and key in template_cache:
+                    continue
+                sample = render_context.sample_context(pctx.data)
+                found = sandbox.check_template(
+                    pctx.template_dir,
+                    name,
+                    channel,
+                    sample_context=sample,
+                    ref_path=doc.path,
+                    ref_line=pos.line if pos else None,
+                    ref_col=pos.col if pos else None,
+                )
+                if template_cache is not None:
+                    template_cache[key] = True
+                c.out.extend(found)
+    return c.out
