@@ -1,0 +1,55 @@
+"""What every stage of a run shares: the connection, the program, the day and the counts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import duckdb
+
+from loyalty_cli.config.durations import Duration
+from loyalty_cli.config.model import Program
+
+
+@dataclass
+class RunContext:
+    """One run for day `as_of` over the rows after `window_start` (exclusive; None = all)."""
+
+    con: duckdb.DuckDBPyConnection
+    program: Program
+    as_of: dt.date
+    window_start: dt.date | None = None
+    data_dir: object = None
+    counts: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    warnings: list[str] = field(default_factory=list)
+    models: dict[str, dict] = field(default_factory=dict)
+    dry_run: bool = False
+
+    @property
+    def first_run(self) -> bool:
+        return self.window_start is None
+
+    @property
+    def multi_day(self) -> bool:
+        return self.window_start is None or (self.as_of - self.window_start).days > 1
+
+    def count(self, step: str, key: str, n: int) -> None:
+        if n:
+            self.counts[step][key] = self.counts[step].get(key, 0) + int(n)
+
+    def q(self, sql: str, params: list | None = None):
+        """Execute SQL on the run's connection."""
+        return self.con.execute(sql, params or [])
+
+    def scalar(self, sql: str, params: list | None = None):
+        row = self.con.execute(sql, params or []).fetchone()
+        return row[0] if row else None
+
+    def expiry_after(self) -> Duration | None:
+        return self.program.duration("expiry", "after")
+
+    def sql_date(self, d: dt.date | None = None) -> str:
+        """A DATE literal (built from a date object, never from user text)."""
+        d = d or self.as_of
+        return f"DATE '{d.isoformat()}'"

@@ -1,0 +1,266 @@
+"""The ledger and its lots: credits, pending release, cancellations, FIFO debits, expiry.
+
+Every change of a member's balances goes through here, so the invariants hold by
+construction: available balance = sum of available lot remainders = sum of ledger
+`points`; pending balance = sum of pending lot remainders = sum of ledger `pending`.
+
+Debits are set-based: within one call, a member's debits are taken in order from the
+balance at that moment; the balance never goes below zero, so the amount a debit takes is
+`max(0, B0 - before) - max(0, B0 - after)` over the running total of amounts. What a
+debit could not take is its `shortfall`. The total taken is then removed from the
+member's available lots oldest `earned_on` first (then by lot creation order).
+"""
+
+from __future__ import annotations
+
+from loyalty_cli.engine.context import RunContext
+
+LEDGER_COLUMNS = (
+    "entry_id, run_on, customer_id, kind, points, pending, rule_id, source_id, "
+    "occurred_at, occurred_on, reason, shortfall, lot_id"
+)
+
+
+def _max_id(ctx: RunContext, table: str, column: str) -> int:
+    return int(ctx.scalar(f"SELECT coalesce(max({column}), 0) FROM {table}"))
+
+
+def expiry_sql(ctx: RunContext, earned_on: str) -> str:
+    """SQL for a lot's last usable day: earned_on + after, rounded up by `at`."""
+    after = ctx.expiry_after()
+    if after is None:
+        return "CAST(NULL AS DATE)"
+    base = f"CAST({earned_on} + {after.sql_interval()} AS DATE)"
+    at = (ctx.program.data.get("expiry") or {}).get("at", "end_of_day")
+    if at == "end_of_month":
+        return f"last_day({base})"
+    if at == "end_of_quarter":
+        return f"CAST(date_trunc('quarter', {base}) + INTERVAL 3 MONTH - INTERVAL 1 DAY AS DATE)"
+    if at == "end_of_year":
+        return f"CAST(date_trunc('year', {base}) + INTERVAL 1 YEAR - INTERVAL 1 DAY AS DATE)"
+    return base
+
+
+def credit(ctx: RunContext, relation: str) -> int:
+    """Add credits from a relation (SQL text built by the engine, not by users).
+
+    Columns: customer_id, kind, points (> 0), rule_id, source_id, occurred_at, earned_on,
+    pending_until (DATE or NULL: pending until the start of that day), order_id, reason.
+    Pending credits make a `pending` entry and a pending lot; the others an entry of
+    `kind` and an available lot. Returns the number of entries made.
+    """
+    ctx.q("DROP TABLE IF EXISTS _credits")
+    ctx.q(
+        f"""CREATE TEMP TABLE _credits AS
+        SELECT row_number() OVER (ORDER BY customer_id, occurred_at, kind, rule_id, source_id)
+                 AS n, *
+        FROM ({relation}) c WHERE points > 0"""
+    )
+    n = int(ctx.scalar("SELECT count(*) FROM _credits"))
+    if not n:
+        return 0
+    entry0 = _max_id(ctx, "ledger", "entry_id")
+    lot0 = _max_id(ctx, "lots", "lot_id")
+    run_on = ctx.sql_date()
+    ctx.q(
+        f"""INSERT INTO lots
+        SELECT {lot0} + n, customer_id, earned_on, coalesce(pending_until, earned_on),
+               {expiry_sql(ctx, 'earned_on')}, points, points,
+               CASE WHEN pending_until IS NOT NULL THEN 'pending' ELSE 'available' END,
+               order_id, kind, rule_id, {run_on}
+        FROM _credits"""
+    )
+    ctx.q(
+        f"""INSERT INTO ledger ({LEDGER_COLUMNS})
+        SELECT {entry0} + n, {run_on}, customer_id,
+               CASE WHEN pending_until IS NOT NULL THEN 'pending' ELSE kind END,
+               CASE WHEN pending_until IS NOT NULL THEN 0 ELSE points END,
+               CASE WHEN pending_until IS NOT NULL THEN points ELSE 0 END,
+               rule_id, source_id, occurred_at, CAST(occurred_at AS DATE), reason, 0, {lot0} + n
+        FROM _credits"""
+    )
+    ctx.q("DROP TABLE _credits")
+    return n
+
+
+def release_due(ctx: RunContext, *, created_before_run: bool = False) -> int:
+    """Pending lots whose day has come become available (a `release` entry each)."""
+    run_on = ctx.sql_date()
+    created = f"AND created_on < {run_on}" if created_before_run else ""
+    ctx.q("DROP TABLE IF EXISTS _release")
+    ctx.q(
+        f"""CREATE TEMP TABLE _release AS
+        SELECT row_number() OVER (ORDER BY customer_id, available_on, lot_id) AS n, *
+        FROM lots WHERE status = 'pending' AND available_on <= {run_on} {created}"""
+    )
+    n = int(ctx.scalar("SELECT count(*) FROM _release WHERE remaining > 0"))
+    entry0 = _max_id(ctx, "ledger", "entry_id")
+    ctx.q(
+        f"""INSERT INTO ledger ({LEDGER_COLUMNS})
+        SELECT {entry0} + row_number() OVER (ORDER BY n), {run_on}, customer_id, 'release',
+               remaining, -remaining, rule_id, order_id,
+               CAST(available_on AS TIMESTAMP), available_on, NULL, 0, lot_id
+        FROM _release WHERE remaining > 0"""
+    )
+    ctx.q(
+        "UPDATE lots SET status = 'available' FROM _release r WHERE lots.lot_id = r.lot_id"
+    )
+    ctx.q("DROP TABLE _release")
+    return n
+
+
+def cancel_pending(ctx: RunContext, relation: str) -> int:
+    """Cancel pending points of orders (returns before release).
+
+    Columns: customer_id, order_id, amount (> 0), rule_id, source_id, occurred_at, reason.
+    Takes from the order's pending lots in lot order; an entry per row.
+    """
+    ctx.q("DROP TABLE IF EXISTS _cancel")
+    ctx.q(
+        f"""CREATE TEMP TABLE _cancel AS
+        SELECT row_number() OVER (ORDER BY order_id, occurred_at, source_id) AS n,
+               sum(amount) OVER (PARTITION BY order_id ORDER BY occurred_at, source_id
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before,
+               *
+        FROM ({relation}) c WHERE amount > 0"""
+    )
+    n = int(ctx.scalar("SELECT count(*) FROM _cancel"))
+    if not n:
+        return 0
+    entry0 = _max_id(ctx, "ledger", "entry_id")
+    run_on = ctx.sql_date()
+    # What each order's pending lots can give, in total.
+    ctx.q(
+        f"""INSERT INTO ledger ({LEDGER_COLUMNS})
+        WITH avail AS (
+            SELECT order_id, sum(remaining) AS pend FROM lots
+            WHERE status = 'pending' AND order_id IN (SELECT order_id FROM _cancel)
+            GROUP BY order_id)
+        SELECT {entry0} + n, {run_on}, c.customer_id, 'cancel', 0,
+               -(greatest(0, coalesce(a.pend, 0) - coalesce(c.before, 0))
+                 - greatest(0, coalesce(a.pend, 0) - coalesce(c.before, 0) - c.amount)),
+               c.rule_id, c.source_id, c.occurred_at, CAST(c.occurred_at AS DATE), c.reason,
+               c.amount - (greatest(0, coalesce(a.pend, 0) - coalesce(c.before, 0))
+                 - greatest(0, coalesce(a.pend, 0) - coalesce(c.before, 0) - c.amount)),
+               NULL
+        FROM _cancel c LEFT JOIN avail a USING (order_id)"""
+    )
+    # Remove the cancelled total from each order's pending lots, lot by lot.
+    ctx.q(
+        """UPDATE lots SET remaining = lots.remaining - t.take FROM (
+            WITH tot AS (SELECT order_id, sum(amount) AS amt FROM _cancel GROUP BY order_id),
+            l AS (
+                SELECT lot_id, order_id, remaining,
+                       coalesce(sum(remaining) OVER (PARTITION BY order_id ORDER BY lot_id
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+                FROM lots WHERE status = 'pending' AND order_id IN (SELECT order_id FROM tot))
+            SELECT l.lot_id, least(l.remaining, greatest(0, tot.amt - l.before)) AS take
+            FROM l JOIN tot USING (order_id)) t
+        WHERE lots.lot_id = t.lot_id AND t.take > 0"""
+    )
+    ctx.q("DROP TABLE _cancel")
+    return n
+
+
+def debit(ctx: RunContext, relation: str) -> int:
+    """Take points from available balances, first-in first-out, never below zero.
+
+    Columns: customer_id, kind, amount (> 0), rule_id, source_id, occurred_at, reason,
+    and optionally seq (a tie-breaker). Each row makes an entry with the points it took
+    (negative) and its shortfall.
+    """
+    cols = ctx.q(f"SELECT * FROM ({relation}) LIMIT 0").description
+    has_seq = any(c[0] == "seq" for c in cols)
+    seq = "seq" if has_seq else "0"
+    ctx.q("DROP TABLE IF EXISTS _debits")
+    ctx.q(
+        f"""CREATE TEMP TABLE _debits AS
+        WITH d AS (SELECT *, {seq} AS _seq FROM ({relation}) x WHERE amount > 0),
+        bal AS (
+            SELECT customer_id, sum(remaining) AS b0 FROM lots
+            WHERE status = 'available' AND remaining > 0
+              AND customer_id IN (SELECT customer_id FROM d)
+            GROUP BY customer_id),
+        run AS (
+            SELECT d.*, coalesce(bal.b0, 0) AS b0,
+                   sum(amount) OVER w AS cum_after,
+                   sum(amount) OVER w - amount AS cum_before
+            FROM d LEFT JOIN bal USING (customer_id)
+            WINDOW w AS (PARTITION BY d.customer_id ORDER BY occurred_at, _seq, source_id, kind
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))
+        SELECT row_number() OVER (ORDER BY customer_id, occurred_at, _seq, source_id, kind) AS n,
+               *, greatest(0, b0 - cum_before) - greatest(0, b0 - cum_after) AS taken
+        FROM run"""
+    )
+    n = int(ctx.scalar("SELECT count(*) FROM _debits"))
+    if not n:
+        return 0
+    entry0 = _max_id(ctx, "ledger", "entry_id")
+    run_on = ctx.sql_date()
+    ctx.q(
+        f"""INSERT INTO ledger ({LEDGER_COLUMNS})
+        SELECT {entry0} + n, {run_on}, customer_id, kind, -taken, 0, rule_id, source_id,
+               occurred_at, CAST(occurred_at AS DATE), reason, amount - taken, NULL
+        FROM _debits"""
+    )
+    consume_fifo(ctx, "SELECT customer_id, sum(taken) AS take FROM _debits GROUP BY customer_id")
+    ctx.q("DROP TABLE _debits")
+    return n
+
+
+def consume_fifo(ctx: RunContext, totals: str) -> None:
+    """Remove per-member totals (customer_id, take) from available lots, oldest first."""
+    ctx.q(
+        f"""UPDATE lots SET remaining = lots.remaining - t.take FROM (
+            WITH tot AS ({totals}),
+            l AS (
+                SELECT lot_id, customer_id, remaining,
+                       coalesce(sum(remaining) OVER (PARTITION BY customer_id
+                           ORDER BY earned_on, lot_id
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+                FROM lots
+                WHERE status = 'available' AND remaining > 0
+                  AND customer_id IN (SELECT customer_id FROM tot WHERE take > 0))
+            SELECT l.lot_id, least(l.remaining, greatest(0, tot.take - l.before)) AS take
+            FROM l JOIN tot USING (customer_id)) t
+        WHERE lots.lot_id = t.lot_id AND t.take > 0"""
+    )
+
+
+def expire(ctx: RunContext) -> int:
+    """Expire what is left of lots past their last day, and everything after inactivity."""
+    run_on = ctx.sql_date()
+    entry0 = _max_id(ctx, "ledger", "entry_id")
+    ctx.q("DROP TABLE IF EXISTS _expire")
+    inactivity = ctx.program.duration("expiry", "inactivity")
+    inactive = "FALSE"
+    if inactivity is not None:
+        # 9.15: D - day(last completed order, or join day if none) >= N.
+        inactive = f"""customer_id IN (
+            SELECT c.customer_id FROM customers c
+            LEFT JOIN (SELECT customer_id, max(day) AS last_day FROM orders
+                       WHERE status = 'completed' GROUP BY customer_id) o USING (customer_id)
+            WHERE CAST(coalesce(o.last_day, c.join_day) + {inactivity.sql_interval()} AS DATE)
+                  <= {run_on})"""
+    ctx.q(
+        f"""CREATE TEMP TABLE _expire AS
+        SELECT lot_id, customer_id, remaining,
+               CASE WHEN expires_on IS NOT NULL AND expires_on <= {run_on}
+                    THEN expires_on ELSE {run_on} END AS on_day,
+               CASE WHEN expires_on IS NOT NULL AND expires_on <= {run_on}
+                    THEN 'expiry' ELSE 'inactivity' END AS why
+        FROM lots
+        WHERE status = 'available' AND remaining > 0
+          AND ((expires_on IS NOT NULL AND expires_on <= {run_on}) OR {inactive})"""
+    )
+    n = int(ctx.scalar("SELECT count(DISTINCT (customer_id, on_day, why)) FROM _expire"))
+    ctx.q(
+        f"""INSERT INTO ledger ({LEDGER_COLUMNS})
+        SELECT {entry0} + row_number() OVER (ORDER BY customer_id, on_day, why), {run_on},
+               customer_id, 'expire', -sum(remaining), 0, NULL, NULL,
+               CAST(on_day AS TIMESTAMP), on_day, why, 0, NULL
+        FROM _expire GROUP BY customer_id, on_day, why"""
+    )
+    ctx.q("UPDATE lots SET remaining = 0 FROM _expire e WHERE lots.lot_id = e.lot_id")
+    ctx.q("DROP TABLE _expire")
+    return n

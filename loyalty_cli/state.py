@@ -1,0 +1,184 @@
+"""The state file: a DuckDB database holding the ledger, lots, tiers, segments and run log.
+
+Schema changes go through numbered migrations; `meta.schema_version` records the last one
+applied. Every run is one transaction (see engine/run.py), so a killed run leaves the
+state as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
+
+SCHEMA_VERSION = 1
+
+# Points are BIGINT, money DECIMAL(18,2), dates and timestamps local to the program's timezone.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
+        """CREATE TABLE runs (
+            run_id BIGINT, as_of DATE, window_start DATE, status VARCHAR,
+            started_at TIMESTAMP, finished_at TIMESTAMP, program_id VARCHAR, counts JSON)""",
+        """CREATE TABLE customers (
+            customer_id VARCHAR PRIMARY KEY, email VARCHAR, phone VARCHAR,
+            first_name VARCHAR, last_name VARCHAR, birth_date DATE, joined_at TIMESTAMP,
+            join_day DATE, email_consent BOOLEAN, sms_consent BOOLEAN, referred_by VARCHAR,
+            locale VARCHAR, extra JSON, first_seen_on DATE)""",
+        # Processed orders; also the basis for returns, tiers and segments.
+        """CREATE TABLE orders (
+            order_id VARCHAR, customer_id VARCHAR, ordered_at TIMESTAMP, day DATE,
+            total DECIMAL(18,2), status VARCHAR, channel VARCHAR, extra JSON,
+            release_on DATE, granted BIGINT, qualifying BIGINT,
+            returned DECIMAL(18,2), reversed BIGINT, qualifying_reversed BIGINT,
+            processed_on DATE)""",
+        """CREATE TABLE returns (
+            order_id VARCHAR, returned_at TIMESTAMP, amount DECIMAL(18,2), day DATE,
+            processed_on DATE)""",
+        # Processed event keys (event_id, or a hash of the row when it has none).
+        """CREATE TABLE events_seen (event_key VARCHAR, day DATE, processed_on DATE)""",
+        """CREATE TABLE adjustments (
+            adjustment_id VARCHAR, customer_id VARCHAR, points BIGINT, reason VARCHAR,
+            created_at TIMESTAMP, processed_on DATE)""",
+        """CREATE TABLE redemptions (
+            redemption_id VARCHAR, customer_id VARCHAR, reward_id VARCHAR,
+            requested_at TIMESTAMP, status VARCHAR, reason VARCHAR, coupon_code VARCHAR,
+            cost BIGINT, processed_on DATE)""",
+        # The append-only ledger: one row per change of a member's balances.
+        """CREATE TABLE ledger (
+            entry_id BIGINT, run_on DATE, customer_id VARCHAR, kind VARCHAR,
+            points BIGINT, pending BIGINT, rule_id VARCHAR, source_id VARCHAR,
+            occurred_at TIMESTAMP, occurred_on DATE, reason VARCHAR, shortfall BIGINT,
+            lot_id BIGINT)""",
+        # Lots: what a credit left to spend; debits consume them first-in first-out.
+        """CREATE TABLE lots (
+            lot_id BIGINT, customer_id VARCHAR, earned_on DATE, available_on DATE,
+            expires_on DATE, amount BIGINT, remaining BIGINT, status VARCHAR,
+            order_id VARCHAR, kind VARCHAR, rule_id VARCHAR, created_on DATE)""",
+        """CREATE TABLE cap_usage (
+            customer_id VARCHAR, rule_id VARCHAR, period VARCHAR, used BIGINT)""",
+        # Qualifying points of event rules per member and day (tier basis `points`).
+        """CREATE TABLE qualifying_days (customer_id VARCHAR, day DATE, points BIGINT)""",
+        """CREATE TABLE tiers (
+            customer_id VARCHAR PRIMARY KEY, tier VARCHAR, renewed_on DATE, since DATE)""",
+        """CREATE TABLE tier_changes (
+            customer_id VARCHAR, from_tier VARCHAR, to_tier VARCHAR, change VARCHAR,
+            effective_on DATE, basis DECIMAL(18,2))""",
+        """CREATE TABLE bonus_grants (
+            bonus_id VARCHAR, customer_id VARCHAR, period VARCHAR, granted_on DATE)""",
+        """CREATE TABLE challenge_progress (
+            bonus_id VARCHAR, customer_id VARCHAR, period VARCHAR, n BIGINT,
+            total DECIMAL(18,2), achieved_on DATE)""",
+        """CREATE TABLE badges (
+            customer_id VARCHAR, badge VARCHAR, bonus_id VARCHAR, period VARCHAR, earned_on DATE)""",
+        """CREATE TABLE segment_members (
+            segment_id VARCHAR, customer_id VARCHAR, grp VARCHAR, r INTEGER, f INTEGER,
+            m INTEGER, value DOUBLE, as_of DATE)""",
+        """CREATE TABLE segment_changes (
+            segment_id VARCHAR, customer_id VARCHAR, grp VARCHAR, change VARCHAR, on_day DATE)""",
+        """CREATE TABLE model_fits (segment_id VARCHAR, as_of DATE, fit JSON)""",
+        """CREATE TABLE coupon_codes (
+            pool_id VARCHAR, code VARCHAR, valid_until DATE, seq BIGINT,
+            assigned_to VARCHAR, assigned_for VARCHAR, assigned_on DATE)""",
+    ],
+}
+
+
+def _locked_error(path: Path, exc: Exception) -> LoyaltyError:
+    return LoyaltyError(
+        Diagnostic(
+            code="D604",
+            path=str(path),
+            message=f"the state file is in use by another run ({exc})",
+            hint="Wait for the other `loyalty run` to finish; two runs on one state are refused.",
+        ),
+        ExitCode.REFUSED,
+    )
+
+
+def connect(path: str | Path | None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the state file and bring its schema up to date."""
+    if path is None or str(path) == ":memory:":
+        con = duckdb.connect(":memory:")
+    else:
+        p = Path(path)
+        if read_only and not p.exists():
+            raise LoyaltyError(
+                Diagnostic(
+                    code="D605",
+                    path=str(p),
+                    message="no state file here",
+                    hint="Pass --state FILE, or run `loyalty run` first to create it.",
+                ),
+                ExitCode.USAGE,
+            )
+        try:
+            con = duckdb.connect(str(p), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise _locked_error(p, exc) from None
+            raise LoyaltyError(
+                Diagnostic(code="D605", path=str(p), message=f"cannot open the state file: {exc}",
+                           hint="Check the path; the state file is a DuckDB database."),
+                ExitCode.INVALID,
+            ) from None
+        except duckdb.Error as exc:
+            raise LoyaltyError(
+                Diagnostic(code="D605", path=str(p), message=f"not a valid state file: {exc}",
+                           hint="Pass the DuckDB file written by `loyalty run`."),
+                ExitCode.INVALID,
+            ) from None
+    con.execute("SET TimeZone = 'UTC'")
+    if not read_only:
+        migrate(con)
+    return con
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply pending migrations in one transaction; returns the resulting version."""
+    current = schema_version(con)
+    if current > SCHEMA_VERSION:
+        raise LoyaltyError(
+            Diagnostic(
+                code="D605",
+                message=f"the state file has schema version {current}; this loyalty knows "
+                f"up to {SCHEMA_VERSION}",
+                hint="Upgrade loyalty to read this state file.",
+            )
+        )
+    if current == SCHEMA_VERSION:
+        return current
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for stmt in MIGRATIONS[version]:
+                con.execute(stmt)
+        con.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION
+
+
+def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    row = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return row[0] if row else None
+
+
+def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
