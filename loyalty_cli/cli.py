@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from enum import Enum
@@ -26,6 +27,11 @@ class Format(str, Enum):
     text = "text"
     json = "json"
     github = "github"
+
+
+@app.callback()
+def _root() -> None:
+    """Declarative loyalty programs for online shops: YAML in git, nightly runs over DuckDB."""
 
 
 def _console(stderr: bool = False) -> Console:
@@ -78,6 +84,218 @@ def validate(
             )
         reporters.render_text(report.diagnostics, out, summary)
     raise typer.Exit(int(report.exit_code))
+
+
+def _parse_day(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date; write YYYY-MM-DD", param_hint=option)
+
+
+def _print_result(result, fmt: Format, console: Console) -> None:
+    from rich.table import Table
+
+    if fmt is Format.json:
+        return
+    if result.status == "refused":
+        console.print(f"[bold red]refused[/bold red] run for {result.as_of}: {result.reason}",
+                      highlight=False)
+        if result.out_dir:
+            console.print(f"rejects: {result.out_dir / 'rejects.csv'}", highlight=False)
+        return
+    title = f"{'plan' if result.status == 'planned' else 'run'} for {result.as_of}"
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("step")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for step, items in sorted(result.counts.items()):
+        for key, value in sorted(items.items()):
+            table.add_row(step, key, f"{value:,}")
+    console.print(table)
+    s = result.summary
+    if s:
+        tiers = ", ".join(f"{k}: {v:,}" for k, v in s.get("tiers", {}).items())
+        console.print(
+            f"members {s['members']:,} | available {s['available']:,} | pending {s['pending']:,}"
+            f" | liability {s['liability']:,} | tiers {tiers}",
+            highlight=False,
+        )
+    if result.rejects:
+        console.print(f"[yellow]{result.rejects:,} rejected row(s)[/yellow]", highlight=False)
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    if result.out_dir:
+        console.print(f"files: {result.out_dir}", highlight=False)
+
+
+def _result_json(result) -> dict:
+    return {
+        "as_of": result.as_of.isoformat(),
+        "status": result.status,
+        "reason": result.reason,
+        "counts": result.counts,
+        "rejects": result.rejects,
+        "warnings": result.warnings,
+        "summary": result.summary,
+        "models": result.models,
+        "out_dir": str(result.out_dir) if result.out_dir else None,
+    }
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  loyalty run program.yaml --data exports/2026-11-22/\n\n"
+    "  loyalty run program.yaml --data exports/ --as-of 2026-11-22 --state shop.duckdb --out out/"
+)
+def run(
+    program: str = typer.Argument(..., help="The program YAML file."),
+    data: str = typer.Option(..., "--data", help="Folder holding the exports."),
+    as_of: str = typer.Option(None, "--as-of", help="Day to run (YYYY-MM-DD); default yesterday."),
+    state_file: str = typer.Option("loyalty.duckdb", "--state", help="State file (DuckDB)."),
+    out: str = typer.Option("out", "--out", help="Folder for the day's output files."),
+    no_catch_up: bool = typer.Option(False, "--no-catch-up", help="Do not run missed days first."),
+    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text, json or github."),
+) -> None:
+    """The nightly run: earn, return, bonus, redeem, expire, tier, segment; write out/D/.
+
+    Atomic and idempotent: running the same day again changes nothing. Exit 3 when the run
+    is refused for its data (too many rejects, state in use); the state is then untouched.
+    """
+    from loyalty_cli.engine.run import run as run_core
+
+    day = _parse_day(as_of, "--as-of")
+    console = _console()
+    results = run_core(program, data, day, state_file, out, catch_up=not no_catch_up)
+    for result in results:
+        _print_result(result, fmt, console)
+    if fmt is Format.json:
+        typer.echo(reporters.render_json([_result_json(r) for r in results]))
+    if fmt is Format.github:
+        for r in results:
+            if r.status == "refused":
+                typer.echo(f"::error::run for {r.as_of} refused: {r.reason}")
+    raise typer.Exit(max((int(r.exit_code) for r in results), default=0))
+
+
+@app.command(
+    epilog="Example:\n\n  loyalty plan program.yaml --data exports/ --as-of 2026-11-22"
+)
+def plan(
+    program: str = typer.Argument(..., help="The program YAML file."),
+    data: str = typer.Option(..., "--data", help="Folder holding the exports."),
+    as_of: str = typer.Option(None, "--as-of", help="Day to plan (YYYY-MM-DD); default yesterday."),
+    state_file: str = typer.Option("loyalty.duckdb", "--state", help="State file (DuckDB)."),
+    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text, json or github."),
+) -> None:
+    """Dry run: what `run` would do for one day (points by rule, tiers, expiry,
+    redemptions, rejects). Writes nothing."""
+    from loyalty_cli.engine.run import plan as plan_core
+
+    result = plan_core(program, data, _parse_day(as_of, "--as-of"), state_file)
+    _print_result(result, fmt, _console())
+    if fmt is Format.json:
+        typer.echo(reporters.render_json(_result_json(result)))
+    raise typer.Exit(int(result.exit_code))
+
+
+@app.command(
+    epilog="Example:\n\n"
+    "  loyalty backfill program.yaml --data history/ --from 2025-01-01 --to 2026-11-22 "
+    "--state fresh.duckdb"
+)
+def backfill(
+    program: str = typer.Argument(..., help="The program YAML file."),
+    data: str = typer.Option(..., "--data", help="Folder holding the exports."),
+    from_day: str = typer.Option(..., "--from", help="First day (YYYY-MM-DD)."),
+    to_day: str = typer.Option(..., "--to", help="Last day (YYYY-MM-DD)."),
+    state_file: str = typer.Option("loyalty.duckdb", "--state", help="State file (DuckDB)."),
+    out: str = typer.Option("out", "--out", help="Folder for each day's output files."),
+) -> None:
+    """Replay history one day at a time (the same as one run per day D1..D2)."""
+    from rich.progress import Progress
+
+    from loyalty_cli.engine.run import backfill as backfill_core
+
+    d1, d2 = _parse_day(from_day, "--from"), _parse_day(to_day, "--to")
+    assert d1 is not None and d2 is not None
+    if d2 < d1:
+        raise typer.BadParameter("--to is before --from", param_hint="--to")
+    console = _console()
+    total = (d2 - d1).days + 1
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("backfill", total=total)
+
+        def tick(day: dt.date) -> None:
+            bar.update(task, description=f"day {day}")
+
+        def done(day: dt.date) -> None:
+            bar.advance(task)
+
+        results = backfill_core(program, data, d1, d2, state_file, out, progress=tick,
+                                finished=done)
+    refused = [r for r in results if r.status == "refused"]
+    if refused:
+        _print_result(refused[0], Format.text, console)
+    else:
+        console.print(f"backfill done: {len(results)} day(s), {d1} .. {d2}", highlight=False)
+        if results:
+            _print_result(results[-1], Format.text, console)
+    raise typer.Exit(max((int(r.exit_code) for r in results), default=0))
+
+
+@app.command(epilog="Example:\n\n  loyalty explain C000123 --state shop.duckdb")
+def explain(
+    customer_id: str = typer.Argument(..., help="The customer id (text, as in the exports)."),
+    state_file: str = typer.Option("loyalty.duckdb", "--state", help="State file (DuckDB)."),
+    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text or json."),
+) -> None:
+    """A member's ledger, lots, tier history, segments and redemptions, with their causes."""
+    from rich.table import Table
+
+    from loyalty_cli import state
+    from loyalty_cli.engine.explain import explain as explain_core
+
+    con = state.connect(state_file, read_only=True)
+    try:
+        info = explain_core(con, customer_id)
+    finally:
+        con.close()
+    if fmt is Format.json:
+        typer.echo(reporters.render_json(info))
+        raise typer.Exit(0)
+    console = _console()
+    c = info["customer"]
+    tier = info["tier"]["tier"] if info["tier"] else "(lowest)"
+    console.print(
+        f"[bold]{customer_id}[/bold] joined {c.get('join_day')} | tier {tier} | "
+        f"available {info['balances']['available']:,} | pending {info['balances']['pending']:,}",
+        highlight=False,
+    )
+    sections = [
+        ("Ledger", info["ledger"], ["run_on", "kind", "points", "pending", "rule_id", "source_id",
+                                     "occurred_on", "reason", "shortfall"]),
+        ("Lots", info["lots"], ["lot_id", "kind", "rule_id", "earned_on", "available_on",
+                                 "expires_on", "amount", "remaining", "status"]),
+        ("Tier changes", info["tier_changes"], ["effective_on", "from_tier", "to_tier", "change",
+                                                 "basis"]),
+        ("Segments", info["segments"], ["segment_id", "group", "r", "f", "m", "value"]),
+        ("Segment changes", info["segment_changes"], ["on_day", "segment_id", "group", "change"]),
+        ("Badges", info["badges"], ["badge", "bonus_id", "period", "earned_on"]),
+        ("Redemptions", info["redemptions"], ["redemption_id", "reward_id", "status", "reason",
+                                               "coupon_code"]),
+    ]
+    for title, rows, cols in sections:
+        if not rows:
+            continue
+        table = Table(title=title, header_style="bold")
+        for col in cols:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*["" if row.get(col) is None else str(row.get(col)) for col in cols])
+        console.print(table)
 
 
 def main() -> None:

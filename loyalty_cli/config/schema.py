@@ -152,8 +152,23 @@ def _to_diagnostics(doc: YamlDoc, error: ValidationError, kind: str) -> list[Dia
                 hint=(hint + sch.get("description", "")).strip(),
             )
         ]
-    if v in ("oneOf", "anyOf", "not") and not error.context:
-        pass
+    if v == "not" and isinstance(error.validator_value, dict):
+        why = error.validator_value.get("description")
+        kp = doc.key_pos(path) if path else None
+        if kp:
+            line, col = kp.line, kp.col
+        if why:
+            return [
+                Diagnostic(
+                    code="S201" if path else "S205",
+                    path=doc.path,
+                    line=line,
+                    col=col,
+                    where=where,
+                    message=f"{where or 'value'}: {why}",
+                    hint="Remove this key or change the entry's type.",
+                )
+            ]
     return [
         Diagnostic(
             code="S205",

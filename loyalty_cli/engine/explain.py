@@ -1,0 +1,86 @@
+"""`loyalty explain CUSTOMER_ID`: everything the state knows about one member, with causes."""
+
+from __future__ import annotations
+
+import duckdb
+
+from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[dict]:
+    cur = con.execute(sql, params)
+    cols = [c[0] for c in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+def explain(con: duckdb.DuckDBPyConnection, customer_id: str) -> dict:
+    """The member's profile, balances, ledger, lots, tiers, segments, badges, redemptions."""
+    profile = _rows(con, "SELECT * EXCLUDE (extra) FROM customers WHERE customer_id = ?",
+                    [customer_id])
+    if not profile:
+        raise LoyaltyError(
+            Diagnostic(code="D607", message=f"no customer '{customer_id}' in the state",
+                       hint="Customer ids are text and case-sensitive; check the export."),
+            ExitCode.INVALID,
+        )
+    p = [customer_id]
+    balances = _rows(
+        con,
+        """SELECT coalesce(sum(CASE WHEN status = 'available' THEN remaining END), 0) AS available,
+                  coalesce(sum(CASE WHEN status = 'pending' THEN remaining END), 0) AS pending
+           FROM lots WHERE customer_id = ?""",
+        p,
+    )[0]
+    return {
+        "customer": profile[0],
+        "balances": balances,
+        "tier": (_rows(con, "SELECT tier, renewed_on, since FROM tiers WHERE customer_id = ?", p)
+                 or [None])[0],
+        "ledger": _rows(
+            con,
+            """SELECT entry_id, run_on, kind, points, pending, rule_id, source_id, occurred_on,
+                      reason, shortfall, lot_id
+               FROM ledger WHERE customer_id = ? ORDER BY entry_id""",
+            p,
+        ),
+        "lots": _rows(
+            con,
+            """SELECT lot_id, kind, rule_id, order_id, earned_on, available_on, expires_on,
+                      amount, remaining, status
+               FROM lots WHERE customer_id = ? ORDER BY earned_on, lot_id""",
+            p,
+        ),
+        "tier_changes": _rows(
+            con,
+            """SELECT effective_on, from_tier, to_tier, change, basis FROM tier_changes
+               WHERE customer_id = ? ORDER BY effective_on""",
+            p,
+        ),
+        "segments": _rows(
+            con,
+            """SELECT segment_id, grp AS "group", r, f, m, value, as_of FROM segment_members
+               WHERE customer_id = ? ORDER BY segment_id""",
+            p,
+        ),
+        "segment_changes": _rows(
+            con,
+            """SELECT on_day, segment_id, grp AS "group", change FROM segment_changes
+               WHERE customer_id = ? ORDER BY on_day, segment_id""",
+            p,
+        ),
+        "badges": _rows(
+            con, "SELECT badge, bonus_id, period, earned_on FROM badges WHERE customer_id = ? "
+            "ORDER BY earned_on", p),
+        "redemptions": _rows(
+            con,
+            """SELECT redemption_id, reward_id, requested_at, status, reason, coupon_code, cost
+               FROM redemptions WHERE customer_id = ? ORDER BY requested_at, redemption_id""",
+            p,
+        ),
+        "orders": _rows(
+            con,
+            """SELECT order_id, day, total, status, returned, granted, reversed, release_on
+               FROM orders WHERE customer_id = ? ORDER BY ordered_at, order_id""",
+            p,
+        ),
+    }

@@ -1,0 +1,148 @@
+"""Step 10: the files a run writes to `out/D/` (SPEC 8), all derived from the state.
+
+Because every file is a query over the state for day D, running D again with the same
+exports writes the same bytes (run.json timings aside). Text cells from the shop's data
+that begin with = + - @ tab or CR are neutralised for spreadsheets.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from loyalty_cli.engine.context import RunContext
+
+
+def neutral(col: str) -> str:
+    """SQL neutralising a text cell that a spreadsheet would read as a formula."""
+    return (
+        f"CASE WHEN regexp_matches({col}, '^[=+\\-@\\t\\r]') THEN '''' || {col} ELSE {col} END"
+    )
+
+
+def _copy(ctx: RunContext, query: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = str(path).replace("'", "''")
+    ctx.q(f"COPY ({query}) TO '{target}' (FORMAT csv, HEADER true, NEW_LINE '\\n')")
+
+
+def balances_sql(ctx: RunContext) -> str:
+    d = ctx.sql_date()
+    lowest = (ctx.program.lowest_tier or "").replace("'", "''")
+    return f"""
+        WITH lot AS (
+            SELECT customer_id,
+                   sum(CASE WHEN status = 'available' THEN remaining ELSE 0 END) AS available,
+                   sum(CASE WHEN status = 'pending' THEN remaining ELSE 0 END) AS pending,
+                   min(CASE WHEN status = 'available' AND remaining > 0 THEN expires_on END)
+                       AS next_expiry_on
+            FROM lots GROUP BY customer_id),
+        nxt AS (
+            SELECT l.customer_id, sum(l.remaining) AS next_expiry_points
+            FROM lots l JOIN lot USING (customer_id)
+            WHERE l.status = 'available' AND l.remaining > 0 AND l.expires_on = lot.next_expiry_on
+            GROUP BY l.customer_id),
+        life AS (
+            SELECT customer_id,
+                   sum(CASE WHEN kind = 'pending' THEN pending
+                            WHEN kind IN ('earn', 'bonus', 'award') THEN points
+                            WHEN kind = 'adjust' AND points > 0 THEN points
+                            WHEN kind = 'cancel' THEN pending - shortfall
+                            WHEN kind = 'clawback' THEN points - shortfall
+                            ELSE 0 END) AS lifetime_earned
+            FROM ledger GROUP BY customer_id)
+        SELECT {neutral('c.customer_id')} AS customer_id,
+               coalesce(lot.available, 0) AS available, coalesce(lot.pending, 0) AS pending,
+               coalesce(t.tier, '{lowest}') AS tier,
+               lot.next_expiry_on, nxt.next_expiry_points,
+               coalesce(life.lifetime_earned, 0) AS lifetime_earned
+        FROM customers c
+        LEFT JOIN lot USING (customer_id) LEFT JOIN nxt USING (customer_id)
+        LEFT JOIN life USING (customer_id) LEFT JOIN tiers t USING (customer_id)
+        WHERE c.join_day <= {d}
+        ORDER BY c.customer_id"""
+
+
+def write_all(ctx: RunContext, out: Path, rejects_table: str) -> None:
+    d = ctx.sql_date()
+    _copy(ctx, balances_sql(ctx), out / "balances.csv")
+    _copy(
+        ctx,
+        f"""SELECT {neutral('customer_id')} AS customer_id, kind, points, pending,
+                   {neutral('rule_id')} AS rule_id, {neutral('source_id')} AS source_id,
+                   occurred_on, {neutral('reason')} AS reason, shortfall
+            FROM ledger WHERE run_on = {d} ORDER BY customer_id, entry_id""",
+        out / "ledger.csv",
+    )
+    _copy(
+        ctx,
+        f"""SELECT {neutral('customer_id')} AS customer_id, from_tier, to_tier, change,
+                   effective_on
+            FROM tier_changes WHERE effective_on = {d} ORDER BY customer_id""",
+        out / "tier_changes.csv",
+    )
+    _copy(
+        ctx,
+        f"""SELECT {neutral('customer_id')} AS customer_id, segment_id, grp AS "group",
+                   r, f, m, value
+            FROM segment_members WHERE as_of = {d} ORDER BY customer_id, segment_id""",
+        out / "segments.csv",
+    )
+    _copy(
+        ctx,
+        f"""SELECT {neutral('redemption_id')} AS redemption_id,
+                   {neutral('customer_id')} AS customer_id, {neutral('reward_id')} AS reward_id,
+                   status, reason, coupon_code
+            FROM redemptions WHERE processed_on = {d}
+            ORDER BY customer_id, requested_at, redemption_id""",
+        out / "redemptions.csv",
+    )
+    write_rejects(ctx, out / "rejects.csv", rejects_table)
+
+
+def write_rejects(ctx: RunContext, path: Path, rejects_table: str) -> None:
+    _copy(
+        ctx,
+        f"""SELECT source, {neutral('file')} AS file, line, {neutral('"column"')} AS "column",
+                   reason
+            FROM {rejects_table} ORDER BY source, file, line, "column", reason""",
+        path,
+    )
+
+
+def summary(ctx: RunContext) -> dict:
+    """Headline figures of the state after the run, for the terminal summary."""
+    row = ctx.q(
+        f"""SELECT count(*), coalesce(sum(available), 0), coalesce(sum(pending), 0)
+            FROM ({balances_sql(ctx)})"""
+    ).fetchone()
+    tiers = dict(
+        ctx.q(
+            f"SELECT tier, count(*) FROM ({balances_sql(ctx)}) GROUP BY tier ORDER BY tier"
+        ).fetchall()
+    )
+    point_value = float(ctx.program.data["program"].get("point_value") or 0)
+    return {
+        "members": int(row[0]),
+        "available": int(row[1]),
+        "pending": int(row[2]),
+        "liability": round(int(row[1]) * point_value, 2),
+        "tiers": {str(k): int(v) for k, v in tiers.items()},
+    }
+
+
+def write_run_json(out: Path, result, ctx: RunContext, status: str) -> None:
+    payload = {
+        "as_of": result.as_of.isoformat(),
+        "status": status,
+        "program": ctx.program.id,
+        "window_start": ctx.window_start.isoformat() if ctx.window_start else None,
+        "reason": result.reason,
+        "counts": result.counts,
+        "rejects": result.rejects,
+        "warnings": result.warnings,
+        "models": result.models,
+        "summary": result.summary,
+        "timings": result.timings,
+    }
+    (out / "run.json").write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")

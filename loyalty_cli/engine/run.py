@@ -1,0 +1,530 @@
+"""`loyalty run` for day D: every stage of SPEC section 5 inside one transaction.
+
+A run either commits everything (state, then its output folder is swapped in) or nothing:
+a refused run or a killed process leaves the state as it was. Running the same day again
+with the same exports changes nothing and writes the same files; missed nights are caught
+up one day at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import time
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from loyalty_cli import state
+from loyalty_cli.config.model import Program, load_program
+from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
+from loyalty_cli.engine import earning, ledger, outputs, returns
+from loyalty_cli.engine.context import RunContext
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass
+class RunResult:
+    """What a run did: its day, status, counts and where its files are."""
+
+    as_of: dt.date
+    status: str  # ok | refused | planned
+    counts: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    models: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    out_dir: Path | None = None
+    reason: str | None = None
+    rejects: int = 0
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.REFUSED if self.status == "refused" else ExitCode.OK
+
+
+def default_as_of(program: Program, now: dt.datetime | None = None) -> dt.date:
+    """Yesterday in the program's timezone."""
+    tz = zoneinfo.ZoneInfo(program.timezone)
+    now = now or dt.datetime.now(tz)
+    return (now.astimezone(tz) - dt.timedelta(days=1)).date()
+
+
+def last_run_day(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    return con.execute("SELECT max(as_of) FROM runs WHERE status = 'ok'").fetchone()[0]
+
+
+def _refuse(message: str, hint: str) -> LoyaltyError:
+    return LoyaltyError(Diagnostic(code="D606", message=message, hint=hint), ExitCode.REFUSED)
+
+
+def run(
+    program: Program | str | Path,
+    data_dir: str | Path,
+    as_of: dt.date | None = None,
+    state_path: str | Path | None = "loyalty.duckdb",
+    out_dir: str | Path | None = "out",
+    *,
+    catch_up: bool = True,
+    progress: Callable[[dt.date], None] | None = None,
+) -> list[RunResult]:
+    """Run day `as_of` (catching up missed days first); returns one result per day run."""
+    if not isinstance(program, Program):
+        program = load_program(program)
+    data = Path(data_dir)
+    if not data.is_dir():
+        raise LoyaltyError(
+            Diagnostic(code="D601", path=str(data), message="the --data folder does not exist",
+                       hint="Pass the folder holding the night's exports."),
+            ExitCode.USAGE,
+        )
+    as_of = as_of or default_as_of(program)
+    con = state.connect(state_path)
+    try:
+        last = last_run_day(con)
+        if last is not None and as_of < last:
+            raise _refuse(
+                f"the state was last run for {last}; a run for the earlier day {as_of} is refused",
+                "Runs go forward in time. To replay history, use `loyalty backfill` on a fresh "
+                "state file.",
+            )
+        days = [as_of]
+        if last is not None and catch_up and (as_of - last).days > 1:
+            days = [last + dt.timedelta(days=i) for i in range(1, (as_of - last).days + 1)]
+        results = []
+        for day in days:
+            if progress:
+                progress(day)
+            results.append(run_day(con, program, data, day, out_dir))
+            if results[-1].status != "ok":
+                break
+        return results
+    finally:
+        con.close()
+
+
+def backfill(
+    program: Program | str | Path,
+    data_dir: str | Path,
+    first_day: dt.date,
+    last_day: dt.date,
+    state_path: str | Path | None = "loyalty.duckdb",
+    out_dir: str | Path | None = "out",
+    *,
+    progress: Callable[[dt.date], None] | None = None,
+    finished: Callable[[dt.date], None] | None = None,
+) -> list[RunResult]:
+    """One run per day from `first_day` to `last_day`, in order (the way to import history).
+
+    On a fresh state the first day's run covers all history up to that day.
+    """
+    if not isinstance(program, Program):
+        program = load_program(program)
+    con = state.connect(state_path)
+    try:
+        last = last_run_day(con)
+        if last is not None and first_day < last:
+            raise _refuse(
+                f"the state was last run for {last}; backfill from {first_day} would go back "
+                "in time",
+                "Backfill onto a fresh state file (--state new.duckdb), or start after the "
+                "last run.",
+            )
+        results = []
+        for i in range((last_day - first_day).days + 1):
+            day = first_day + dt.timedelta(days=i)
+            if progress:
+                progress(day)
+            results.append(run_day(con, program, Path(data_dir), day, out_dir))
+            if finished:
+                finished(day)
+            if results[-1].status != "ok":
+                break
+        return results
+    finally:
+        con.close()
+
+
+def plan(
+    program: Program | str | Path,
+    data_dir: str | Path,
+    as_of: dt.date | None = None,
+    state_path: str | Path | None = "loyalty.duckdb",
+) -> RunResult:
+    """What `run` would do for one day, on a throw-away copy of the state; writes nothing."""
+    if not isinstance(program, Program):
+        program = load_program(program)
+    as_of = as_of or default_as_of(program)
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    if state_path is not None and Path(state_path).exists():
+        try:
+            con.execute(f"ATTACH '{_sql_str(str(state_path))}' AS src (READ_ONLY)")
+            con.execute("COPY FROM DATABASE src TO memory")
+            con.execute("DETACH src")
+        except duckdb.Error as exc:
+            raise LoyaltyError(
+                Diagnostic(code="D605", path=str(state_path),
+                           message=f"cannot read the state file: {exc}",
+                           hint="Pass the DuckDB file written by `loyalty run`."),
+                ExitCode.INVALID,
+            ) from None
+    state.migrate(con)
+    last = last_run_day(con)
+    if last is not None and as_of < last:
+        raise _refuse(
+            f"the state was last run for {last}; a run for the earlier day {as_of} is refused",
+            "Runs go forward in time.",
+        )
+    try:
+        return run_day(con, program, Path(data_dir), as_of, None, dry_run=True)
+    finally:
+        con.close()
+
+
+def _sql_str(s: str) -> str:
+    return s.replace("'", "''")
+
+
+def run_day(
+    con: duckdb.DuckDBPyConnection,
+    program: Program,
+    data_dir: Path,
+    as_of: dt.date,
+    out_dir: str | Path | None,
+    *,
+    dry_run: bool = False,
+) -> RunResult:
+    """One day's run in one transaction; outputs swapped in after the commit."""
+    from loyalty_cli.engine import sources as source_loader
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    last = last_run_day(con)
+    window_start = last if last is not None and last < as_of else None
+    if last == as_of:
+        # A rerun of the last day: same window as that run had.
+        window_start = con.execute(
+            "SELECT window_start FROM runs WHERE status = 'ok' AND as_of = ? "
+            "ORDER BY run_id LIMIT 1",
+            [as_of],
+        ).fetchone()[0]
+    ctx = RunContext(con, program, as_of, window_start, data_dir=data_dir, dry_run=dry_run)
+    final_dir = Path(out_dir) / as_of.isoformat() if out_dir is not None else None
+    tmp_dir = None
+    if final_dir is not None:
+        final_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = final_dir.parent / f".{as_of.isoformat()}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        tmp_dir.mkdir()
+
+    def lap(name: str, start: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round(now - start, 4)
+        return now
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        t = time.perf_counter()
+        loaded = source_loader.load_sources(
+            con,
+            program.data["sources"],
+            data_dir,
+            as_of,
+            program.timezone,
+            program.currency,
+            max_reject_rate=float(program.data["data"].get("max_reject_rate", 0.01)),
+            known_customer_ids_table="customers",
+            status_map=(program.data["sources"].get("orders") or {}).get("status_map"),
+        )
+        ctx.warnings.extend(loaded.warnings)
+        for src, c in loaded.counts.items():
+            for k, v in c.items():
+                ctx.count("sources", f"{src}.{k}", v)
+        t = lap("load", t)
+        if loaded.refused:
+            con.execute("ROLLBACK")
+            return _write_refused(ctx, loaded, tmp_dir, final_dir, timings, t0)
+        _prepare(ctx, loaded)
+        t = lap("prepare", t)
+        ledger.release_due(ctx, created_before_run=True)
+        earning.apply_earning(ctx)
+        t = lap("earning", t)
+        returns.apply_returns(ctx)
+        t = lap("returns", t)
+        _optional_stage("bonuses", "apply_bonuses", ctx)
+        _optional_stage("bonuses", "apply_adjustments", ctx)
+        t = lap("bonuses", t)
+        _optional_stage("redemptions", "apply_redemptions", ctx)
+        t = lap("redemptions", t)
+        n = ledger.expire(ctx)
+        ctx.count("expiry", "entries", n)
+        t = lap("expiry", t)
+        if program.tiers:
+            from loyalty_cli.engine import tiers
+
+            tiers.apply_tiers(ctx)
+        t = lap("tiers", t)
+        if program.data.get("segments"):
+            _optional_stage("segments", "apply_segments", ctx)
+        t = lap("segments", t)
+        _mark_processed(ctx)
+        run_id = int(con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0])
+        if last != as_of:
+            con.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, 'ok', ?, ?, ?, ?)",
+                [run_id, as_of, window_start, dt.datetime.now(), dt.datetime.now(), program.id,
+                 json.dumps(ctx.counts, sort_keys=True)],
+            )
+        result = RunResult(as_of=as_of, status="planned" if dry_run else "ok",
+                           counts=json.loads(json.dumps(ctx.counts)), warnings=ctx.warnings,
+                           models=ctx.models)
+        result.rejects = int(con.execute(f"SELECT count(*) FROM {loaded.rejects_table}").fetchone()[0])
+        result.summary = outputs.summary(ctx)
+        if tmp_dir is not None and not dry_run:
+            outputs.write_all(ctx, tmp_dir, loaded.rejects_table)
+            t = lap("outputs", t)
+        if dry_run:
+            con.execute("ROLLBACK")
+        else:
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    timings["total"] = round(time.perf_counter() - t0, 4)
+    result.timings = timings
+    if tmp_dir is not None and final_dir is not None:
+        outputs.write_run_json(tmp_dir, result, ctx, status="ok")
+        _swap_in(tmp_dir, final_dir)
+        result.out_dir = final_dir
+    return result
+
+
+def _optional_stage(module: str, func: str, ctx: RunContext) -> None:
+    import importlib
+
+    mod = importlib.import_module(f"loyalty_cli.engine.{module}")
+    getattr(mod, func)(ctx)
+
+
+def _swap_in(tmp_dir: Path, final_dir: Path) -> None:
+    old = None
+    if final_dir.exists():
+        old = final_dir.parent / f".{final_dir.name}.old-{os.getpid()}"
+        final_dir.rename(old)
+    tmp_dir.rename(final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_refused(ctx, loaded, tmp_dir, final_dir, timings, t0) -> RunResult:
+    result = RunResult(as_of=ctx.as_of, status="refused", counts=json.loads(json.dumps(ctx.counts)),
+                       warnings=ctx.warnings, reason=loaded.refused)
+    result.rejects = int(ctx.scalar(f"SELECT count(*) FROM {loaded.rejects_table}"))
+    timings["total"] = round(time.perf_counter() - t0, 4)
+    result.timings = timings
+    if tmp_dir is not None and final_dir is not None:
+        final_dir.mkdir(parents=True, exist_ok=True)
+        outputs.write_rejects(ctx, final_dir / "rejects.csv", loaded.rejects_table)
+        outputs.write_run_json(final_dir, result, ctx, status="refused")
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        result.out_dir = final_dir
+    return result
+
+
+def _extra_columns(program: Program, source: str) -> dict[str, str]:
+    extra = ((program.data.get("sources") or {}).get(source) or {}).get("extra") or {}
+    return {k: v for k, v in extra.items() if _IDENT.match(k)}
+
+
+def _prepare(ctx: RunContext, loaded) -> None:
+    """Upsert customers, build the member view, and pick this run's new rows."""
+    from loyalty_cli.columns import DUCKDB_TYPES
+
+    con, d = ctx.con, ctx.sql_date()
+    t = loaded.tables
+    cust_extra = _extra_columns(ctx.program, "customers")
+    extra_json = (
+        "json_object(" + ", ".join(f"'{k}', \"{k}\"" for k in cust_extra) + ")"
+        if cust_extra else "CAST(NULL AS JSON)"
+    )
+    con.execute(
+        f"""INSERT OR REPLACE INTO customers
+        SELECT s.customer_id, s.email, s.phone, s.first_name, s.last_name, s.birth_date,
+               s.joined_at, CAST(s.joined_at AS DATE), s.email_consent, s.sms_consent,
+               s.referred_by, s.locale, {extra_json}, coalesce(c.first_seen_on, {d})
+        FROM {t['customers']} s LEFT JOIN customers c USING (customer_id)"""
+    )
+    extra_cols = "".join(
+        f", CAST(json_extract{'_string' if typ != 'list' else ''}(extra, '$.{k}') AS "
+        f"{DUCKDB_TYPES[typ]}) AS \"{k}\""
+        for k, typ in cust_extra.items()
+    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW cust_view AS SELECT c.* EXCLUDE (extra){extra_cols} "
+                "FROM customers c")
+    lowest = ctx.program.lowest_tier
+    rfm = next((s["id"] for s in ctx.program.data.get("segments") or [] if s["type"] == "rfm"), None)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE member_view AS
+        SELECT c.customer_id,
+               coalesce(t.tier, ?) AS tier,
+               coalesce(b.balance, 0) AS balance, coalesce(b.pending, 0) AS pending,
+               CAST({d} - o.last_day AS BIGINT) AS days_since_last_order,
+               coalesce(o.n, 0) AS orders_count,
+               coalesce(o.spend, CAST(0 AS DECIMAL(18,2))) AS lifetime_spend,
+               s.r, s.f, s.m
+        FROM customers c
+        LEFT JOIN tiers t USING (customer_id)
+        LEFT JOIN (SELECT customer_id,
+                          sum(CASE WHEN status = 'available' THEN remaining ELSE 0 END) AS balance,
+                          sum(CASE WHEN status = 'pending' THEN remaining ELSE 0 END) AS pending
+                   FROM lots GROUP BY customer_id) b USING (customer_id)
+        LEFT JOIN (SELECT customer_id, max(day) AS last_day, count(*) AS n,
+                          sum(greatest(total - returned, 0)) AS spend
+                   FROM orders WHERE status = 'completed' GROUP BY customer_id) o
+               USING (customer_id)
+        LEFT JOIN (SELECT customer_id, r, f, m FROM segment_members WHERE segment_id = ?) s
+               USING (customer_id)""",
+        [lowest, rfm],
+    )
+
+    # Orders first processed in this run; re-exported orders that turned cancelled.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE new_orders AS
+        SELECT s.* FROM {t['orders']} s
+        WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = s.order_id)"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE cancelled_now AS
+        SELECT o.order_id FROM {t['orders']} s JOIN orders o USING (order_id)
+        WHERE o.status = 'completed' AND s.status = 'cancelled'"""
+    )
+    order_extra = _extra_columns(ctx.program, "orders")
+    extra_json = (
+        "json_object(" + ", ".join(f"'{k}', \"{k}\"" for k in order_extra) + ")"
+        if order_extra else "CAST(NULL AS JSON)"
+    )
+    pending = ctx.program.pending_days
+    con.execute(
+        f"""INSERT INTO orders
+        SELECT order_id, customer_id, ordered_at, day, total, status, channel, {extra_json},
+               CAST(day + INTERVAL {int(pending)} DAY AS DATE), 0, 0,
+               CAST(0 AS DECIMAL(18,2)), 0, 0, {d}
+        FROM new_orders"""
+    )
+    # Item rows go with their order, from the export in which it is first processed.
+    items = t.get("order_items")
+    if items:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE new_items AS SELECT i.* FROM {items} i "
+            "WHERE i.order_id IN (SELECT order_id FROM new_orders)"
+        )
+        ignored = con.execute(
+            f"""SELECT count(*) FROM {items} i
+            WHERE i.order_id NOT IN (SELECT order_id FROM new_orders)
+              AND i.order_id IN (SELECT order_id FROM orders)"""
+        ).fetchone()[0]
+        if ignored:
+            ctx.warnings.append(
+                f"{ignored} item row(s) of orders processed in an earlier run were ignored"
+            )
+            ctx.count("warnings", "items_of_processed_orders", ignored)
+        held = _held_back_orders(loaded)
+        con.execute(
+            f"""INSERT INTO {loaded.rejects_table} (source, file, line, "column", reason)
+            SELECT 'order_items', i._file, i._line, 'order_id', 'unknown_order' FROM {items} i
+            WHERE i.order_id NOT IN (SELECT order_id FROM orders) {held}"""
+        )
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE new_items AS SELECT NULL::VARCHAR AS order_id, "
+                    "0::BIGINT AS item_seq WHERE FALSE")
+
+    events = t.get("events")
+    if events:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE new_events AS
+            SELECT e.* FROM {events} e
+            WHERE NOT EXISTS (
+                SELECT 1 FROM events_seen s
+                WHERE s.event_key = e.event_key
+                  AND s.day >= (SELECT min(day) FROM {events}))"""
+        )
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE new_events AS SELECT NULL::VARCHAR AS event_key, "
+                    "NULL::VARCHAR AS customer_id, NULL::DATE AS day WHERE FALSE")
+
+    rets = t.get("returns")
+    ret_select = (
+        f"""SELECT r.order_id, r.returned_at, r.amount, r.day,
+                   r.order_id || '|' || strftime(r.returned_at, '%Y-%m-%dT%H:%M:%S') || '|'
+                       || CAST(r.amount AS VARCHAR) AS return_key, r._file, r._line
+            FROM {rets} r
+            WHERE NOT EXISTS (SELECT 1 FROM returns p WHERE p.order_id = r.order_id
+                              AND p.returned_at = r.returned_at AND p.amount = r.amount)"""
+        if rets else None
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE new_returns AS
+        SELECT * FROM ({ret_select or "SELECT NULL::VARCHAR order_id, NULL::TIMESTAMP returned_at, NULL::DECIMAL(18,2) amount, NULL::DATE day, NULL::VARCHAR return_key, NULL::VARCHAR _file, NULL::BIGINT _line WHERE FALSE"})
+        WHERE order_id IN (SELECT order_id FROM orders)"""
+    )
+    if rets:
+        held = _held_back_orders(loaded, alias="r")
+        con.execute(
+            f"""INSERT INTO {loaded.rejects_table} (source, file, line, "column", reason)
+            SELECT 'returns', r._file, r._line, 'order_id', 'unknown_order' FROM {rets} r
+            WHERE r.order_id NOT IN (SELECT order_id FROM orders) {held}"""
+        )
+    # 9.2: an order re-exported as cancelled returns its whole remaining amount, dated D.
+    con.execute(
+        f"""INSERT INTO new_returns
+        SELECT o.order_id, CAST({d} AS TIMESTAMP) + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND,
+               o.total - o.returned, {d}, o.order_id || '|cancelled', NULL, NULL
+        FROM orders o JOIN cancelled_now c USING (order_id) WHERE o.total - o.returned > 0"""
+    )
+
+    for src, key in (("redemptions", "redemption_id"), ("adjustments", "adjustment_id")):
+        tbl = t.get(src)
+        if tbl:
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE new_{src} AS SELECT s.* FROM {tbl} s
+                WHERE NOT EXISTS (SELECT 1 FROM {src} p WHERE p.{key} = s.{key})"""
+            )
+        else:
+            cols = {"redemptions": "NULL::VARCHAR redemption_id, NULL::VARCHAR customer_id, "
+                    "NULL::VARCHAR reward_id, NULL::TIMESTAMP requested_at, NULL::DATE day",
+                    "adjustments": "NULL::VARCHAR adjustment_id, NULL::VARCHAR customer_id, "
+                    "NULL::BIGINT points, NULL::VARCHAR reason, NULL::TIMESTAMP created_at, "
+                    "NULL::DATE day"}[src]
+            con.execute(f"CREATE OR REPLACE TEMP TABLE new_{src} AS SELECT {cols} WHERE FALSE")
+    for name in ("new_orders", "new_items", "new_events", "new_returns", "new_redemptions",
+                 "new_adjustments"):
+        ctx.count("rows", name.removeprefix("new_"),
+                  ctx.scalar(f"SELECT count(*) FROM {name}"))
+
+
+def _held_back_orders(loaded, alias: str = "i") -> str:
+    """SQL excluding rows whose order is in the export but after the run's day."""
+    held = getattr(loaded, "held_back_orders_table", None)
+    if not held:
+        return ""
+    return f"AND {alias}.order_id NOT IN (SELECT order_id FROM {held})"
+
+
+def _mark_processed(ctx: RunContext) -> None:
+    d = ctx.sql_date()
+    ctx.q(f"INSERT INTO events_seen SELECT event_key, day, {d} FROM new_events")
+    ctx.q("UPDATE orders SET status = 'cancelled' WHERE order_id IN (SELECT order_id FROM cancelled_now)")
