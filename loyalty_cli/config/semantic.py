@@ -462,12 +462,16 @@ def check_workflow(
             channels = [(send.get("channel"), ("channel",))]
             if send.get("fallback"):
                 channels.append((send.get("fallback"), ("fallback",)))
+            has_coupon = isinstance(coupon, dict)
             for channel, _ in channels:
                 pos = doc.pos((*spath, "send", "template"))
-                key = (str(pctx.template_dir), name, channel)
+                key = (str(pctx.template_dir), name, channel, has_coupon)
                 if template_cache is not None and key in template_cache:
                     continue
                 sample = render_context.sample_context(pctx.data)
+                if not has_coupon:
+                    # A step that assigns no coupon renders with `coupon` empty.
+                    sample = {**sample, "coupon": None}
                 found = sandbox.check_template(
                     pctx.template_dir,
                     name,
