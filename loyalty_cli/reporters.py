@@ -41,9 +41,9 @@ def render_text(diags: list[Diagnostic], console: Console, summary: str = "") ->
     cache: dict[str, list[str] | None] = {}
     for d in diags:
         style = _STYLE.get(d.severity, "")
+        where = f"[bold]{escape(d.location())}[/bold]: " if d.path else ""
         console.print(
-            f"[bold]{escape(d.location())}[/bold]: [{style}]{d.severity}[{escape(d.code)}][/{style}] "
-            f"{escape(d.message)}",
+            f"{where}[{style}]{d.severity}[{escape(d.code)}][/{style}] {escape(d.message)}",
             highlight=False,
         )
         for line in snippet(d, _source_lines(d.path, cache)):
