@@ -1,0 +1,249 @@
+"""Tiers (SPEC 5 step 7, 9.5, 9.13, 9.14): the basis over the window, promotion, renewal
+and demotion after `retain`, and the tier a member had on a given day.
+
+Everything is set-based over all members at once. The step for day D works in three
+stages: decide every member's new tier into `_tier_step`, record the changes in
+`tier_changes`, then bring `tiers` up to date. Re-running the step for the same D with the
+same data changes nothing: the decision is a function of the basis, the stored tier and its
+renewal day, and a tier moved by this D carries renewal day D, so it cannot move down again.
+
+`tier_changes` holds at most one row per member and day, the net change of that day: a
+re-run for D with new data (say, a late order) that moves the member again amends the row
+instead of adding one, and drops it when the member ends the day where they started. The
+earning stage relies on that to read "the tier as of the start of a day" unambiguously.
+
+Every member who joined by D gets a `tiers` row at their first tier step, the lowest level
+included (`since` = join day when they never changed tier); a member without a row is at the
+lowest level. A stored tier that is no longer one of the program's levels counts as the
+lowest level: the next step moves the member to the level their basis reaches.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from loyalty_cli.config.durations import Duration
+from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.timeutil import sql_literal
+
+MULTIPLIER_TYPE = "DECIMAL(9,4)"
+# A level's min is money or points; compared exactly with the basis (DECIMAL(18,2)).
+MIN_TYPE = "DECIMAL(38,6)"
+
+
+def _decimal_literal(value: object, sql_type: str) -> str:
+    """A DECIMAL literal from a number of the validated program (never from free text)."""
+    number = Decimal(str(value))
+    return f"CAST('{format(number, 'f')}' AS {sql_type})"
+
+
+def levels_sql(ctx: RunContext) -> str:
+    """The program's levels as a relation: rank (0 = lowest), id, min, multiplier."""
+    rows = [
+        f"({rank}, {sql_literal(str(level['id']))}, "
+        f"{_decimal_literal(level.get('min', 0), MIN_TYPE)}, "
+        f"{_decimal_literal(level.get('multiplier', 1), MULTIPLIER_TYPE)})"
+        for rank, level in enumerate(ctx.program.levels)
+    ]
+    return f"(SELECT * FROM (VALUES {', '.join(rows)}) AS v(rank, id, min, multiplier))"
+
+
+def _lowest(ctx: RunContext) -> str:
+    return sql_literal(str(ctx.program.lowest_tier))
+
+
+def _window_start(ctx: RunContext) -> str:
+    """The last day before the window (D - window, D], as a DATE literal."""
+    window = ctx.program.duration("tiers", "window")
+    if window is None:
+        raise ValueError("tiers.window is not a duration; validate the program first")
+    return ctx.sql_date(window.subtract_from(ctx.as_of))
+
+
+def _retain(ctx: RunContext) -> Duration:
+    retain = ctx.program.duration("tiers", "retain")
+    if retain is None:
+        raise ValueError("tiers.retain is not a duration; validate the program first")
+    return retain
+
+
+def basis_sql(ctx: RunContext) -> str:
+    """Per member with activity in the window: customer_id, basis (DECIMAL(18,2)).
+
+    `spend`: completed orders' totals net of everything returned so far, never below 0 per
+    order. `points`: qualifying points of orders net of their reversed share, plus the
+    qualifying points of event rules (`qualifying_days`). Both by the row's day in
+    (D - window, D].
+    """
+    start, day = _window_start(ctx), ctx.sql_date()
+    in_window = f"day > {start} AND day <= {day}"
+    if (ctx.program.tiers or {}).get("basis", "spend") == "points":
+        return f"""
+            SELECT customer_id, CAST(sum(points) AS DECIMAL(18,2)) AS basis FROM (
+                SELECT customer_id,
+                       coalesce(qualifying, 0) - coalesce(qualifying_reversed, 0) AS points
+                FROM orders WHERE {in_window}
+                UNION ALL
+                SELECT customer_id, points FROM qualifying_days WHERE {in_window}
+            ) GROUP BY customer_id"""
+    return f"""
+        SELECT customer_id,
+               CAST(sum(greatest(total - coalesce(returned, 0), 0)) AS DECIMAL(18,2)) AS basis
+        FROM orders WHERE status = 'completed' AND {in_window}
+        GROUP BY customer_id"""
+
+
+def apply_tiers(ctx: RunContext) -> None:
+    """Step 7 for D: promote, renew and demote every member who joined by D.
+
+    Counts (run.json `tiers`): `promoted` and `demoted` are the tier changes this run made;
+    `renewed` the members above the lowest level who kept their level and whose renewal day
+    moved to D (promotions renew too, but count as promotions).
+    """
+    if not ctx.program.tiers:
+        return
+    day = ctx.sql_date()
+    lowest = _lowest(ctx)
+    retain = _retain(ctx)
+    one_level = ctx.program.tiers.get("downgrade", "one_level") == "one_level"
+    demote_to = "cur_rank - 1" if one_level else "q_rank"
+    levels = levels_sql(ctx)
+
+    ctx.q("DROP TABLE IF EXISTS _tier_step")
+    ctx.q(
+        f"""CREATE TEMP TABLE _tier_step AS
+        WITH lv AS {levels},
+        members AS (
+            SELECT c.customer_id, c.join_day, t.tier AS stored_tier, t.since AS stored_since,
+                   t.renewed_on AS stored_renewed_on,
+                   coalesce(t.renewed_on, t.since, c.join_day) AS renewed_on,
+                   coalesce(l.rank, 0) AS cur_rank,
+                   t.tier IS NOT NULL AND l.id IS NULL AS unknown_tier,
+                   coalesce(b.basis, 0) AS basis
+            FROM customers c
+            LEFT JOIN tiers t USING (customer_id)
+            LEFT JOIN lv l ON l.id = t.tier
+            LEFT JOIN ({basis_sql(ctx)}) b USING (customer_id)
+            WHERE c.join_day <= {day}),
+        qualified AS (
+            SELECT m.*, coalesce((SELECT max(rank) FROM lv WHERE lv.min <= m.basis), 0) AS q_rank
+            FROM members m),
+        decided AS (
+            SELECT *,
+                   CASE WHEN q_rank > cur_rank THEN q_rank
+                        WHEN q_rank < cur_rank AND renewed_on < {day}
+                             AND CAST(renewed_on + {retain.sql_interval()} AS DATE) <= {day}
+                        THEN {demote_to}
+                        ELSE cur_rank END AS new_rank
+            FROM qualified)
+        SELECT d.customer_id, d.join_day, d.stored_tier, d.stored_since, d.stored_renewed_on,
+               d.cur_rank, d.q_rank, d.new_rank, d.basis,
+               coalesce(d.stored_tier, {lowest}) AS from_tier, l.id AS new_tier,
+               CASE WHEN d.new_rank > d.cur_rank THEN 'up'
+                    WHEN d.new_rank < d.cur_rank OR d.unknown_tier THEN 'down' END AS change,
+               CASE WHEN d.q_rank >= d.cur_rank OR d.new_rank <> d.cur_rank THEN {day}
+                    ELSE d.renewed_on END AS new_renewed_on,
+               x.customer_id IS NOT NULL AS changed_today,
+               coalesce(fx.rank, 0) AS today_from_rank
+        FROM decided d JOIN lv l ON l.rank = d.new_rank
+        LEFT JOIN (SELECT customer_id, arg_max(from_tier, rowid) AS from_tier
+                   FROM tier_changes WHERE effective_on = {day}
+                   GROUP BY customer_id) x ON x.customer_id = d.customer_id
+        LEFT JOIN lv fx ON fx.id = x.from_tier"""
+    )
+
+    # Changes: a new row, or the amended net change of a member already moved on D.
+    ctx.q(
+        f"""INSERT INTO tier_changes
+            (customer_id, from_tier, to_tier, change, effective_on, basis)
+        SELECT customer_id, from_tier, new_tier, change, {day}, basis FROM _tier_step
+        WHERE change IS NOT NULL AND NOT changed_today"""
+    )
+    ctx.q(
+        f"""UPDATE tier_changes SET to_tier = s.new_tier, basis = s.basis,
+               change = CASE WHEN s.new_rank > s.today_from_rank THEN 'up' ELSE 'down' END
+        FROM _tier_step s
+        WHERE tier_changes.customer_id = s.customer_id AND tier_changes.effective_on = {day}
+          AND s.change IS NOT NULL AND s.changed_today"""
+    )
+    ctx.q(
+        f"""DELETE FROM tier_changes WHERE effective_on = {day} AND from_tier = to_tier
+          AND customer_id IN (SELECT customer_id FROM _tier_step
+                              WHERE change IS NOT NULL AND changed_today)"""
+    )
+
+    # `since` is the day the current tier was entered: the member's latest change, if any.
+    ctx.q(
+        f"""INSERT OR REPLACE INTO tiers (customer_id, tier, renewed_on, since)
+        SELECT s.customer_id, s.new_tier, s.new_renewed_on,
+               CASE WHEN s.change IS NULL AND s.stored_since IS NOT NULL THEN s.stored_since
+                    ELSE coalesce(
+                        (SELECT max(effective_on) FROM tier_changes x
+                         WHERE x.customer_id = s.customer_id AND x.effective_on <= {day}),
+                        s.join_day) END
+        FROM _tier_step s
+        WHERE s.stored_tier IS NULL OR s.change IS NOT NULL
+           OR s.stored_renewed_on IS DISTINCT FROM s.new_renewed_on"""
+    )
+
+    promoted, demoted, renewed = ctx.q(
+        f"""SELECT count(*) FILTER (WHERE change = 'up'),
+                   count(*) FILTER (WHERE change = 'down'),
+                   count(*) FILTER (WHERE change IS NULL AND cur_rank > 0
+                                    AND stored_renewed_on < {day} AND new_renewed_on = {day})
+        FROM _tier_step"""
+    ).fetchone()
+    ctx.count("tiers", "promoted", promoted)
+    ctx.count("tiers", "demoted", demoted)
+    ctx.count("tiers", "renewed", renewed)
+    ctx.q("DROP TABLE _tier_step")
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def tier_as_of_sql(ctx: RunContext, rows: str, day_col: str = "day") -> str:
+    """SQL of `rows` plus `tier` and `multiplier`: the member's tier at the start of the day.
+
+    `rows` is a relation (SQL text built by the engine) with `customer_id` and `day_col`. The
+    tier is the one of the member's latest change effective before that day, else the lowest
+    level; a change made by the run for D therefore applies from D + 1 (SPEC 9.5), and a first
+    run, which has no changes yet, applies the lowest level's multiplier to everyone.
+    `multiplier` is DECIMAL(9,4), 1 when the program has no tiers (then `tier` is NULL).
+    """
+    if not ctx.program.tiers:
+        return (
+            f"SELECT _r.*, CAST(NULL AS VARCHAR) AS tier, "
+            f"CAST(1 AS {MULTIPLIER_TYPE}) AS multiplier FROM ({rows}) _r"
+        )
+    levels = levels_sql(ctx)
+    lowest = _lowest(ctx)
+    lowest_multiplier = _decimal_literal(
+        ctx.program.levels[0].get("multiplier", 1), MULTIPLIER_TYPE
+    )
+    day = f"CAST(_r.{_quote_ident(day_col)} AS DATE)"
+    return f"""
+        SELECT _r.*, coalesce(_l.id, {lowest}) AS tier,
+               coalesce(_l.multiplier, {lowest_multiplier}) AS multiplier
+        FROM ({rows}) _r
+        ASOF LEFT JOIN (
+            SELECT customer_id, effective_on, arg_max(to_tier, rowid) AS to_tier
+            FROM tier_changes GROUP BY customer_id, effective_on) _c
+          ON _r.customer_id = _c.customer_id AND {day} > _c.effective_on
+        LEFT JOIN {levels} _l ON _l.id = _c.to_tier"""
+
+
+def member_tiers_sql(ctx: RunContext) -> str:
+    """SQL of customer_id, tier for every customer: the current tier, lowest when none.
+
+    Read before the tier step, this is the tier as of the start of the run (member view).
+    A stored tier that is no longer a level reads as the lowest level.
+    """
+    if not ctx.program.tiers:
+        return "SELECT customer_id, CAST(NULL AS VARCHAR) AS tier FROM customers"
+    return f"""
+        SELECT c.customer_id, coalesce(l.id, {_lowest(ctx)}) AS tier
+        FROM customers c
+        LEFT JOIN tiers t USING (customer_id)
+        LEFT JOIN {levels_sql(ctx)} l ON l.id = t.tier"""
