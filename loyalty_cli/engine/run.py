@@ -222,12 +222,16 @@ def run_day(
     if final_dir is not None:
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp_dir = final_dir.parent / f".{as_of.isoformat()}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        # Leftovers of a killed run for this day (the state lock keeps runs apart).
+        for stale in (*final_dir.parent.glob(f".{as_of.isoformat()}.tmp-*"),
+                      *final_dir.parent.glob(f".{as_of.isoformat()}.old-*")):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp_dir.mkdir()
 
     def lap(name: str, start: float) -> float:
         now = time.perf_counter()
         timings[name] = round(now - start, 4)
+        _fault_point(name)
         return now
 
     con.execute("BEGIN TRANSACTION")
@@ -250,8 +254,9 @@ def run_day(
                 ctx.count("sources", f"{src}.{k}", v)
         t = lap("load", t)
         if loaded.refused:
+            refused = _write_refused(ctx, loaded, tmp_dir, final_dir, timings, t0)
             con.execute("ROLLBACK")
-            return _write_refused(ctx, loaded, tmp_dir, final_dir, timings, t0)
+            return refused
         _prepare(ctx, loaded)
         t = lap("prepare", t)
         ledger.release_due(ctx, created_before_run=True)
@@ -291,6 +296,7 @@ def run_day(
         if tmp_dir is not None and not dry_run:
             outputs.write_all(ctx, tmp_dir, loaded.rejects_table)
             t = lap("outputs", t)
+        _fault_point("commit")
         if dry_run:
             con.execute("ROLLBACK")
         else:
@@ -311,6 +317,14 @@ def run_day(
         _swap_in(tmp_dir, final_dir)
         result.out_dir = final_dir
     return result
+
+
+def _fault_point(stage: str) -> None:
+    """Recovery testing: LOYALTY_KILL_AT=<stage> kills the process right after that stage."""
+    if os.environ.get("LOYALTY_KILL_AT") == stage:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _optional_stage(module: str, func: str, ctx: RunContext) -> None:
@@ -508,10 +522,10 @@ def _prepare(ctx: RunContext, loaded) -> None:
             )
         else:
             cols = {"redemptions": "NULL::VARCHAR redemption_id, NULL::VARCHAR customer_id, "
-                    "NULL::VARCHAR reward_id, NULL::TIMESTAMP requested_at, NULL::DATE day",
+                    "NULL::VARCHAR reward_id, NULL::TIMESTAMP requested_at, NULL::DATE AS day",
                     "adjustments": "NULL::VARCHAR adjustment_id, NULL::VARCHAR customer_id, "
                     "NULL::BIGINT points, NULL::VARCHAR reason, NULL::TIMESTAMP created_at, "
-                    "NULL::DATE day"}[src]
+                    "NULL::DATE AS day"}[src]
             con.execute(f"CREATE OR REPLACE TEMP TABLE new_{src} AS SELECT {cols} WHERE FALSE")
     for name in ("new_orders", "new_items", "new_events", "new_returns", "new_redemptions",
                  "new_adjustments"):

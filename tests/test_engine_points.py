@@ -1,0 +1,267 @@
+"""Earning, pending and release, returns, FIFO debits and expiry, end to end on literal rows."""
+
+from __future__ import annotations
+
+from enginekit import Shop, customer
+
+
+def test_fifo_across_three_lots_with_partial_expiry(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          rules:
+            - {id: big, on: event, when: "event.type = 'big'", points: 6}
+            - {id: mid, on: event, when: "event.type = 'mid'", points: 5}
+            - {id: small, on: event, when: "event.type = 'small'", points: 4}
+            - {id: unsub, on: event, when: "event.type = 'unsubscribe'", points: -8}
+        expiry:
+          after: 10 days
+        """,
+    )
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add("events",
+             {"event_id": "e1", "customer_id": "A", "type": "big", "occurred_at": "2026-01-01 09:00"},
+             {"event_id": "e2", "customer_id": "A", "type": "mid", "occurred_at": "2026-01-02 09:00"},
+             {"event_id": "e3", "customer_id": "A", "type": "small", "occurred_at": "2026-01-03 09:00"})
+    shop.run("2026-01-03")
+    assert shop.lots("A") == [("2026-01-01", 6, 6, "available"),
+                              ("2026-01-02", 5, 5, "available"),
+                              ("2026-01-03", 4, 4, "available")]
+    shop.add("events", {"event_id": "u1", "customer_id": "A", "type": "unsubscribe",
+                        "occurred_at": "2026-01-04 12:00"})
+    shop.run("2026-01-04")
+    # The debit of 8 takes the oldest lot whole (6) and 2 of the next one.
+    assert shop.lots("A") == [("2026-01-01", 6, 0, "available"),
+                              ("2026-01-02", 5, 3, "available"),
+                              ("2026-01-03", 4, 4, "available")]
+    assert shop.ledger("A", "2026-01-04") == [("debit", -8, 0, "unsub", 0)]
+    # Catch up to Jan 12: the Jan 1 lot (usable through Jan 11) has nothing left; the Jan 2
+    # lot is usable through Jan 12 and its remaining 3 expire in the run of Jan 12.
+    shop.run("2026-01-12")
+    assert shop.ledger("A", "2026-01-11") == []
+    assert shop.ledger("A", "2026-01-12") == [("expire", -3, 0, None, 0)]
+    assert shop.balance("A") == (4, 0)
+    bal = shop.csv("2026-01-12", "balances.csv")[0]
+    assert (bal["next_expiry_on"], bal["next_expiry_points"]) == ("2026-01-13", "4")
+
+
+def test_fifo_partial_consumption_then_expiry(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          rules:
+            - {id: visit, on: event, when: "event.type = 'visit'", points: 10}
+            - {id: cart, on: event, when: "event.type = 'cart_abandoned'", points: -14}
+        expiry:
+          after: 2 days
+        """,
+    )
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add("events",
+             {"event_id": "v1", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-01 09:00"},
+             {"event_id": "v2", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-02 09:00"},
+             {"event_id": "v3", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-03 09:00"})
+    shop.run("2026-01-03")
+    # Lots of 10 earned Jan 1, 2, 3; usable through Jan 3, 4, 5.
+    shop.add("events", {"event_id": "c1", "customer_id": "A", "type": "cart_abandoned",
+                        "occurred_at": "2026-01-04 10:00"})
+    shop.run("2026-01-04")
+    # Jan 4: the Jan 1 lot expired at the end of Jan 3 (run of Jan 3), so 20 are left;
+    # the debit of 14 takes 10 from the Jan 2 lot and 4 from the Jan 3 lot; then the Jan 2
+    # lot (usable through Jan 4) is empty, nothing else expires on Jan 4.
+    assert shop.lots("A") == [("2026-01-01", 10, 0, "available"),
+                              ("2026-01-02", 10, 0, "available"),
+                              ("2026-01-03", 10, 6, "available")]
+    assert shop.ledger("A", "2026-01-03")[-1] == ("expire", -10, 0, None, 0)
+    shop.run("2026-01-05")
+    # The Jan 3 lot's remaining 6 expire at the end of Jan 5.
+    assert shop.ledger("A", "2026-01-05") == [("expire", -6, 0, None, 0)]
+    assert shop.balance("A") == (0, 0)
+    bal = shop.csv("2026-01-05", "balances.csv")
+    assert bal == [{"customer_id": "A", "available": "0", "pending": "0", "tier": "",
+                    "next_expiry_on": "", "next_expiry_points": "", "lifetime_earned": "30"}]
+
+
+PENDING = """
+earning:
+  rounding: floor
+  pending_days: 14
+  rules:
+    - {id: base, on: order, points: order.total}
+"""
+
+
+def test_partial_return_inside_and_after_pending_window(tmp_path):
+    shop = Shop(tmp_path, PENDING)
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add("orders", {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00:00",
+                        "total": "333.00", "currency": "PLN", "status": "completed"})
+    shop.run("2026-03-01")
+    assert shop.balance("A") == (0, 333)
+    # Return of 100.00 on Mar 10 (release day is Mar 15): cancels round(333*100/333) = 100
+    # pending points.
+    shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-10 09:00:00", "amount": "100.00"})
+    shop.run("2026-03-10")
+    assert shop.ledger("A", "2026-03-10") == [("cancel", 0, -100, "return", 0)]
+    assert shop.balance("A") == (0, 233)
+    # Release at the start of Mar 15: 233 become available.
+    shop.run("2026-03-15")
+    assert shop.ledger("A", "2026-03-15") == [("release", 233, -233, "base", 0)]
+    # A second return of 50.00 after release: due = round_half_up(333 * 150 / 333) = 150,
+    # already reversed 100, so 50 are clawed back from available points.
+    shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-20 09:00:00", "amount": "50.00"})
+    shop.run("2026-03-20")
+    assert shop.ledger("A", "2026-03-20") == [("clawback", -50, 0, "return", 0)]
+    assert shop.balance("A") == (183, 0)
+    bal = shop.csv("2026-03-20", "balances.csv")[0]
+    # lifetime = 333 credited - 100 cancelled - 50 reversed.
+    assert bal["lifetime_earned"] == "183"
+
+
+def test_return_share_rounds_half_up_and_caps_at_total(tmp_path):
+    shop = Shop(tmp_path, PENDING.replace("pending_days: 14", "pending_days: 0"))
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add("orders", {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00:00",
+                        "total": "15.00", "currency": "PLN"})
+    shop.run("2026-03-01")
+    assert shop.balance("A") == (15, 0)
+    # 7.50 of 15.00 returned: due = round_half_up(15 * 7.5 / 15) = round_half_up(7.5) = 8.
+    shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-02 09:00", "amount": "7.50"})
+    shop.run("2026-03-02")
+    assert shop.ledger("A", "2026-03-02") == [("clawback", -8, 0, "return", 0)]
+    # 20.00 more returned: capped at the total, due = 15, reverses the remaining 7.
+    shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-03 09:00", "amount": "20.00"})
+    shop.run("2026-03-03")
+    assert shop.ledger("A", "2026-03-03") == [("clawback", -7, 0, "return", 0)]
+    assert shop.balance("A") == (0, 0)
+
+
+def test_clawback_shortfall_when_points_were_spent(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          rules:
+            - {id: base, on: order, points: order.total}
+            - {id: unsub, on: event, when: "event.type = 'unsubscribe'", points: -80}
+        """,
+    )
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add("orders", {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00",
+                        "total": "100.00"})
+    shop.add("events", {"event_id": "u", "customer_id": "A", "type": "unsubscribe",
+                        "occurred_at": "2026-03-01 13:00"})
+    shop.run("2026-03-01")
+    assert shop.balance("A") == (20, 0)
+    shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-02 09:00", "amount": "100.00"})
+    shop.run("2026-03-02")
+    # Due 100 but only 20 available: 20 taken, shortfall 80; the balance stays at 0.
+    assert shop.ledger("A", "2026-03-02") == [("clawback", -20, 0, "return", 80)]
+    assert shop.balance("A") == (0, 0)
+    assert shop.csv("2026-03-02", "balances.csv")[0]["lifetime_earned"] == "0"
+
+
+def test_cap_per_week_crosses_iso_week_in_program_timezone(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          rules:
+            - id: read
+              on: event
+              when: "event.type = 'email_open'"
+              points: 4
+              cap: {max: 10, per: week}
+        """,
+    )
+    shop.add("customers", customer("A", "2025-12-01 08:00:00"))
+    # Sunday 2026-01-04 is the last day of ISO week 2026-W01. 23:30Z is already Monday
+    # 00:30 in Warsaw (UTC+1), so the third event falls in week W02.
+    shop.add("events",
+             {"event_id": "1", "customer_id": "A", "type": "email_open", "occurred_at": "2026-01-04 08:00"},
+             {"event_id": "2", "customer_id": "A", "type": "email_open", "occurred_at": "2026-01-04 09:00"},
+             {"event_id": "3", "customer_id": "A", "type": "email_open", "occurred_at": "2026-01-04 22:30"},
+             {"event_id": "4", "customer_id": "A", "type": "email_open", "occurred_at": "2026-01-04T23:30:00Z"},
+             {"event_id": "5", "customer_id": "A", "type": "email_open", "occurred_at": "2026-01-05 10:00"},
+             {"event_id": "6", "customer_id": "A", "type": "email_open", "occurred_at": "2026-01-05 11:00"})
+    shop.run("2026-01-05")
+    rows = shop.query(
+        "SELECT source_id, points FROM ledger WHERE customer_id = 'A' ORDER BY occurred_at")
+    # W01: 4 + 4 + 2 (the crossing row gets the remainder) = 10. W02: 4 + 4 + 2 = 10.
+    assert rows == [("1", 4), ("2", 4), ("3", 2), ("4", 4), ("5", 4), ("6", 2)]
+    # A later run in W02 finds the cap used up.
+    shop.add("events", {"event_id": "7", "customer_id": "A", "type": "email_open",
+                        "occurred_at": "2026-01-06 10:00"})
+    shop.run("2026-01-06")
+    assert shop.ledger("A", "2026-01-06") == []
+
+
+def test_tier_multiplier_applies_from_the_next_day(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          rounding: round
+          rules:
+            - {id: base, on: order, points: order.total}
+            - {id: flat, on: order, points: 3}
+        tiers:
+          basis: spend
+          window: 365 days
+          levels:
+            - {id: bronze, name: Bronze, min: 0}
+            - {id: silver, name: Silver, min: 100, multiplier: 1.5}
+        """,
+    )
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add("orders", {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-02-01 10:00",
+                        "total": "100.00"})
+    shop.run("2026-02-01")
+    # Bronze on Feb 1: 100 + 3 points; the tier step promotes A to silver as of Feb 1.
+    assert shop.balance("A") == (103, 0)
+    shop.add("orders",
+             {"order_id": "O2", "customer_id": "A", "ordered_at": "2026-02-02 10:00", "total": "10.33"})
+    shop.run("2026-02-02")
+    # Silver from Feb 2: base R(R(10.33) x 1.5) = R(10 x 1.5) = 15; flat R(3 x 1.5) = R(4.5) = 5.
+    assert [(r[0], r[1], r[3]) for r in shop.ledger("A", "2026-02-02")] == [
+        ("earn", 15, "base"), ("earn", 5, "flat")]
+
+
+def test_cancelled_orders_earn_nothing_and_a_later_cancellation_reverses(tmp_path):
+    shop = Shop(tmp_path, PENDING)
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add("orders",
+             {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "50.00",
+              "status": "cancelled"},
+             {"order_id": "O2", "customer_id": "A", "ordered_at": "2026-03-01 13:00", "total": "80.00",
+              "status": "Completed"})
+    shop.run("2026-03-01")
+    assert shop.balance("A") == (0, 80)
+    # O2 re-exported as cancelled: the run of Mar 2 (caught up on the way to Mar 3) treats
+    # it as a return of its whole amount dated Mar 2, before the release day, so the 80
+    # pending points are cancelled.
+    shop.rows["orders"][1]["status"] = "cancelled"
+    shop.export()
+    shop.run("2026-03-03")
+    assert shop.ledger("A", "2026-03-02") == [("cancel", 0, -80, "return", 0)]
+    assert shop.query("SELECT status, returned FROM orders WHERE order_id = 'O2'")[0][0] == "cancelled"
+    assert shop.balance("A") == (0, 0)
+
+
+def test_rejects_carry_file_line_column_and_reason(tmp_path):
+    shop = Shop(tmp_path, PENDING)
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add("orders",
+             {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "10.00"},
+             {"order_id": "O2", "customer_id": "ZZ", "ordered_at": "2026-03-01 12:00", "total": "10.00"})
+    shop.add("returns", {"order_id": "O9", "returned_at": "2026-03-01 13:00", "amount": "1.00"})
+    # 1 of 2 orders rejected is far above the default 1 %: allow it for this test.
+    shop.program.write_text(shop.program.read_text() + "data: {max_reject_rate: 0.6}\n")
+    shop.run("2026-03-01")
+    rejects = shop.csv("2026-03-01", "rejects.csv")
+    assert {"source": "orders", "file": "orders.csv", "line": "3", "column": "customer_id",
+            "reason": "unknown_customer"} in rejects
+    assert {"source": "returns", "file": "returns.csv", "line": "2", "column": "order_id",
+            "reason": "unknown_order"} in rejects

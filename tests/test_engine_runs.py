@@ -1,0 +1,175 @@
+"""Runs as a whole: idempotency, backfill = single runs, atomicity under SIGKILL, refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from enginekit import Shop, check_invariants, customer
+
+from loyalty_cli import sampledata, state
+
+PROGRAM = """
+earning:
+  rounding: floor
+  pending_days: 7
+  rules:
+    - {id: base, on: order, points: order.total, qualifying: true}
+    - {id: new-items, on: order_item, when: "list_contains(item.tags, 'new')", points: 5}
+    - id: visits
+      on: event
+      when: "event.type = 'page_view'"
+      points: 1
+      cap: {max: 3, per: day}
+    - {id: unsub, on: event, when: "event.type = 'unsubscribe'", points: -20}
+expiry:
+  after: 90 days
+tiers:
+  basis: spend
+  window: 365 days
+  retain: 30 days
+  levels:
+    - {id: bronze, name: Bronze, min: 0}
+    - {id: silver, name: Silver, min: 1500, multiplier: 1.25}
+    - {id: gold, name: Gold, min: 4000, multiplier: 1.5}
+"""
+
+SKIP_TABLES = {"meta"}
+
+
+def dump_state(path: Path) -> dict[str, list[tuple]]:
+    """Every table of a state file, rows sorted, run timestamps left out."""
+    con = state.connect(path, read_only=True)
+    try:
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "ORDER BY table_name").fetchall()]
+        out = {}
+        for t in tables:
+            if t in SKIP_TABLES:
+                continue
+            cols = [r[0] for r in con.execute(
+                f"SELECT column_name FROM information_schema.columns WHERE table_name = '{t}' "
+                "ORDER BY ordinal_position").fetchall()]
+            keep = [c for c in cols if c not in ("started_at", "finished_at")]
+            rows = con.execute(f"SELECT {', '.join(keep)} FROM {t}").fetchall()
+            out[t] = sorted(rows, key=repr)
+        return out
+    finally:
+        con.close()
+
+
+def dump_outputs(out: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != "run.json"
+    }
+
+
+@pytest.fixture(scope="module")
+def sample_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sample")
+    sampledata.generate(root / "data", customers=40, start=dt.date(2026, 1, 1), days=90,
+                        events_per_customer=30.0, seed=11)
+    return root / "data"
+
+
+def make_shop(root: Path, data: Path, name: str = "state.duckdb") -> Shop:
+    shop = Shop(root, PROGRAM, state_name=name)
+    shutil.rmtree(shop.data)
+    shutil.copytree(data, shop.data)
+    # The sample redemptions name rewards this program does not have; drop that source.
+    return shop
+
+
+def test_same_day_twice_changes_nothing(tmp_path, sample_data):
+    shop = make_shop(tmp_path, sample_data)
+    shop.run("2026-03-01")
+    before_state = dump_state(shop.state)
+    before_out = dump_outputs(shop.out)
+    shop.run("2026-03-01")
+    assert dump_state(shop.state) == before_state
+    assert dump_outputs(shop.out) == before_out
+
+
+def test_backfill_equals_single_runs(tmp_path, sample_data):
+    a = make_shop(tmp_path / "a", sample_data)
+    b = make_shop(tmp_path / "b", sample_data)
+    a.backfill("2026-02-01", "2026-02-03")
+    for day in ("2026-02-01", "2026-02-02", "2026-02-03"):
+        b.run(day)
+    assert dump_state(a.state) == dump_state(b.state)
+    assert dump_outputs(a.out) == dump_outputs(b.out)
+    assert sorted(p.name for p in a.out.iterdir()) == ["2026-02-01", "2026-02-02", "2026-02-03"]
+
+
+def test_catch_up_runs_each_missed_day(tmp_path, sample_data):
+    a = make_shop(tmp_path / "a", sample_data)
+    b = make_shop(tmp_path / "b", sample_data)
+    a.run("2026-02-01")
+    a.run("2026-02-04")  # catches up 02, 03, 04
+    for day in ("2026-02-01", "2026-02-02", "2026-02-03", "2026-02-04"):
+        b.run(day)
+    assert dump_state(a.state) == dump_state(b.state)
+
+
+def test_earlier_day_is_refused_and_state_untouched(tmp_path, sample_data):
+    from loyalty_cli.diagnostics import LoyaltyError
+
+    shop = make_shop(tmp_path, sample_data)
+    shop.run("2026-02-10")
+    before = dump_state(shop.state)
+    with pytest.raises(LoyaltyError) as err:
+        shop.run("2026-02-09")
+    assert err.value.exit_code == 3
+    assert "2026-02-10" in str(err.value)
+    assert dump_state(shop.state) == before
+
+
+def test_reject_rate_over_threshold_refuses_the_run(tmp_path):
+    shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n")
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add("orders",
+             {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "10.00"},
+             {"order_id": "O2", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "ten"})
+    result = shop.run("2026-03-01")
+    assert result.status == "refused"
+    assert result.exit_code == 3
+    files = sorted(p.name for p in (shop.out / "2026-03-01").iterdir())
+    assert files == ["rejects.csv", "run.json"]
+    assert shop.query("SELECT count(*) FROM ledger")[0][0] == 0
+    assert shop.query("SELECT count(*) FROM runs")[0][0] == 0
+
+
+def _run_cli(shop: Shop, day: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "loyalty_cli.cli", "run", str(shop.program), "--data",
+           str(shop.data), "--as-of", day, "--state", str(shop.state), "--out", str(shop.out)]
+    return subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("stage", ["load", "earning", "returns", "expiry", "tiers", "outputs",
+                                   "commit"])
+def test_sigkill_leaves_state_as_before(tmp_path, sample_data, stage):
+    shop = make_shop(tmp_path / "killed", sample_data)
+    ref = make_shop(tmp_path / "ref", sample_data)
+    for s in (shop, ref):
+        s.run("2026-02-01")
+    before = dump_state(shop.state)
+    proc = _run_cli(shop, "2026-02-10", {"LOYALTY_KILL_AT": stage})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert dump_state(shop.state) == before
+    check_invariants(shop.state)
+    # A rerun gives what an uninterrupted run gives.
+    ok = _run_cli(shop, "2026-02-10")
+    assert ok.returncode == 0, ok.stderr
+    ref.run("2026-02-10")
+    assert dump_state(shop.state) == dump_state(ref.state)
+    assert dump_outputs(shop.out) == dump_outputs(ref.out)
