@@ -29,13 +29,33 @@ class Format(str, Enum):
     github = "github"
 
 
+def _guard(func):
+    """Turn a LoyaltyError into its diagnostics on stderr and its exit code."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except LoyaltyError as exc:
+            reporters.render_text(exc.diagnostics, _console(stderr=True))
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
 @app.callback()
 def _root() -> None:
     """Declarative loyalty programs for online shops: YAML in git, nightly runs over DuckDB."""
 
 
 def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")) or None, soft_wrap=True)
+    console = Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")) or None,
+                      soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped or captured output: wide enough that tables keep whole values.
+        console = Console(stderr=stderr, no_color=True, soft_wrap=True, width=200)
+    return console
 
 
 @app.command(
@@ -44,6 +64,7 @@ def _console(stderr: bool = False) -> Console:
     "  loyalty validate programs/ --format github\n\n"
     "  loyalty validate 'shops/*/program.yaml' --format json > report.json"
 )
+@_guard
 def validate(
     paths: list[str] = typer.Argument(  # noqa: B008
         ..., help="Program or workflow files, folders (searched for *.yaml) or globs."
@@ -150,6 +171,7 @@ def _result_json(result) -> dict:
     "  loyalty run program.yaml --data exports/2026-11-22/\n\n"
     "  loyalty run program.yaml --data exports/ --as-of 2026-11-22 --state shop.duckdb --out out/"
 )
+@_guard
 def run(
     program: str = typer.Argument(..., help="The program YAML file."),
     data: str = typer.Option(..., "--data", help="Folder holding the exports."),
@@ -183,6 +205,7 @@ def run(
 @app.command(
     epilog="Example:\n\n  loyalty plan program.yaml --data exports/ --as-of 2026-11-22"
 )
+@_guard
 def plan(
     program: str = typer.Argument(..., help="The program YAML file."),
     data: str = typer.Option(..., "--data", help="Folder holding the exports."),
@@ -206,6 +229,7 @@ def plan(
     "  loyalty backfill program.yaml --data history/ --from 2025-01-01 --to 2026-11-22 "
     "--state fresh.duckdb"
 )
+@_guard
 def backfill(
     program: str = typer.Argument(..., help="The program YAML file."),
     data: str = typer.Option(..., "--data", help="Folder holding the exports."),
@@ -247,6 +271,7 @@ def backfill(
 
 
 @app.command(epilog="Example:\n\n  loyalty explain C000123 --state shop.duckdb")
+@_guard
 def explain(
     customer_id: str = typer.Argument(..., help="The customer id (text, as in the exports)."),
     state_file: str = typer.Option("loyalty.duckdb", "--state", help="State file (DuckDB)."),

@@ -113,4 +113,6 @@ class LoyaltyError(Exception):
             diagnostics = [diagnostics]
         self.diagnostics = diagnostics
         self.exit_code = int(exit_code)
-        super().__init__("; ".join(f"{d.location()}: {d.message}" for d in diagnostics))
+        super().__init__(
+            "; ".join((f"{d.location()}: " if d.path else "") + d.message for d in diagnostics)
+        )

@@ -48,12 +48,14 @@ def apply_returns(ctx: RunContext) -> None:
                         THEN {_due_sql("qualifying", "cum_cents", "total_cents")}
                         ELSE qrev0 END AS qdue
             FROM r)
-        SELECT *,
+        SELECT d.*,
                greatest(0, due - coalesce(lag(due) OVER o, reversed0)) AS reverse,
-               coalesce((SELECT sum(l.remaining) FROM lots l
-                         WHERE l.order_id = d.order_id AND l.status = 'pending'), 0) AS pend
-        FROM d
-        WINDOW o AS (PARTITION BY order_id ORDER BY k)"""
+               coalesce(p.pend, 0) AS pend
+        FROM d LEFT JOIN (
+            SELECT order_id, sum(remaining) AS pend FROM lots
+            WHERE status = 'pending' AND order_id IN (SELECT order_id FROM new_returns)
+            GROUP BY order_id) p USING (order_id)
+        WINDOW o AS (PARTITION BY d.order_id ORDER BY k)"""
     )
     ledger.cancel_pending(
         ctx,
