@@ -1,0 +1,1049 @@
+"""Stage 1 of a run: load the shop's exports into DuckDB and check them.
+
+SPEC 3 (data contract), 5 step 1, 9.1-9.4 and 9.19-9.22.
+
+Each export file is read once, every value as text, into a temporary table that remembers
+where each row came from (file and physical line). One set-based SQL pass per source then
+converts the text to the canonical typed columns, gives every bad row exactly one reject
+(the first failing check wins, in the order of ``_check_list``), holds back rows dated after the
+run's day and drops repeated keys. No Python code ever looks at a single row, so tens of
+millions of rows cost what DuckDB's CSV reader costs.
+
+Problems with a file as a whole (nothing matched, a required column missing, a file that
+cannot be parsed) are collected for all sources and raised together as one ``LoyaltyError``
+(D601, D602, D603, R306); problems with rows become rejects.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import gzip
+import re
+import zlib
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from loyalty_cli.columns import DUCKDB_TYPES, REQUIRED_SOURCES, SOURCE_COLUMNS
+from loyalty_cli.diagnostics import Diagnostic, LoyaltyError
+from loyalty_cli.engine.timeutil import (
+    check_timezone,
+    end_of_day_sql,
+    local_timestamp_sql,
+    sql_literal,
+)
+
+# Sources in load order: customers first, the others check their customer against it.
+SOURCE_ORDER = (
+    "customers",
+    "orders",
+    "order_items",
+    "returns",
+    "events",
+    "redemptions",
+    "adjustments",
+)
+
+# The timestamp that gives a row its day and decides whether it waits for a later run.
+TIME_COLUMN = {
+    "customers": "joined_at",
+    "orders": "ordered_at",
+    "returns": "returned_at",
+    "events": "occurred_at",
+    "redemptions": "requested_at",
+    "adjustments": "created_at",
+}
+
+# Rows of these sources must belong to a customer of the export or of the state (9.4).
+CUSTOMER_SOURCES = ("orders", "events", "redemptions", "adjustments")
+
+# The column shown as ``key`` in rejects; also the dedupe key where it is a single column.
+KEY_COLUMN = {
+    "customers": "customer_id",
+    "orders": "order_id",
+    "order_items": "order_id",
+    "returns": "order_id",
+    "events": "event_id",
+    "redemptions": "redemption_id",
+    "adjustments": "adjustment_id",
+}
+
+# File name endings and how they are read; JSON files are JSON lines (one object a line).
+FORMATS = (
+    (".csv.gz", "csv"),
+    (".csv", "csv"),
+    (".parquet", "parquet"),
+    (".jsonl.gz", "json"),
+    (".ndjson.gz", "json"),
+    (".json.gz", "json"),
+    (".jsonl", "json"),
+    (".ndjson", "json"),
+    (".json", "json"),
+)
+
+# Stable reject reasons (docs/data.md lists them with examples).
+REASONS = (
+    "missing_value",
+    "bad_number",
+    "bad_date",
+    "bad_timestamp",
+    "bad_boolean",
+    "bad_json",
+    "negative_total",
+    "negative_quantity",
+    "negative_amount",
+    "unknown_currency",
+    "unknown_status",
+    "unknown_customer",
+)
+PARSE_REASON = {
+    "integer": "bad_number",
+    "decimal": "bad_number",
+    "date": "bad_date",
+    "timestamp": "bad_timestamp",
+    "boolean": "bad_boolean",
+    "json": "bad_json",
+}
+ORDER_STATUSES = ("completed", "cancelled")
+RESERVED_COLUMNS = ("day", "event_key", "item_seq")  # added to the loaded tables
+JSON_KEY_SAMPLE = 1000  # JSON lines have no header: their columns are the keys of the first lines
+HEADER_PEEK = 1 << 20  # bytes read to find a CSV header line
+
+
+@dataclass
+class LoadResult:
+    """What stage 1 hands to the rest of the run."""
+
+    tables: dict[str, str]  # source -> temp table with the good rows in the window
+    counts: dict[str, dict]  # source -> rows_read, rows_new_window, held_back, rejected, ...
+    rejects_table: str  # source, file, line, "column", reason, key
+    refused: str | None  # why the run must stop for its data (reject rate), else None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Column:
+    """One column a source is read into: canonical or declared extra."""
+
+    name: str
+    kind: str  # a columns.TYPES name, or "json"
+    required: bool
+    export: str  # the export's column (or JSON key) it is read from
+
+
+@dataclass
+class _Part:
+    """One export file loaded as text into a temp table."""
+
+    fileno: int
+    rel: str  # path relative to the data folder, shown in rejects
+    shown: str  # path as the user gave it, shown in diagnostics
+    fmt: str  # csv | json | parquet
+    table: str = ""
+    select: str = ""  # SELECT producing the source's raw columns with _file/_line
+    columns: dict[str, str | None] = field(default_factory=dict)  # canonical -> file column
+
+
+@dataclass
+class _Source:
+    name: str
+    spec: dict
+    columns: list[_Column]
+    parts: list[_Part] = field(default_factory=list)
+
+
+class _Loader:
+    """Holds the run's settings and the diagnostics and warnings collected on the way."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        data_dir: Path,
+        as_of: date,
+        timezone: str,
+        currency: str,
+        status_map: dict,
+        known_table: str | None,
+    ):
+        self.con = con
+        self.data_dir = Path(data_dir)
+        self.root = self.data_dir.resolve()
+        self.as_of = as_of
+        self.timezone = timezone
+        self.currency = currency.strip().upper()
+        self.status_map = status_map
+        self.known_table = known_table
+        self.diagnostics: list[Diagnostic] = []
+        self.warnings: list[str] = []
+        self.temp: list[tuple[str, str]] = []  # (kind, name) to drop at the end
+        self.check_only = False  # read headers only: the load already failed
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def fail_if_any(self) -> None:
+        if self.diagnostics:
+            raise LoyaltyError(self.diagnostics)
+
+    def temp_table(self, name: str, select: str, part: _Part | None = None, source=None) -> str:
+        self.temp.append(("TABLE", name))
+        self.run(f"CREATE OR REPLACE TEMP TABLE {name} AS {select}", part, source)
+        return name
+
+    def run(self, sql: str, part: _Part | None = None, source: _Source | None = None):
+        """Execute SQL; a DuckDB error becomes D603 naming the file (and line if known)."""
+        try:
+            return self.con.execute(sql)
+        except duckdb.Error as exc:
+            if part is not None:
+                raise LoyaltyError(_parse_error(part, source, exc)) from None
+            shown = ", ".join(p.shown for p in source.parts) if source else "exports"
+            raise LoyaltyError(
+                Diagnostic(
+                    "D603",
+                    f"{source.name if source else 'exports'}: cannot be processed: "
+                    f"{_first_line(str(exc))}",
+                    path=shown,
+                )
+            ) from None
+
+    def scalar(self, sql: str, part: _Part | None = None, source: _Source | None = None):
+        """The single value a query returns."""
+        row = self.run(sql, part, source).fetchone()
+        assert row is not None  # aggregates always return a row
+        return row[0]
+
+    def drop_temp(self) -> None:
+        for kind, name in reversed(self.temp):
+            try:
+                self.con.execute(f"DROP {kind} IF EXISTS {name}")
+            except duckdb.Error:  # an aborted transaction: the caller rolls back anyway
+                pass
+        self.temp.clear()
+
+
+def load_sources(
+    con: duckdb.DuckDBPyConnection,
+    sources: dict,
+    data_dir: Path,
+    as_of: date,
+    timezone: str,
+    currency: str,
+    max_reject_rate: float = 0.01,
+    known_customer_ids_table: str | None = None,
+    status_map: dict | None = None,
+) -> LoadResult:
+    """Load and check every source for the run of day ``as_of`` (SPEC 5 step 1).
+
+    ``sources`` is the program's validated ``sources`` mapping. Good rows go to temp tables
+    ``src_<source>``, rejects to ``src_rejects``; ``refused`` is set when a source's rejected
+    share of the rows in the window exceeds ``max_reject_rate``. Raises ``LoyaltyError``
+    (R306, D601, D602, D603) for problems with whole files.
+    """
+    check_timezone(con, timezone)
+    merged_map = dict((sources.get("orders") or {}).get("status_map") or {})
+    merged_map.update(status_map or {})
+    loader = _Loader(con, data_dir, as_of, timezone, currency, merged_map, known_customer_ids_table)
+    plans = [_plan_source(name, sources.get(name), loader.warnings) for name in SOURCE_ORDER]
+    # DuckDB checkpoints after every 16 MiB written, temp tables included, and each checkpoint
+    # re-compresses the text tables just loaded: seconds per million rows, again and again.
+    threshold = loader.scalar("SELECT current_setting('checkpoint_threshold')")
+    con.execute("SET checkpoint_threshold = '1TB'")
+    try:
+        for plan in plans:
+            _find_files(loader, plan)
+        for plan in plans:
+            for part in plan.parts:
+                _read_part(loader, plan, part)
+        loader.fail_if_any()
+        rejects = "src_rejects"
+        loader.run(
+            f"CREATE OR REPLACE TEMP TABLE {rejects} (source VARCHAR, file VARCHAR, line BIGINT, "
+            '"column" VARCHAR, reason VARCHAR, key VARCHAR)'
+        )
+        tables: dict[str, str] = {}
+        counts: dict[str, dict] = {}
+        for plan in plans:
+            tables[plan.name], counts[plan.name] = _check_source(loader, plan, rejects)
+    finally:
+        loader.drop_temp()
+        con.execute(f"SET checkpoint_threshold = {sql_literal(threshold)}")
+    refused = _reject_rate_verdict(counts, max_reject_rate)
+    return LoadResult(tables, counts, rejects, refused, loader.warnings)
+
+
+# -- planning and files -------------------------------------------------------------------------
+
+
+def _plan_source(name: str, spec: dict | None, warnings: list[str]) -> _Source:
+    """The columns a source is read into: canonical ones, then the declared extras."""
+    spec = dict(spec or {})
+    mapping = spec.get("columns") or {}
+    cols = [
+        _Column(canon, kind, required, str(mapping.get(canon, canon)))
+        for canon, (kind, required) in SOURCE_COLUMNS[name].items()
+    ]
+    for extra, kind in (spec.get("extra") or {}).items():
+        if extra in SOURCE_COLUMNS[name]:
+            continue
+        if extra in RESERVED_COLUMNS or extra.startswith(("_", "r__")):
+            warnings.append(f"sources.{name}.extra.{extra}: the name is reserved; ignored")
+            continue
+        cols.append(_Column(extra, kind, False, str(mapping.get(extra, extra))))
+    return _Source(name, spec, cols)
+
+
+def _find_files(loader: _Loader, src: _Source) -> None:
+    """Resolve the source's path or glob under the data folder (sorted), or report why not."""
+    pattern = src.spec.get("path")
+    where = f"sources.{src.name}.path"
+    if not pattern:
+        if src.name in REQUIRED_SOURCES:
+            loader.diagnostics.append(
+                Diagnostic(
+                    "D601",
+                    f"source {src.name!r} is required but has no path",
+                    where=where,
+                    hint=f"add sources.{src.name}: {{path: {src.name}.csv}} to the program",
+                )
+            )
+        return
+    pattern = str(pattern)
+    pure = Path(pattern)
+    if pure.is_absolute() or ".." in pure.parts:
+        loader.diagnostics.append(
+            Diagnostic(
+                "R306",
+                f"{where} {pattern!r} leaves the data folder",
+                where=where,
+                hint="paths are relative to --data and may not use '..' or start with '/'",
+            )
+        )
+        return
+    try:
+        matches = sorted(
+            (p for p in loader.data_dir.glob(pattern) if p.is_file()),
+            key=lambda p: p.relative_to(loader.data_dir).as_posix(),
+        )
+    except (ValueError, OSError) as exc:
+        loader.diagnostics.append(
+            Diagnostic("R306", f"{where} {pattern!r} is not a usable pattern: {exc}", where=where)
+        )
+        return
+    for path in matches:
+        real = path.resolve()
+        if real != loader.root and loader.root not in real.parents:
+            loader.diagnostics.append(
+                Diagnostic(
+                    "R306",
+                    f"{path} points outside the data folder (to {real})",
+                    path=str(path),
+                    where=where,
+                    hint="copy the export into the data folder instead of linking to it",
+                )
+            )
+            return
+    if not matches:
+        if src.name in REQUIRED_SOURCES:
+            loader.diagnostics.append(_missing_source(loader, src.name, pattern, where))
+        return
+    for number, path in enumerate(matches):
+        rel = path.relative_to(loader.data_dir).as_posix()
+        fmt = _format_of(rel)
+        if fmt is None:
+            loader.diagnostics.append(
+                Diagnostic(
+                    "D603",
+                    f"{rel}: unsupported file type for source {src.name!r}",
+                    path=str(path),
+                    hint="exports are .csv, .csv.gz, .parquet, or JSON lines "
+                    "(.jsonl, .ndjson, .json)",
+                )
+            )
+            continue
+        src.parts.append(_Part(number, rel, str(path), fmt))
+
+
+def _missing_source(loader: _Loader, name: str, pattern: str, where: str) -> Diagnostic:
+    present = []
+    if loader.data_dir.is_dir():
+        present = sorted(p.name for p in loader.data_dir.iterdir() if p.is_file())
+    close = difflib.get_close_matches(pattern, present, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    hint += f"set {where} to the export's file name (globs such as 'orders-*.csv' are allowed)"
+    return Diagnostic(
+        "D601",
+        f"no file matches {pattern!r} for required source {name!r} in {loader.data_dir}",
+        path=str(loader.data_dir / pattern),
+        where=where,
+        hint=hint,
+    )
+
+
+def _format_of(rel: str) -> str | None:
+    lower = rel.lower()
+    for suffix, fmt in FORMATS:
+        if lower.endswith(suffix):
+            return fmt
+    return None
+
+
+# -- reading files as text ----------------------------------------------------------------------
+
+
+def _read_part(loader: _Loader, src: _Source, part: _Part) -> None:
+    """Load one file into a temp table of text columns; record D602/D603 and go on.
+
+    Once some problem is known the run cannot go ahead, so the remaining files only get the
+    cheap checks of their columns (no data is loaded) to report everything in one go.
+    """
+    part.table = f"__ls_{src.name}_{part.fileno}"
+    loader.check_only = bool(loader.diagnostics)
+    try:
+        if part.fmt == "csv":
+            _read_csv(loader, src, part)
+        elif part.fmt == "json":
+            _read_json(loader, src, part)
+        else:
+            _read_parquet(loader, src, part)
+    except LoyaltyError as err:
+        loader.diagnostics.extend(err.diagnostics)
+
+
+def _csv_settings(src: _Source) -> dict:
+    opts = dict(src.spec.get("csv") or {})
+    quote = opts.get("quote", '"')
+    return {
+        "delimiter": str(opts.get("delimiter", ",")),
+        "quote": "" if quote is None else str(quote),
+        "header": bool(opts.get("header", True)),
+        "decimal": str(opts.get("decimal", ".")),
+    }
+
+
+def _read_csv(loader: _Loader, src: _Source, part: _Part) -> None:
+    opts = _csv_settings(src)
+    first = _csv_first_record(part, opts)
+    if first is None:
+        loader.warnings.append(f"{part.rel}: the file is empty; read as no rows")
+        part.select = ""
+        return
+    if opts["header"]:
+        names = _unique_names(first)
+        repeated = sorted({n for n in first if n.strip() and first.count(n) > 1})
+        if repeated:
+            loader.warnings.append(
+                f"{part.rel}: the header repeats {', '.join(map(repr, repeated))}; "
+                "the first of each is used"
+            )
+    else:
+        names = [f"column{i}" for i in range(1, len(first) + 1)]
+    part.columns = _match_columns(loader, src, part, names, positional=not opts["header"])
+    if loader.check_only or _lacks_required(src, part):
+        return
+    struct = "{" + ", ".join(f"{sql_literal(n)}: 'VARCHAR'" for n in names) + "}"
+    quote = opts["quote"]
+    read = (
+        f"read_csv({sql_literal(str(part.shown))}, columns={struct}, auto_detect=false, "
+        f"header={str(opts['header']).lower()}, delim={sql_literal(opts['delimiter'])}, "
+        f"quote={sql_literal(quote)}, escape={sql_literal(quote)}, skip=0, comment='', "
+        f"strict_mode=true, null_padding=false)"
+    )
+    cols = _select_columns(src, part.columns)
+    if quote:  # a quoted value may span lines: count them to keep physical line numbers
+        text = "concat(" + ", ".join(_ident(n) for n in names) + ")"
+        cols += f", CAST(strlen({text}) - strlen(replace({text}, chr(10), '')) AS INTEGER) AS _nl"
+    loader.temp_table(part.table, f"SELECT {cols} FROM {read}", part, src)
+    first_line = 2 if opts["header"] else 1
+    line = f"rowid + {first_line}"
+    if quote:
+        spans = loader.scalar(f"SELECT max(_nl) FROM {part.table}", part, src)
+        if spans:
+            line += (
+                " + coalesce(sum(_nl) OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING "
+                "AND 1 PRECEDING), 0)"
+            )
+    comma = opts["decimal"] == ","
+    part.select = _part_select(src, part, line, comma)
+
+
+def _csv_first_record(part: _Part, opts: dict) -> list[str] | None:
+    """The first record of a CSV file (its header), read by Python: None if the file is empty.
+
+    Reading it here rather than letting DuckDB sniff gives exact column names, a clear D603 for
+    files that are not text, and no guessing of delimiters or comment lines.
+    """
+    path = Path(part.shown)
+    try:
+        if part.rel.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                chunk = fh.read(HEADER_PEEK)
+        else:
+            with open(path, "rb") as fh:
+                chunk = fh.read(HEADER_PEEK)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise LoyaltyError(
+            _file_error(part, f"cannot be read: {exc}", "re-create the export; is it complete?")
+        ) from None
+    chunk = chunk.removeprefix(b"\xef\xbb\xbf")
+    if not chunk.strip():
+        return None
+    end = chunk.find(b"\n")
+    if end < 0 and len(chunk) >= HEADER_PEEK - 3:
+        raise LoyaltyError(
+            _file_error(part, "no line break in the first MiB: not a CSV file?", line=1)
+        )
+    head = chunk[: end if end >= 0 else len(chunk)].rstrip(b"\r")
+    if b"\x00" in head:
+        raise LoyaltyError(_file_error(part, "binary data, not CSV text", line=1))
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LoyaltyError(
+            _file_error(part, "the file is not UTF-8 text", "export it as UTF-8", line=1)
+        ) from None
+    if not text.strip():
+        raise LoyaltyError(
+            _file_error(part, "the first line is empty; expected the header", line=1)
+        )
+    quote = opts["quote"]
+    reader = csv.reader(
+        [text],
+        delimiter=opts["delimiter"][:1] or ",",
+        quotechar=quote or None,
+        quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE,
+    )
+    try:
+        return next(reader, [])
+    except csv.Error as exc:
+        raise LoyaltyError(_file_error(part, f"the header cannot be read: {exc}", line=1)) from None
+
+
+def _read_json(loader: _Loader, src: _Source, part: _Part) -> None:
+    """JSON lines: read each physical line as text, so line numbers are exact."""
+    if loader.check_only:  # JSON lines have no header: their keys need the data
+        return
+    read = (
+        f"read_csv({sql_literal(part.shown)}, columns={{'line': 'VARCHAR'}}, auto_detect=false, "
+        "header=false, delim=chr(0), quote='', escape='', skip=0, comment='', strict_mode=true, "
+        "null_padding=false)"
+    )
+    loader.temp_table(part.table, f"SELECT line FROM {read}", part, src)
+    keys = loader.run(
+        f"SELECT DISTINCT unnest(json_keys(line)) FROM (SELECT line FROM {part.table} "
+        f"WHERE {_is_object('line')} LIMIT {JSON_KEY_SAMPLE})",
+        part,
+        src,
+    ).fetchall()
+    names = sorted(k for (k,) in keys)
+    if names:
+        part.columns = _match_columns(loader, src, part, names, positional=False, sample=True)
+    else:  # no valid object line: every line becomes a bad_json reject
+        part.columns = {c.name: c.export for c in src.columns}
+    present = [c for c in src.columns if part.columns[c.name]]
+    paths = ", ".join(_json_path(part.columns[c.name] or "") for c in present)
+    lines = (
+        f"SELECT rowid AS _pos, line, {_is_object('line')} AS _ok "
+        f"FROM {part.table} WHERE trim(line, ' ' || chr(9) || chr(13)) <> ''"
+    )
+    inner = (
+        f"SELECT _pos, _ok, CASE WHEN _ok THEN json_extract_string(line, [{paths}]) END AS _v "
+        f"FROM ({lines})"
+        if present
+        else f"SELECT _pos, _ok FROM ({lines})"
+    )
+    position = {c.name: i for i, c in enumerate(present, start=1)}
+    values = ", ".join(
+        f"_v[{position[c.name]}] AS {_ident(c.name)}"
+        if c.name in position
+        else f"NULL::VARCHAR AS {_ident(c.name)}"
+        for c in src.columns
+    )
+    part.select = (
+        f"SELECT {part.fileno} AS _fileno, {sql_literal(part.rel)} AS _file, _pos + 1 AS _line, "
+        f"false AS _comma, NOT coalesce(_ok, false) AS _bad_json, {values} FROM ({inner})"
+    )
+
+
+def _read_parquet(loader: _Loader, src: _Source, part: _Part) -> None:
+    read = f"read_parquet({sql_literal(part.shown)}, file_row_number=true)"
+    described = loader.run(
+        f"DESCRIBE SELECT * FROM read_parquet({sql_literal(part.shown)})", part, src
+    ).fetchall()
+    types = {row[0]: str(row[1]) for row in described}
+    part.columns = _match_columns(loader, src, part, list(types), positional=False)
+    if loader.check_only or _lacks_required(src, part):
+        return
+    exprs = ["file_row_number AS _pos"]
+    for c in src.columns:
+        col = part.columns[c.name]
+        if col is None:
+            exprs.append(f"NULL::VARCHAR AS {_ident(c.name)}")
+        elif types[col].endswith("]") or types[col].startswith(("STRUCT", "MAP", "UNION")):
+            exprs.append(f"CAST(to_json({_ident(col)}) AS VARCHAR) AS {_ident(c.name)}")
+        else:
+            exprs.append(f"CAST({_ident(col)} AS VARCHAR) AS {_ident(c.name)}")
+    loader.temp_table(part.table, f"SELECT {', '.join(exprs)} FROM {read}", part, src)
+    names = ", ".join(_ident(c.name) for c in src.columns)
+    part.select = (
+        f"SELECT {part.fileno} AS _fileno, {sql_literal(part.rel)} AS _file, _pos + 1 AS _line, "
+        f"false AS _comma, false AS _bad_json, {names} FROM {part.table}"
+    )
+
+
+def _lacks_required(src: _Source, part: _Part) -> bool:
+    """A required column is missing (the D602 is already recorded)."""
+    return any(part.columns[c.name] is None and c.required for c in src.columns)
+
+
+def _select_columns(src: _Source, found: dict[str, str | None]) -> str:
+    """The file's columns renamed to the source's, NULL for those the file lacks."""
+    out = []
+    for c in src.columns:
+        column = found[c.name]
+        out.append(f"{_ident(column) if column else 'NULL::VARCHAR'} AS {_ident(c.name)}")
+    return ", ".join(out)
+
+
+def _part_select(src: _Source, part: _Part, line: str, comma: bool) -> str:
+    """The CSV file's rows with where they came from, as every part's select has them."""
+    names = ", ".join(_ident(c.name) for c in src.columns)
+    return (
+        f"SELECT {part.fileno} AS _fileno, {sql_literal(part.rel)} AS _file, {line} AS _line, "
+        f"{str(comma).lower()} AS _comma, false AS _bad_json, {names} FROM {part.table}"
+    )
+
+
+def _match_columns(
+    loader: _Loader,
+    src: _Source,
+    part: _Part,
+    names: list[str],
+    positional: bool,
+    sample: bool = False,
+) -> dict[str, str | None]:
+    """Canonical column -> the file's column (exact name, else the one matching but for case
+    and spaces); one D602 for the required ones missing, a warning for a missing extra."""
+    found: dict[str, str | None] = {}
+    missing: list[tuple[_Column, str]] = []
+    by_folded: dict[str, list[str]] = {}
+    for n in names:
+        by_folded.setdefault(n.strip().casefold(), []).append(n)
+    for index, col in enumerate(src.columns, start=1):
+        wanted = col.export
+        if positional:  # no header: columns by position, canonical order unless mapped
+            mapped = (src.spec.get("columns") or {}).get(col.name)
+            if mapped is not None and str(mapped).isdigit():
+                wanted = f"column{int(mapped)}"
+            elif mapped is None:
+                wanted = f"column{index}"
+        match = wanted if wanted in names else None
+        if match is None and len(by_folded.get(wanted.strip().casefold(), [])) == 1:
+            match = by_folded[wanted.strip().casefold()][0]
+        found[col.name] = match
+        if match is not None:
+            continue
+        if col.required:
+            missing.append((col, wanted))
+        elif col.name not in SOURCE_COLUMNS[src.name]:
+            loader.warnings.append(
+                f"{part.rel}: column {wanted!r} declared in sources.{src.name}.extra is "
+                "missing; its values are empty"
+            )
+    if missing:
+        loader.diagnostics.append(_missing_columns(src, part, missing, names, sample))
+    return found
+
+
+def _missing_columns(
+    src: _Source, part: _Part, missing: list[tuple[_Column, str]], names: list[str], sample: bool
+) -> Diagnostic:
+    """D602 naming the missing columns, what the file has, and the likely intended column."""
+    listed = ", ".join(repr(wanted) for _, wanted in missing)
+    plural = "s" if len(missing) > 1 else ""
+    verb = "are" if len(missing) > 1 else "is"
+    message = f"{part.rel}: required column{plural} {listed} {verb} missing"
+    one_column = len(names) == 1 and any(d in names[0] for d in ";,\t|")
+    guesses = []
+    for col, wanted in [] if one_column else missing:
+        close = difflib.get_close_matches(wanted, names, n=1, cutoff=0.6)
+        close = close or difflib.get_close_matches(col.name, names, n=1, cutoff=0.6)
+        if close:
+            guesses.append(f"{col.name}: {close[0]}")
+    if guesses:
+        message += f"; did you mean {{{', '.join(guesses)}}} in sources.{src.name}.columns?"
+    shown = ", ".join(names[:40]) + (", ..." if len(names) > 40 else "")
+    where = "among the keys of its first lines" if sample else "in its header"
+    if one_column:
+        hint = (
+            f"the header is the single column {names[0]!r}: set sources.{src.name}.csv.delimiter "
+            "to the export's delimiter"
+        )
+    else:
+        hint = (
+            f"the file has {shown} {where}; map export columns to canonical names with "
+            f"sources.{src.name}.columns: {{canonical: export_column}}"
+        )
+    return Diagnostic("D602", message, path=part.shown, line=1, hint=hint)
+
+
+def _unique_names(header: list[str]) -> list[str]:
+    """Header names as DuckDB columns: blanks named by position, repeats suffixed _2, _3."""
+    used: set[str] = set()
+    out = []
+    for i, raw in enumerate(header, start=1):
+        base = raw if raw.strip() else f"column{i}"
+        name, n = base, 1
+        while name in used:
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name)
+        out.append(name)
+    return out
+
+
+# -- checking and converting --------------------------------------------------------------------
+
+
+def _check_source(loader: _Loader, src: _Source, rejects: str) -> tuple[str, dict]:
+    """Convert one source, write its rejects, keep the good rows of the window, deduplicated."""
+    raw_parts = [p.select for p in src.parts if p.select]
+    if raw_parts:
+        raw = " UNION ALL ".join(f"({s})" for s in raw_parts)
+    else:  # an optional source without files, or only empty files: no rows, same columns
+        nulls = ", ".join(f"NULL::VARCHAR AS {_ident(c.name)}" for c in src.columns)
+        raw = (
+            "SELECT NULL::INTEGER AS _fileno, NULL::VARCHAR AS _file, NULL::BIGINT AS _line, "
+            f"false AS _comma, false AS _bad_json, {nulls} WHERE false"
+        )
+    typed = loader.temp_table(f"__lt_{src.name}", _typed_sql(loader, src, raw), source=src)
+    checks = [(column, reason) for column, reason, _ in _check_list(src, loader.currency)]
+    columns = "[" + ", ".join(sql_literal(c) for c, _ in checks) + "]"
+    reasons = "[" + ", ".join(sql_literal(r) for _, r in checks) + "]"
+    loader.run(
+        f"INSERT INTO {rejects} SELECT {sql_literal(src.name)}, _file, _line, "
+        f"list_extract({columns}, _err), list_extract({reasons}, _err), _key FROM {typed} "
+        "WHERE _err IS NOT NULL AND NOT _held ORDER BY _fileno, _line",
+        source=src,
+    )
+    table = f"src_{src.name}"
+    good = _good_sql(loader, src, typed)
+    loader.run(f"CREATE OR REPLACE TEMP TABLE {table} AS {good}", source=src)
+    if src.name == "customers":
+        _known_customers(loader, typed)
+    read, held, rejected, window_good = loader.run(
+        "SELECT count(*), count(*) FILTER (_held), "
+        "count(*) FILTER (_err IS NOT NULL AND NOT _held), "
+        f"count(*) FILTER (_err IS NULL AND NOT _held) FROM {typed}",
+        source=src,
+    ).fetchone()
+    loaded = loader.scalar(f"SELECT count(*) FROM {table}", source=src)
+    duplicates = window_good - loaded
+    if duplicates:
+        loader.warnings.append(_duplicates_warning(src.name, duplicates))
+    counts = {
+        "files": len(src.parts),
+        "rows_read": read,
+        "rows_new_window": read - held,
+        "held_back": held,
+        "rejected": rejected,
+        "duplicates_in_export": duplicates,
+        "loaded": loaded,
+    }
+    return table, counts
+
+
+def _duplicates_warning(name: str, n: int) -> str:
+    if name == "customers":
+        return f"customers: {n} rows repeat a customer_id; the last row of each customer was used"
+    if name == "order_items":
+        return (
+            f"order_items: {n} item rows belong to an order already listed in an earlier "
+            "file; the first file's items were used"
+        )
+    return f"{name}: {n} rows repeat a key already in the export; the first was kept"
+
+
+def _typed_sql(loader: _Loader, src: _Source, raw: str) -> str:
+    """One pass: trimmed text -> typed values -> the first failing check, the hold-back flag."""
+    trimmed = ", ".join(
+        f"NULLIF(trim({_ident(c.name)}), '') AS {_ident('r__' + c.name)}" for c in src.columns
+    )
+    level_a = f"SELECT _fileno, _file, _line, _comma, _bad_json, {trimmed} FROM ({raw})"
+    typed = [f"{_convert(loader, src, c)} AS {_ident(c.name)}" for c in src.columns]
+    if src.name in CUSTOMER_SOURCES:
+        typed.append(f"r__customer_id IN (SELECT customer_id FROM {_KNOWN}) AS _known")
+    level_b = f"SELECT *, {', '.join(typed)} FROM ({level_a})"
+    conditions = [cond for _, _, cond in _check_list(src, loader.currency)]
+    err = "CASE " + " ".join(f"WHEN {c} THEN {i}" for i, c in enumerate(conditions, 1)) + " END"
+    time_col = TIME_COLUMN.get(src.name)
+    held = (
+        f"coalesce({_ident(time_col)} >= {end_of_day_sql(loader.as_of)}, false)"
+        if time_col
+        else "false"
+    )
+    out = ["_fileno", "_file", "_line", f"{err} AS _err", f"{held} AS _held"]
+    out.append(f"{_ident('r__' + KEY_COLUMN[src.name])} AS _key")
+    out += [_ident(c.name) for c in src.columns]
+    if time_col:
+        out.append(f"CAST({_ident(time_col)} AS DATE) AS day")
+    if src.name == "events":
+        out.append(f"{_event_key_sql()} AS event_key")
+    return f"SELECT {', '.join(out)} FROM ({level_b})"
+
+
+_KNOWN = "__ls_known_customers"
+
+
+def _known_customers(loader: _Loader, typed: str) -> None:
+    """Customers of the export with a valid row (dated in the window or later) or of the state."""
+    union = f"SELECT customer_id FROM {typed} WHERE _err IS NULL"
+    if loader.known_table:
+        union += f" UNION ALL SELECT CAST(customer_id AS VARCHAR) FROM {loader.known_table}"
+    loader.temp_table(_KNOWN, f"SELECT DISTINCT customer_id FROM ({union})")
+
+
+def _convert(loader: _Loader, src: _Source, col: _Column) -> str:
+    """SQL from the trimmed text ``r__<col>`` to the column's type; NULL when unreadable."""
+    r = _ident("r__" + col.name)
+    kind = col.kind
+    if src.name == "orders" and col.name == "currency":
+        return f"coalesce(upper({r}), {sql_literal(loader.currency)})"
+    if src.name == "orders" and col.name == "status":
+        return _status_sql(loader, r)
+    if kind == "varchar":
+        return r
+    if kind == "integer":
+        whole = f"regexp_full_match({r}, '[+-]?[0-9]+(\\.0*)?')"
+        return f"CASE WHEN {whole} THEN TRY_CAST({r} AS BIGINT) END"
+    if kind == "decimal":
+        return _decimal_sql(r, comma=_csv_settings(src)["decimal"] == ",")
+    if kind == "boolean":
+        return (
+            f"CASE WHEN lower({r}) IN ('true', 't', '1', 'yes', 'y') THEN true "
+            f"WHEN lower({r}) IN ('false', 'f', '0', 'no', 'n') THEN false END"
+        )
+    if kind == "date":
+        return f"TRY_CAST({r} AS DATE)"
+    if kind == "timestamp":
+        return local_timestamp_sql(r, loader.timezone)
+    if kind == "list":
+        items = (
+            f"CASE WHEN starts_with({r}, '[') AND json_valid({r}) "
+            f"THEN try(from_json({r}, '[\"VARCHAR\"]')) ELSE string_split_regex({r}, '[;,]') END"
+        )
+        return (
+            f"CASE WHEN {r} IS NULL THEN []::VARCHAR[] ELSE list_filter(list_transform({items}, "
+            "lambda t: trim(t)), lambda t: t IS NOT NULL AND t <> '') END"
+        )
+    if kind == "json":
+        return f"CASE WHEN {_is_object(r)} THEN json({r}) END"
+    raise ValueError(f"unknown column type {kind!r}")  # the config schema prevents this
+
+
+def _decimal_sql(r: str, comma: bool) -> str:
+    """Money text -> DECIMAL(18,2): spaces as thousands separators allowed; ',' per csv.decimal.
+
+    With ``decimal: ','`` (CSV files only) ``1 234,50`` and ``1.234,50`` read as 1234.50, and a
+    value with a '.' that is not a thousands separator (``12.50``) is refused as ambiguous.
+    """
+    plain = f"replace(replace(replace({r}, ' ', ''), chr(160), ''), chr(8239), '')"
+    text = plain
+    if comma:
+        text = (
+            f"CASE WHEN NOT _comma THEN {plain} "
+            f"WHEN regexp_full_match({plain}, '[+-]?[0-9]{{1,3}}(\\.[0-9]{{3}})+(,[0-9]*)?') "
+            f"THEN replace(replace({plain}, '.', ''), ',', '.') "
+            f"WHEN contains({plain}, '.') THEN NULL ELSE replace({plain}, ',', '.') END"
+        )
+    return (
+        f"CASE WHEN NOT contains({r}, '_') THEN TRY_CAST({text} AS {DUCKDB_TYPES['decimal']}) END"
+    )
+
+
+def _status_sql(loader: _Loader, r: str) -> str:
+    """Order status: case-insensitive, empty = completed, ``status_map`` first (9.2, 9.20)."""
+    whens = " ".join(
+        f"WHEN {sql_literal(str(k).strip().lower())} THEN {sql_literal(str(v).strip().lower())}"
+        for k, v in loader.status_map.items()
+    )
+    mapped = f"CASE lower({r}) {whens} ELSE lower({r}) END" if whens else f"lower({r})"
+    return f"coalesce({mapped}, 'completed')"
+
+
+def _check_list(src: _Source, currency: str) -> list[tuple[str, str, str]]:
+    """Every check of a row as (export column, reason, SQL condition), first failing one wins.
+
+    Order: a line that is not a JSON object; then column by column in canonical order and then
+    the declared extras: missing required value, unreadable value, value not allowed
+    (negative total, quantity or amount; other currency; unknown status); last, an unknown
+    customer, so a row that is broken is reported as broken before its customer is looked up.
+    """
+    out: list[tuple[str, str, str]] = [("", "bad_json", "_bad_json")]
+    for col in src.columns:
+        r, t = _ident("r__" + col.name), _ident(col.name)
+        if col.required:
+            out.append((col.export, "missing_value", f"{r} IS NULL"))
+        if col.kind in PARSE_REASON:
+            out.append((col.export, PARSE_REASON[col.kind], f"{r} IS NOT NULL AND {t} IS NULL"))
+        rule = (src.name, col.name)
+        if rule == ("orders", "total"):
+            out.append((col.export, "negative_total", f"{t} < 0"))
+        elif rule == ("order_items", "quantity"):
+            out.append((col.export, "negative_quantity", f"{t} < 0"))
+        elif rule == ("returns", "amount"):
+            out.append((col.export, "negative_amount", f"{t} < 0"))
+        elif rule == ("orders", "currency"):
+            out.append(
+                (
+                    col.export,
+                    "unknown_currency",
+                    f"{r} IS NOT NULL AND {t} <> {sql_literal(currency)}",
+                )
+            )
+        elif rule == ("orders", "status"):
+            allowed = ", ".join(sql_literal(s) for s in ORDER_STATUSES)
+            out.append((col.export, "unknown_status", f"{t} NOT IN ({allowed})"))
+    if src.name in CUSTOMER_SOURCES:
+        export = next(c.export for c in src.columns if c.name == "customer_id")
+        out.append((export, "unknown_customer", "NOT _known"))
+    return out
+
+
+def _event_key_sql() -> str:
+    """event_id, else ``md5:`` + md5 of customer_id, type, occurred_at and properties (9.21).
+
+    Properties take part as JSON text with top-level keys sorted, so the same event exported
+    with its keys in another order gets the same key.
+    """
+    path = "'$.\"' || replace(replace(k, '\\', '\\\\'), '\"', '\\\"') || '\"'"
+    sorted_props = (
+        "'{' || array_to_string(list_transform(list_sort(json_keys(properties)), "
+        f"lambda k: to_json(k) || ':' || json_extract(properties, {path})), ',') || '}}'"
+    )
+    canon_props = f"coalesce(try({sorted_props}), CAST(properties AS VARCHAR), '')"
+    stamp = "strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%f')"
+    text = f"concat_ws(chr(31), customer_id, type, {stamp}, {canon_props})"
+    return f"coalesce(event_id, 'md5:' || md5({text}))"
+
+
+def _dedupe_key(src: _Source) -> str | None:
+    """The key whose repeats are dropped (9.21, SPEC 3); None for items, kept row by row."""
+    if src.name == "order_items":
+        return None
+    if src.name == "returns":
+        return "order_id, returned_at, amount"
+    if src.name == "events":
+        return "event_key"
+    return _ident(KEY_COLUMN[src.name])
+
+
+def _good_sql(loader: _Loader, src: _Source, typed: str) -> str:
+    """Good rows of the window, repeated keys dropped, in export order (file, line).
+
+    The first row of a key is kept, except for customers where the last one wins (the export
+    is upserted). Items of an order are taken from the first file listing that order. When
+    no key repeats (the usual case) the rows are copied without a window.
+    """
+    cols = [_ident(c.name) for c in src.columns]
+    if src.name in TIME_COLUMN:
+        cols.append("day")
+    if src.name == "events":
+        cols.append("event_key")
+    window = f"FROM {typed} WHERE _err IS NULL AND NOT _held"
+    order = "ORDER BY _fileno, _line"
+    key = _dedupe_key(src)
+    qualify = ""
+    if src.name == "order_items":
+        cols.append(f"row_number() OVER (PARTITION BY order_id {order}) AS item_seq")
+        if len(src.parts) > 1:
+            qualify = "QUALIFY _fileno = min(_fileno) OVER (PARTITION BY order_id)"
+    elif key is not None:
+        repeats = loader.scalar(f"SELECT count(*) > count(DISTINCT ({key})) {window}", source=src)
+        if repeats:
+            latest = "DESC" if src.name == "customers" else ""
+            qualify = (
+                f"QUALIFY row_number() OVER (PARTITION BY {key} "
+                f"ORDER BY _fileno {latest}, _line {latest}) = 1"
+            )
+    cols += ["_file", "_line"]
+    return f"SELECT {', '.join(cols)} {window} {qualify} {order}"
+
+
+def _reject_rate_verdict(counts: dict[str, dict], max_rate: float) -> str | None:
+    """The refusal message when a source's rejected share of its window exceeds the limit."""
+    over = []
+    for name in SOURCE_ORDER:
+        c = counts[name]
+        window = c["rows_new_window"]
+        if window and c["rejected"] / window > max_rate:
+            over.append(
+                f"{name}: {c['rejected']} of {window} rows rejected "
+                f"({c['rejected'] / window:.2%}), above data.max_reject_rate {max_rate:.2%}"
+            )
+    if not over:
+        return None
+    return "; ".join(over) + " (see rejects.csv)"
+
+
+# -- errors and names ---------------------------------------------------------------------------
+
+
+def _is_object(text: str) -> str:
+    """SQL: the text is one JSON object (json_type fails on invalid JSON, hence the CASE)."""
+    return f"CASE WHEN json_valid({text}) THEN json_type({text}) = 'OBJECT' ELSE false END"
+
+
+def _json_path(key: str) -> str:
+    """A JSON path literal for one top-level key, whatever characters it holds."""
+    return sql_literal('$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"')
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0][:300]
+
+
+def _file_error(part: _Part, what: str, hint: str = "", line: int | None = None) -> Diagnostic:
+    return Diagnostic("D603", f"{part.rel}: {what}", path=part.shown, line=line, hint=hint)
+
+
+_LINE_RE = re.compile(r"\b[Ll]ine:? (\d+)")
+
+
+def _parse_error(part: _Part, src: _Source | None, exc: duckdb.Error) -> Diagnostic:
+    """A DuckDB read error as D603 with the file, the line DuckDB names and a likely fix."""
+    text = str(exc)
+    m = _LINE_RE.search(text)
+    line = int(m.group(1)) if m else None
+    name = src.name if src else "source"
+    if "unterminated quote" in text:
+        what = "a quoted value is never closed (unbalanced quote)"
+        hint = f"quote characters inside values must be doubled; see sources.{name}.csv.quote"
+    elif m2 := re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text):
+        what = f"the row has {m2.group(2)} fields where the header has {m2.group(1)}"
+        hint = (
+            "a value contains the delimiter without quotes, or the delimiter is wrong "
+            f"(sources.{name}.csv.delimiter)"
+        )
+    elif "Invalid unicode" in text or "UTF-8" in text or "utf-8" in text:
+        what = "the file is not UTF-8 text"
+        hint = "export it as UTF-8"
+    elif "Maximum line size" in text or "max_line_size" in text:
+        what = "a line is longer than the 2 MB limit"
+        hint = "check that this is really a line-per-row export"
+    elif "GZIP" in text or "gzip" in text or "zlib" in text:
+        what = "the compressed file is truncated or damaged"
+        hint = "re-create the export; did the transfer finish?"
+    elif "parquet" in text.lower() or "magic bytes" in text:
+        what = "not a readable Parquet file: " + _first_line(text)
+        hint = "re-create the export"
+    else:
+        what = "cannot be parsed: " + _first_line(text)
+        hint = "check the file's format against docs/data.md"
+    return _file_error(part, what, hint, line)
