@@ -1,0 +1,222 @@
+"""`loyalty validate` on broken programs: tests/fixtures/invalid/NN-what-is-wrong/.
+
+Each folder is a complete small program (program.yaml, workflows/, templates/) with exactly
+one fault, and an `expected.json` naming the diagnostic a user must get for it:
+``{"file": ..., "code": ..., "line": ..., "col": ...}`` with the 1-based line and column of
+where to look (the offending key or value, or the exact character inside an expression or
+template). Positions were worked out by hand from the files, not copied from the validator.
+
+Cases where the validator does not yet give the right answer are marked xfail(strict=True)
+with the reason; when the validator is fixed they start passing and the mark must go.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from functools import cache
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from loyalty_cli.cli import app
+from loyalty_cli.config.validate import ValidationReport, validate_paths
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "invalid"
+CASES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
+
+# Bugs of the validator: case -> what goes wrong. The exact diagnostic (code, file, line,
+# col) of these cases is not reported yet.
+POSITION_BUGS = {
+    "01-yaml-bad-indentation": "Y101 points at the ':' after the over-indented key (14:17) "
+    "instead of the key itself (14:5), and the message 'mapping values are not allowed here' "
+    "does not say that the indentation is wrong",
+    "02-yaml-unclosed-bracket-at-end": "an unclosed '[' is reported at the end of the file "
+    "(51:1, a line that does not exist, so no snippet) instead of at the '[' that is never "
+    "closed (50:12); the parser's context mark holds the right place",
+    "03-yaml-unclosed-brace": "an unclosed '{' is reported where the parser gave up on the "
+    "next line (9:9) instead of at the '{' that is never closed (8:14)",
+    "06-yaml-alias-bomb": "Y103 is always reported at 1:1 (`version: 1`), not at the key "
+    "whose value expands (7:3)",
+    "18-pending-days-too-large": "not detected: validate accepts pending_days "
+    "99999999999999999999 (exit 0) although the engine cannot add that many days to a date "
+    "(DuckDB INTERVAL conversion error); the schema has no maximum",
+    "27-expr-syntax-error-split-operator": "`order.total > > 100` is read as the shift "
+    "operator `>>` and reported as E408 at the start of the expression with SQL the user did "
+    'not write (`"order".total >> 100`), instead of E401 at the second `>` (18:27)',
+    "29-expr-unknown-column-single-quoted-escapes": "inside a single-quoted YAML scalar each "
+    "'' escape shifts the column by one: reported at 18:46 instead of 18:48",
+    "31-expr-unknown-column-folded-block": "a folded block scalar (`>`) is mapped like one "
+    "line: reported at 49:47 (the `when: >` line, past its end) instead of 50:20",
+    "32-expr-unknown-column-plain-multiline": "a plain scalar continued on the next line is "
+    "mapped like one line: reported at 48:51 (past the end of the line) instead of 49:20",
+    "33-expr-unknown-tier-literal": "the unknown tier is reported at the start of the "
+    "expression (48:11) instead of at the literal 'platinum' (48:18)",
+    "44-bad-duration-dayz": "reported as S205 with the schema's regular expression in the "
+    "message, not as R304 'malformed duration' (R304 is never reached for durations)",
+    "45-bad-duration-a-year": "reported as S205 with the schema's regular expression in the "
+    "message, not as R304 'malformed duration' (R304 is never reached for durations)",
+    "47-template-undefined-variable": "template diagnostics carry no column (col is null), "
+    "so no caret and no col= in annotations",
+    "48-template-ssti-class-mro": "template diagnostics carry no column (col is null)",
+    "49-template-ssti-cycler-globals": "template diagnostics carry no column (col is null)",
+    "50-template-syntax-error-unclosed-if": "an unclosed {% if %} is reported on the last "
+    "line with an expression (line 4) without a column, instead of at the `{% if` (2:1)",
+}
+
+# Cases whose expected code is not reported in the expected file at all.
+CODE_BUGS = {
+    name: POSITION_BUGS[name]
+    for name in (
+        "18-pending-days-too-large",
+        "27-expr-syntax-error-split-operator",
+        "44-bad-duration-dayz",
+        "45-bad-duration-a-year",
+    )
+}
+
+# Cases validate does not detect at all.
+UNDETECTED = {name: POSITION_BUGS[name] for name in ("18-pending-days-too-large",)}
+
+
+def _params(bugs: dict[str, str]) -> list:
+    return [
+        pytest.param(
+            name, marks=pytest.mark.xfail(strict=True, reason=bugs[name]) if name in bugs else ()
+        )
+        for name in CASES
+    ]
+
+
+def expected(case: str) -> dict:
+    return json.loads((FIXTURES / case / "expected.json").read_text(encoding="utf-8"))
+
+
+@cache
+def report_for(case: str) -> ValidationReport:
+    return validate_paths([str(FIXTURES / case / "program.yaml")])
+
+
+def relative(path: str, case_dir: Path) -> str:
+    """A diagnostic's path relative to the case folder ('' when outside it)."""
+    try:
+        return Path(path).resolve().relative_to(case_dir.resolve()).as_posix()
+    except ValueError:
+        return ""
+
+
+def found(case: str, report: ValidationReport) -> list[tuple]:
+    case_dir = FIXTURES / case
+    return [
+        (d.code, relative(d.path, case_dir), d.line, d.col, d.severity) for d in report.diagnostics
+    ]
+
+
+def test_enough_cases() -> None:
+    assert len(CASES) >= 36
+    for case in CASES:
+        folder = FIXTURES / case
+        assert (folder / "program.yaml").is_file(), case
+        assert (folder / "workflows").is_dir(), case
+        assert (folder / "templates").is_dir(), case
+        exp = expected(case)
+        assert set(exp) == {"file", "code", "line", "col"}, case
+        assert (folder / exp["file"]).is_file(), case
+
+
+@pytest.mark.parametrize("case", _params(POSITION_BUGS))
+def test_case_reports_expected_diagnostic(case: str) -> None:
+    exp = expected(case)
+    report = report_for(case)
+    assert report.exit_code == 1
+    want = (exp["code"], exp["file"], exp["line"], exp["col"], "error")
+    assert want in found(case, report), found(case, report)
+
+
+@pytest.mark.parametrize("case", _params(CODE_BUGS))
+def test_case_reports_expected_code_in_expected_file(case: str) -> None:
+    """The code and file alone (still checked where the position is not right yet)."""
+    exp = expected(case)
+    got = {
+        (code, file)
+        for code, file, _, _, severity in found(case, report_for(case))
+        if severity == "error"
+    }
+    assert (exp["code"], exp["file"]) in got, got
+
+
+@pytest.mark.parametrize("case", _params(UNDETECTED))
+def test_cli_exit_1_without_traceback(case: str) -> None:
+    runner = CliRunner()
+    for fmt in ("text", "json", "github"):
+        result = runner.invoke(
+            app, ["validate", str(FIXTURES / case / "program.yaml"), "--format", fmt]
+        )
+        output = result.output + (result.stderr or "")
+        assert "Traceback" not in output
+        # typer.Exit(0) leaves no exception; anything else but SystemExit is a crash.
+        assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+            result.exception
+        )
+        assert result.exit_code == 1, (fmt, output)
+        if fmt == "json":
+            payload = json.loads(result.stdout)
+            assert payload["ok"] is False and payload["exit_code"] == 1
+
+
+@pytest.fixture(scope="module")
+def whole_folder() -> ValidationReport:
+    return validate_paths([str(FIXTURES)])
+
+
+def test_whole_folder_at_once_exit_1(whole_folder: ValidationReport) -> None:
+    assert whole_folder.exit_code == 1
+    assert not whole_folder.usage_errors
+    checked = {relative(p, FIXTURES).split("/", 1)[0] for p in whole_folder.files}
+    assert checked == set(CASES)
+
+
+@pytest.mark.parametrize("case", _params(UNDETECTED))
+def test_whole_folder_at_once_reports_every_case(case: str, whole_folder: ValidationReport) -> None:
+    """Validating all cases in one call collects the problems of every file, and finds
+    everything validating the case alone finds."""
+    mine = [d for d in whole_folder.diagnostics if relative(d.path, FIXTURES / case)]
+    assert any(d.is_error for d in mine)
+    alone = {
+        (c, f, ln, col) for c, f, ln, col, sev in found(case, report_for(case)) if sev == "error"
+    }
+    together = {
+        (d.code, relative(d.path, FIXTURES / case), d.line, d.col) for d in mine if d.is_error
+    }
+    assert alone <= together, alone - together
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Y102 says 'first defined on line 3' (the first line of the enclosing mapping) "
+    "instead of line 5, where `currency` is first defined",
+)
+def test_duplicate_key_message_names_the_first_definition() -> None:
+    (diag,) = [d for d in report_for("05-yaml-duplicate-key").diagnostics if d.code == "Y102"]
+    assert "first defined on line 5" in diag.message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a schema error in program.yaml stops validate from checking the workflows the "
+    "program names (and a folder run checks them without the program's templates), so a "
+    "missing template is only found after the program is fixed",
+)
+def test_schema_error_in_program_does_not_hide_workflow_problems(tmp_path: Path) -> None:
+    case = tmp_path / "both"
+    shutil.copytree(FIXTURES / "09-unknown-key-typo-pionts", case)
+    shutil.copy(
+        FIXTURES / "36-workflow-template-missing" / "workflows" / "welcome.yaml",
+        case / "workflows" / "welcome.yaml",
+    )
+    for paths in ([str(case / "program.yaml")], [str(case)]):
+        report = validate_paths(paths)
+        got = {(d.code, relative(d.path, case)) for d in report.errors}
+        assert ("S201", "program.yaml") in got
+        assert ("T501", "workflows/welcome.yaml") in got, got
