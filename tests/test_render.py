@@ -313,7 +313,9 @@ def test_syntax_error_points_at_the_template_line(tmp_path):
             "following tags: 'elif' or 'else' or 'endif'. The innermost block that needs to be "
             "closed is 'if'.",
             path=os.path.join(str(tmp_path), "w.sms.j2"),
-            line=3,
+            # the `{% if` that is never closed: line 2, column 1
+            line=2,
+            col=1,
             hint="see https://jinja.palletsprojects.com/templates/ for the syntax",
         )
     ]
@@ -351,6 +353,7 @@ def test_undefined_variables_also_in_branches_the_sample_does_not_take(tmp_path)
             "undefined template variable: 'custmer' is not in the template context",
             path=path,
             line=3,
+            col=6,  # "  {{ custmer": 2 spaces, "{{ ", then the name
             hint="did you mean 'customer'?",
         ),
         Diagnostic(
@@ -358,6 +361,7 @@ def test_undefined_variables_also_in_branches_the_sample_does_not_take(tmp_path)
             "undefined template variable: customer has no key 'frist_name'",
             path=path,
             line=4,
+            col=15,  # "  {{ customer." is 14 characters
             hint="did you mean 'first_name'?",
         ),
         Diagnostic(
@@ -365,6 +369,7 @@ def test_undefined_variables_also_in_branches_the_sample_does_not_take(tmp_path)
             "undefined template variable: reward has no key 'nmae'",
             path=path,
             line=4,
+            col=40,  # "  {{ customer.frist_name }} {{ reward['" is 39 characters
             hint="did you mean 'name'?",
         ),
     ]
@@ -504,6 +509,7 @@ def test_failure_only_for_top_tier_members_is_a_warning(tmp_path):
         "(for a member on the top tier: next_tier is empty)",
         path=os.path.join(str(tmp_path), "m.txt.j2"),
         line=2,
+        col=51,  # "{{ points_to_next_tier | money }} to {{ next_tier." is 50 characters
         severity="warning",
         hint="guard it with `{% if next_tier %}...{% endif %}`",
     )
@@ -884,3 +890,12 @@ def test_a_file_that_is_not_utf8_is_reported(tmp_path):
         "template file is not valid UTF-8",
         os.path.join(str(tmp_path), "w.sms.j2"),
     )
+
+
+def test_repetition_and_powers_cannot_exhaust_memory(tmp_path):
+    write(tmp_path, {"w.sms.j2": "Hi {{ 'a' * 10**10 }}\n"})
+    (diag,) = [d for d in check(tmp_path, "w", "sms") if d.code != "T505"]
+    assert diag.code == "T504"
+    write(tmp_path, {"x.sms.j2": "Hi {{ 'ab' * 3 }} {{ 2 ** 10 }}\n"})
+    env = make_environment(tmp_path)
+    assert render_template(env, "x.sms.j2", {}) == "Hi ababab 1024"

@@ -29,55 +29,21 @@ CASES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
 # Bugs of the validator: case -> what goes wrong. The exact diagnostic (code, file, line,
 # col) of these cases is not reported yet.
 POSITION_BUGS = {
-    "01-yaml-bad-indentation": "Y101 points at the ':' after the over-indented key (14:17) "
-    "instead of the key itself (14:5), and the message 'mapping values are not allowed here' "
-    "does not say that the indentation is wrong",
-    "02-yaml-unclosed-bracket-at-end": "an unclosed '[' is reported at the end of the file "
-    "(51:1, a line that does not exist, so no snippet) instead of at the '[' that is never "
-    "closed (50:12); the parser's context mark holds the right place",
-    "03-yaml-unclosed-brace": "an unclosed '{' is reported where the parser gave up on the "
-    "next line (9:9) instead of at the '{' that is never closed (8:14)",
-    "06-yaml-alias-bomb": "Y103 is always reported at 1:1 (`version: 1`), not at the key "
-    "whose value expands (7:3)",
-    "18-pending-days-too-large": "not detected: validate accepts pending_days "
-    "99999999999999999999 (exit 0) although the engine cannot add that many days to a date "
-    "(DuckDB INTERVAL conversion error); the schema has no maximum",
     "27-expr-syntax-error-split-operator": "`order.total > > 100` is read as the shift "
     "operator `>>` and reported as E408 at the start of the expression with SQL the user did "
     'not write (`"order".total >> 100`), instead of E401 at the second `>` (18:27)',
-    "29-expr-unknown-column-single-quoted-escapes": "inside a single-quoted YAML scalar each "
-    "'' escape shifts the column by one: reported at 18:46 instead of 18:48",
-    "31-expr-unknown-column-folded-block": "a folded block scalar (`>`) is mapped like one "
-    "line: reported at 49:47 (the `when: >` line, past its end) instead of 50:20",
-    "32-expr-unknown-column-plain-multiline": "a plain scalar continued on the next line is "
-    "mapped like one line: reported at 48:51 (past the end of the line) instead of 49:20",
-    "33-expr-unknown-tier-literal": "the unknown tier is reported at the start of the "
-    "expression (48:11) instead of at the literal 'platinum' (48:18)",
-    "44-bad-duration-dayz": "reported as S205 with the schema's regular expression in the "
-    "message, not as R304 'malformed duration' (R304 is never reached for durations)",
-    "45-bad-duration-a-year": "reported as S205 with the schema's regular expression in the "
-    "message, not as R304 'malformed duration' (R304 is never reached for durations)",
-    "47-template-undefined-variable": "template diagnostics carry no column (col is null), "
-    "so no caret and no col= in annotations",
-    "48-template-ssti-class-mro": "template diagnostics carry no column (col is null)",
-    "49-template-ssti-cycler-globals": "template diagnostics carry no column (col is null)",
-    "50-template-syntax-error-unclosed-if": "an unclosed {% if %} is reported on the last "
-    "line with an expression (line 4) without a column, instead of at the `{% if` (2:1)",
 }
 
 # Cases whose expected code is not reported in the expected file at all.
 CODE_BUGS = {
     name: POSITION_BUGS[name]
     for name in (
-        "18-pending-days-too-large",
         "27-expr-syntax-error-split-operator",
-        "44-bad-duration-dayz",
-        "45-bad-duration-a-year",
     )
 }
 
 # Cases validate does not detect at all.
-UNDETECTED = {name: POSITION_BUGS[name] for name in ("18-pending-days-too-large",)}
+UNDETECTED: dict[str, str] = {}
 
 
 def _params(bugs: dict[str, str]) -> list:
@@ -192,22 +158,11 @@ def test_whole_folder_at_once_reports_every_case(case: str, whole_folder: Valida
     assert alone <= together, alone - together
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Y102 says 'first defined on line 3' (the first line of the enclosing mapping) "
-    "instead of line 5, where `currency` is first defined",
-)
 def test_duplicate_key_message_names_the_first_definition() -> None:
     (diag,) = [d for d in report_for("05-yaml-duplicate-key").diagnostics if d.code == "Y102"]
     assert "first defined on line 5" in diag.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a schema error in program.yaml stops validate from checking the workflows the "
-    "program names (and a folder run checks them without the program's templates), so a "
-    "missing template is only found after the program is fixed",
-)
 def test_schema_error_in_program_does_not_hide_workflow_problems(tmp_path: Path) -> None:
     case = tmp_path / "both"
     shutil.copytree(FIXTURES / "09-unknown-key-typo-pionts", case)

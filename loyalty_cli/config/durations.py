@@ -7,7 +7,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-_RE = re.compile(r"^\s*(\d+)\s+(day|days|week|weeks|month|months|year|years)\s*$")
+_RE = re.compile(r"^\s*(\d{1,4})\s+(day|days|week|weeks|month|months|year|years)\s*$")
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,20 @@ def _to_diagnostics(doc: YamlDoc, error: ValidationError, kind: str) -> list[Dia
                 hint=(hint + sch.get("description", "")).strip(),
             )
         ]
+    if v == "pattern" and "day|days" in str(error.validator_value):
+        from loyalty_cli.config.durations import DURATION_HINT
+
+        return [
+            Diagnostic(
+                code="R304",
+                path=doc.path,
+                line=line,
+                col=col,
+                where=where,
+                message=f"malformed duration {error.instance!r} at {where}",
+                hint=DURATION_HINT + " At most 4 digits.",
+            )
+        ]
     if v == "not" and isinstance(error.validator_value, dict):
         why = error.validator_value.get("description")
         kp = doc.key_pos(path) if path else None

@@ -152,11 +152,18 @@ class Checker:
             return
         for literal in _tier_literals(value):
             if literal not in tiers:
-                self.add(
-                    "R302",
-                    path,
-                    f"{format_path(path)}: tier '{literal}' is not a tier level",
-                    f"Tier levels are: {', '.join(tiers)}.",
+                at = value.find(f"'{literal}'")
+                line, col = self.doc.offset_pos(path, max(at, 0))
+                self.out.append(
+                    Diagnostic(
+                        code="R302",
+                        path=self.doc.path,
+                        line=line,
+                        col=col,
+                        message=f"{format_path(path)}: tier '{literal}' is not a tier level",
+                        hint=f"Tier levels are: {', '.join(tiers)}.",
+                        where=format_path(path),
+                    )
                 )
 
 

@@ -133,10 +133,17 @@ def validate_paths(paths: list[str]) -> ValidationReport:
         diags = schema.check_schema(doc, "program")
         report.diagnostics.extend(diags)
         if any(d.is_error for d in diags):
+            # Still check the workflows, with what can be read of the program.
+            pctx = _best_effort_context(doc)
+            if pctx is None:
+                continue
+        else:
+            sem, pctx = semantic.check_program(doc)
+            report.diagnostics.extend(sem)
+        try:
+            wf_paths, wf_diags = semantic.workflow_paths(doc)
+        except (TypeError, AttributeError):
             continue
-        sem, pctx = semantic.check_program(doc)
-        report.diagnostics.extend(sem)
-        wf_paths, wf_diags = semantic.workflow_paths(doc)
         report.diagnostics.extend(wf_diags)
         wf_ids: dict[str, str] = {}
         for wf_path in wf_paths:
@@ -161,6 +168,14 @@ def validate_paths(paths: list[str]) -> ValidationReport:
             report.diagnostics.extend(_check_workflow(doc, None, template_cache, {}))
     report.diagnostics.sort(key=lambda d: (d.path, d.line or 0, d.col or 0, d.code))
     return report
+
+
+def _best_effort_context(doc: YamlDoc) -> semantic.ProgramContext | None:
+    """The program's context for its workflows even when the program has schema errors."""
+    try:
+        return semantic.ProgramContext.from_program(Path(doc.path), doc.data)
+    except (TypeError, AttributeError, KeyError, ValueError):
+        return None
 
 
 def _check_workflow(

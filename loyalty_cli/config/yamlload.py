@@ -65,27 +65,68 @@ class YamlDoc:
         """Position of the key naming `path` (falls back to the value's position)."""
         return self.keys.get(tuple(path)) or self.pos(path)
 
+    def value_at(self, path: PathKey) -> Any:
+        node = self.data
+        for part in path:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return node
+
     def expression_pos(self, path: PathKey, line: int, col: int) -> tuple[int, int]:
         """Map a 1-based position inside the scalar at `path` to a file position."""
+        value = self.value_at(path)
+        if not isinstance(value, str):
+            value = str(value) if value is not None else ""
+        lines = value.split("\n")
+        line = max(1, min(line, len(lines)))
+        index = sum(len(x) + 1 for x in lines[: line - 1]) + max(0, col - 1)
+        return self.offset_pos(path, index)
+
+    def offset_pos(self, path: PathKey, index: int) -> tuple[int, int]:
+        """File position of character `index` of the (parsed) scalar at `path`.
+
+        Walks the source text from the scalar's start, matching the parsed characters in
+        order, so quotes, '' escapes, folded lines and block indentation are accounted for.
+        """
         pos = self.pos(path)
         if pos is None:
-            return line, col
-        if pos.style == "block":
-            text_line = pos.line + line
-            src = self.text.splitlines()
-            indent = 0
-            if 0 < text_line <= len(src):
-                raw = src[text_line - 1]
-                indent = len(raw) - len(raw.lstrip(" "))
-            return text_line, indent + col
-        offset = 1 if pos.style == "quoted" else 0
-        if line == 1:
-            return pos.line, pos.col + offset + col - 1
-        return pos.line + line - 1, col
+            return 1, 1
+        value = self.value_at(path)
+        if not isinstance(value, str):
+            return pos.line, pos.col + max(0, index)
+        text = self.text
+        line_starts = [0]
+        for i, ch in enumerate(text):
+            if ch == "\n":
+                line_starts.append(i + 1)
+        if pos.line - 1 >= len(line_starts):
+            return pos.line, pos.col
+        j = line_starts[pos.line - 1] + pos.col - 1
+        if pos.style == "quoted":
+            j += 1
+        elif pos.style == "block":
+            j = line_starts[pos.line] if pos.line < len(line_starts) else len(text)
+        index = max(0, min(index, len(value) - 1)) if value else 0
+        for k, ch in enumerate(value):
+            while j < len(text) and text[j] != ch and not (ch == " " and text[j] == "\n"):
+                j += 1
+            if j >= len(text):
+                return pos.line, pos.col
+            if k == index:
+                break
+            j += 1
+        import bisect
+
+        row = bisect.bisect_right(line_starts, j) - 1
+        return row + 1, j - line_starts[row] + 1
 
 
 class _TooBig(Exception):
-    pass
+    def __init__(self, path: PathKey):
+        super().__init__("too big")
+        self.path = path
 
 
 def format_path(path: PathKey) -> str:
@@ -110,7 +151,7 @@ def _style(value: Any) -> str:
 def _convert(node: Any, path: PathKey, doc: YamlDoc, budget: list[int]) -> Any:
     budget[0] -= 1
     if budget[0] < 0:
-        raise _TooBig
+        raise _TooBig(path)
     if isinstance(node, dict):
         out: dict[str, Any] = {}
         lc = getattr(node, "lc", None)
@@ -173,9 +214,9 @@ def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnosti
         col = mark.column + 1 if mark is not None else None
         is_dup = type(exc).__name__ == "DuplicateKeyError"
         if is_dup:
-            first = exc.context_mark
-            first_at = f" (first defined on line {first.line + 1})" if first is not None else ""
             key = _dup_key_name(text, line, col)
+            first_line = _first_key_line(text, exc.context_mark, line, col, key)
+            first_at = f" (first defined on line {first_line})" if first_line else ""
             return None, [
                 Diagnostic(
                     code="Y102",
@@ -187,16 +228,45 @@ def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnosti
                 )
             ]
         problem = (exc.problem or str(exc)).strip()
-        context = f" {exc.context.strip()}" if exc.context else ""
+        context = (exc.context or "").strip()
+        hint = ("Check indentation, colons after keys, and matching quotes and brackets "
+                "around this line.")
+        ctx_mark = exc.context_mark
+        if ctx_mark is not None and ("flow sequence" in context or "flow mapping" in context):
+            # An unclosed [ or {: point at the bracket that is never closed.
+            line, col = ctx_mark.line + 1, ctx_mark.column + 1
+            bracket = "[" if "sequence" in context else "{"
+            closing = "]" if bracket == "[" else "}"
+            return None, [
+                Diagnostic(
+                    code="Y101",
+                    path=path,
+                    line=line,
+                    col=col,
+                    message=f"YAML syntax error: this '{bracket}' is never closed ({problem})",
+                    hint=f"Add the missing '{closing}', or separate the items with commas.",
+                )
+            ]
+        if "mapping values are not allowed" in problem and line is not None:
+            # Usually a key indented deeper than its siblings: point at the key.
+            lines = text.splitlines()
+            if 0 < line <= len(lines):
+                raw = lines[line - 1]
+                col = len(raw) - len(raw.lstrip(" ")) + 1
+            problem = "this key is indented deeper than the keys before it"
+            hint = ("Keys of one mapping start in the same column; remove the extra spaces "
+                    "(or quote a value that contains ': ').")
+        elif "tab" in problem.lower():
+            hint = "YAML indentation uses spaces, never tabs."
+        shown = f" {context}" if context and "mapping values" not in problem else ""
         return None, [
             Diagnostic(
                 code="Y101",
                 path=path,
                 line=line,
                 col=col,
-                message=f"YAML syntax error: {problem}{context}",
-                hint="Check indentation, colons after keys, and matching quotes and brackets "
-                "around this line.",
+                message=f"YAML syntax error: {problem}{shown}",
+                hint=hint,
             )
         ]
     except YAMLError as exc:
@@ -212,13 +282,16 @@ def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnosti
         ]
     try:
         doc.data = _convert(raw, (), doc, [MAX_NODES])
-    except (_TooBig, RecursionError):
+    except (_TooBig, RecursionError) as exc:
+        where = getattr(exc, "path", ())
+        keys = [i for i, part in enumerate(where) if isinstance(part, str)]
+        pos = doc.key_pos(where[: keys[-1] + 1]) if keys else None
         return None, [
             Diagnostic(
                 code="Y103",
                 path=path,
-                line=1,
-                col=1,
+                line=pos.line if pos else 1,
+                col=pos.col if pos else 1,
                 message=f"the document expands to more than {MAX_NODES:,} values "
                 "(anchors and aliases repeated inside each other)",
                 hint="Remove the nested aliases (*name); a program never needs them.",
@@ -236,6 +309,23 @@ def _dup_key_name(text: str, line: int | None, col: int | None) -> str:
     rest = lines[line - 1][(col or 1) - 1 :]
     name = rest.split(":", 1)[0].strip().strip("'\"")
     return name if name and len(name) < 80 else ""
+
+
+def _first_key_line(text: str, mapping_mark, line: int | None, col: int | None,
+                    key: str) -> int | None:
+    """Line of the first occurrence of a duplicated key in the same mapping."""
+    if not key or not line or not col:
+        return None
+    lines = text.splitlines()
+    start = mapping_mark.line if mapping_mark is not None else 0
+    for n in range(start, min(line - 1, len(lines))):
+        raw = lines[n]
+        indent = len(raw) - len(raw.lstrip(" "))
+        body = raw.strip()
+        if indent == col - 1 and (body.startswith(f"{key}:") or body.startswith(f"'{key}':")
+                                  or body.startswith(f'"{key}":')):
+            return n + 1
+    return None
 
 
 def load_yaml_file(path: str | Path) -> tuple[YamlDoc | None, list[Diagnostic]]:

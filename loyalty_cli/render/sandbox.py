@@ -13,10 +13,12 @@ A template NAME is ``NAME.subject.j2``, ``NAME.html.j2`` and ``NAME.txt.j2`` for
 
 from __future__ import annotations
 
+
 import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -235,6 +237,29 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
+MAX_RESULT_LENGTH = 100_000  # characters or items one `*` may build in a template
+MAX_POWER = 10**12  # largest result of `**` a template may compute
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with `*` and `**` bounded so a template cannot exhaust memory."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
+                    if len(seq) * max(n, 0) > MAX_RESULT_LENGTH:
+                        raise SecurityError(
+                            f"repeating a sequence to more than {MAX_RESULT_LENGTH:,} items"
+                        )
+        if operator == "**" and isinstance(left, (int, float)) and isinstance(right, (int, float)):
+            if abs(left) > 1 and right > 0 and right * len(str(int(abs(left)))) > 13:
+                raise SecurityError(f"a power above {MAX_POWER:,}")
+        return super().call_binop(context, operator, left, right)
+
+
 def make_environment(
     template_dir: str | os.PathLike[str], *, default_locale: str = "en"
 ) -> ImmutableSandboxedEnvironment:
@@ -243,7 +268,7 @@ def make_environment(
     ``default_locale`` formats numbers and dates for members without a usable
     ``customer.locale``.
     """
-    env = ImmutableSandboxedEnvironment(
+    env = _BoundedSandbox(
         loader=_FolderLoader(template_dir),
         undefined=StrictUndefined,
         autoescape=autoescape_for,
@@ -668,7 +693,48 @@ def check_template(
         diags.extend(sorted(part_diags, key=lambda d: (d.path, d.line or 0)))
     if channel == "sms" and "text" in rendered:
         diags.append(sms_diagnostic(name, rendered["text"], str(files["text"]), max_sms_segments))
-    return diags
+    return [_with_column(d) for d in diags]
+
+
+_QUOTED = re.compile(r"'([^']+)'")
+_BLOCK_TAG = re.compile(r"\{%-?\s*(\w+)")
+_BLOCKS = {"if", "for", "macro", "call", "filter", "with", "block", "raw", "autoescape", "trans"}
+
+
+def _with_column(d: Diagnostic) -> Diagnostic:
+    """Give template diagnostics a column: the name or tag the message is about."""
+    if d.col is not None or not d.line or not d.code.startswith("T50") or d.code == "T505":
+        return d
+    try:
+        lines = Path(d.path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return d
+    if d.code == "T502" and "Unexpected end of template" in d.message:
+        opened = _unclosed_block(lines)
+        if opened:
+            return replace(d, line=opened[0], col=opened[1])
+    if d.line > len(lines):
+        return d
+    text = lines[d.line - 1]
+    for token in _QUOTED.findall(d.message):
+        at = text.find(token)
+        if at >= 0 and token not in ("str", "dict object"):
+            return replace(d, col=at + 1)
+    at = text.find("{{")
+    return replace(d, col=at + 1 if at >= 0 else 1)
+
+
+def _unclosed_block(lines: list[str]) -> tuple[int, int] | None:
+    """(line, col) of the innermost block tag that is never closed."""
+    stack: list[tuple[str, int, int]] = []
+    for n, text in enumerate(lines, start=1):
+        for m in _BLOCK_TAG.finditer(text):
+            tag = m.group(1)
+            if tag in _BLOCKS:
+                stack.append((tag, n, m.start() + 1))
+            elif tag.startswith("end") and stack and stack[-1][0] == tag[3:]:
+                stack.pop()
+    return (stack[-1][1], stack[-1][2]) if stack else None
 
 
 def sms_diagnostic(name: str, text: str, path: str, max_segments: int) -> Diagnostic:
