@@ -1,0 +1,441 @@
+"""Segments (SPEC 4 `segments`, 5 step 8): recomputed as of D, entering and leaving recorded.
+
+Every segment is computed afresh for day D from the state, set-based in SQL, into one
+relation of (customer_id, group, r, f, m, value) per segment. The models of `churn: bgnbd`
+and `clv` are fitted with numpy/scipy on a per-member summary pulled out of DuckDB once and
+their values joined back; there is no Python loop over members.
+
+- `rfm`: scores over members with a completed order in (D - window, D]:
+  `min(scores, 1 + floor(scores * percent_rank))`, percent_rank = (rank - 1) / (n - 1) with
+  ties at their lowest rank, in ascending order of goodness (0 when n = 1). It is computed
+  in exact integer arithmetic, `1 + (scores * (rank - 1)) // (n - 1)`, so that a rank that
+  lands exactly on a score boundary never falls below it through rounding of a double.
+- `rule`: members for whom `when` holds over the member view as of the start of the run.
+- `churn: interval`: days since the last order day / the member's median gap between order
+  days (the pooled median of all members' gaps for one-order members).
+- `churn: bgnbd`: 1 - P(alive) from a BG/NBD fit over order days, in days.
+- `clv`: BG/NBD x Gamma-Gamma expected spend over `horizon`; `top` is the `top_share` of
+  members by value (ties by customer_id), the rest `rest`.
+
+A member is a customer who joined by D; an order counts when it is completed and its day
+is at most D. A purchase is an order day: several orders of a member on one day are one.
+
+Entering and leaving are the difference between the membership before D and the new one:
+a change of group is an exit from the old group and an entry into the new one. A rerun of
+D first undoes what the earlier run of D recorded, so `segment_changes` always holds the
+net change of each day and running D again with the same data records nothing new.
+A model that cannot be fitted (too few repeat buyers, no convergence) leaves its segment as
+it was, with a warning: a failed fit is not a reason for members to leave.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+
+import numpy as np
+
+from loyalty_cli import expr as expressions
+from loyalty_cli.config.durations import Duration, parse_duration
+from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.timeutil import sql_literal
+from loyalty_cli.models import (
+    BgNbdFit,
+    clv,
+    fit_bgnbd,
+    fit_gamma_gamma,
+    p_alive,
+)
+
+#: Fewest members with a repeat order day (and, for clv, positive repeat spend) for a
+#: model fit: below that the parameters say more about chance than about the members.
+MIN_REPEAT_BUYERS = 10
+
+_NEW = "seg_new"  # the segment's new membership: customer_id, grp, r, f, m, value
+_COLUMNS = "customer_id VARCHAR, grp VARCHAR, r INTEGER, f INTEGER, m INTEGER, value DOUBLE"
+
+
+class SkipSegment(Exception):
+    """A model segment cannot be computed in this run; the message says why."""
+
+
+@dataclass
+class _Shared:
+    """What several segments of one run share: order days, the member summary, one fit."""
+
+    days: bool = False
+    history: bool = False
+    bgnbd: BgNbdFit | None = None
+    bgnbd_failure: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def apply_segments(ctx: RunContext) -> dict[str, float]:
+    """Recompute every segment as of D and record entries and exits.
+
+    Returns seconds per part for benchmarks (the run ignores it): `order_days`,
+    `member_summary`, each segment id, `<id>.fit` for the BG/NBD fit (made by the first
+    model segment and reused by the others) and `<id>.spend_fit` for a Gamma-Gamma fit.
+    """
+    shared = _Shared()
+    for seg in ctx.program.data.get("segments") or []:
+        start = time.perf_counter()
+        ctx.q(f"CREATE OR REPLACE TEMP TABLE {_NEW} ({_COLUMNS})")
+        try:
+            _BUILDERS[seg["type"]](ctx, seg, shared)
+        except SkipSegment as reason:
+            ctx.warnings.append(
+                f"segment '{seg['id']}': {reason}; its members are kept as they were and no "
+                "entries or exits are recorded for it in this run"
+            )
+            ctx.count("warnings", "segments_not_updated", 1)
+            ctx.models.pop(seg["id"], None)
+            ctx.q(
+                "DELETE FROM model_fits WHERE segment_id = ? AND as_of = ?", [seg["id"], ctx.as_of]
+            )
+        else:
+            record_membership(ctx, seg["id"])
+        shared.timings[seg["id"]] = time.perf_counter() - start
+    for table in (_NEW, "seg_days", "seg_history"):
+        ctx.q(f"DROP TABLE IF EXISTS {table}")
+    return shared.timings
+
+
+# --------------------------------------------------------------------------- shared inputs
+
+
+def _order_days(ctx: RunContext, shared: _Shared) -> None:
+    """`seg_days`: one row per member and order day, with the day's spend net of returns.
+
+    An order re-exported as cancelled in this run (`cancelled_now`) is left out already,
+    so that the run and a rerun of the same day see the same orders.
+    """
+    if shared.days:
+        return
+    start = time.perf_counter()
+    d = ctx.sql_date()
+    cancelled = ""
+    if ctx.scalar("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'cancelled_now'"):
+        cancelled = "AND o.order_id NOT IN (SELECT order_id FROM cancelled_now)"
+    ctx.q(
+        f"""CREATE OR REPLACE TEMP TABLE seg_days AS
+        SELECT o.customer_id, o.day, sum(greatest(o.total - o.returned, 0)) AS spend
+        FROM orders o
+        WHERE o.status = 'completed' AND o.day <= {d} {cancelled}
+          AND o.customer_id NOT IN (SELECT customer_id FROM customers WHERE join_day > {d})
+        GROUP BY o.customer_id, o.day"""
+    )
+    shared.days = True
+    shared.timings["order_days"] = time.perf_counter() - start
+
+
+def _member_history(ctx: RunContext, shared: _Shared) -> None:
+    """`seg_history`: the models' summary per member with an order day, in days.
+
+    x = repeat order days, t_x = first to last order day, big_t = first order day to D,
+    mean_spend = mean spend of the repeat order days (the first day left out; 0 when x = 0).
+    `idx` numbers the rows 0..n-1 so values computed in numpy can be joined back.
+    """
+    _order_days(ctx, shared)
+    if shared.history:
+        return
+    start = time.perf_counter()
+    ctx.q(
+        f"""CREATE OR REPLACE TEMP TABLE seg_history AS
+        SELECT customer_id, row_number() OVER () - 1 AS idx, x, t_x, big_t,
+               CASE WHEN x > 0 THEN CAST(repeat_spend AS DOUBLE) / x ELSE 0 END AS mean_spend
+        FROM (SELECT customer_id, count(*) - 1 AS x,
+                     CAST(max(day) - min(day) AS BIGINT) AS t_x,
+                     CAST({ctx.sql_date()} - min(day) AS BIGINT) AS big_t,
+                     sum(spend) - arg_min(spend, day) AS repeat_spend
+              FROM seg_days GROUP BY customer_id)"""
+    )
+    shared.history = True
+    shared.timings["member_summary"] = time.perf_counter() - start
+
+
+def _bgnbd_fit(ctx: RunContext, seg: dict, shared: _Shared) -> BgNbdFit:
+    """The run's BG/NBD fit over all members with an order day (fitted once per run)."""
+    _member_history(ctx, shared)
+    if shared.bgnbd is not None:
+        return shared.bgnbd
+    if shared.bgnbd_failure is None:
+        start = time.perf_counter()
+        rows = ctx.q(
+            "SELECT x, t_x, big_t, count(*) AS n FROM seg_history GROUP BY ALL ORDER BY ALL"
+        ).fetchnumpy()
+        repeat = int(np.sum(rows["n"][rows["x"] > 0]))
+        if repeat < MIN_REPEAT_BUYERS:
+            shared.bgnbd_failure = (
+                f"only {repeat} member(s) with a repeat order day; the BG/NBD model needs at "
+                f"least {MIN_REPEAT_BUYERS}"
+            )
+        else:
+            fit = fit_bgnbd(rows["x"], rows["t_x"], rows["big_t"], weights=rows["n"])
+            shared.timings[f"{seg['id']}.fit"] = time.perf_counter() - start
+            if fit.converged:
+                shared.bgnbd = fit
+                return fit
+            shared.bgnbd_failure = "the BG/NBD model did not converge on the members' order history"
+    raise SkipSegment(shared.bgnbd_failure)
+
+
+def _record_fit(ctx: RunContext, segment_id: str, entry: dict) -> None:
+    """The fit goes to run.json `models` and to `model_fits` (one row per segment and day)."""
+    ctx.models[segment_id] = entry
+    ctx.q("DELETE FROM model_fits WHERE segment_id = ? AND as_of = ?", [segment_id, ctx.as_of])
+    ctx.q(
+        "INSERT INTO model_fits VALUES (?, ?, ?)",
+        [segment_id, ctx.as_of, json.dumps(entry, sort_keys=True)],
+    )
+
+
+def _bgnbd_entry(fit: BgNbdFit) -> dict:
+    return {"model": "bgnbd", "params": fit.params(), "loglik": fit.loglik}
+
+
+def _extras(ctx: RunContext) -> dict[str, dict[str, str]]:
+    return {
+        name: dict((src or {}).get("extra") or {})
+        for name, src in (ctx.program.data.get("sources") or {}).items()
+    }
+
+
+def _number(value: float) -> str:
+    """A DOUBLE literal from a number of the validated program."""
+    return f"CAST({float(value)!r} AS DOUBLE)"
+
+
+def _levels_case(levels: dict[str, float], value: str) -> str:
+    """The highest level whose threshold is at most `value` (NULL below the lowest)."""
+    ordered = sorted(levels.items(), key=lambda kv: float(kv[1]), reverse=True)
+    whens = " ".join(
+        f"WHEN {value} >= {_number(threshold)} THEN {sql_literal(str(name))}"
+        for name, threshold in ordered
+    )
+    return f"CASE {whens} END"
+
+
+# --------------------------------------------------------------------------- segment types
+
+
+def _score(rank: str, scores: int) -> str:
+    """min(scores, 1 + floor(scores * (rank - 1) / (n - 1))), 1 when n = 1, exactly."""
+    return (
+        f"CAST(CASE WHEN n = 1 THEN 1 "
+        f"ELSE least({scores}, 1 + ({scores} * ({rank} - 1)) // (n - 1)) END AS INTEGER)"
+    )
+
+
+def _rfm(ctx: RunContext, seg: dict, shared: _Shared) -> None:
+    """Scores over members with an order day in (D - window, D], then the first group."""
+    _order_days(ctx, shared)
+    window = _duration(seg, "window")
+    d, first = ctx.sql_date(), ctx.sql_date(window.subtract_from(ctx.as_of))
+    scores = int(seg.get("scores", 5))
+    rctx = expressions.ExprContext.for_rule(None, _extras(ctx), rfm=True)
+    whens = " ".join(
+        f"WHEN coalesce(({expressions.compile_expression(rule, rctx, kind='condition')}), "
+        f"false) THEN {sql_literal(str(name))}"
+        for name, rule in (seg.get("groups") or {}).items()
+    )
+    ctx.q(
+        f"""INSERT INTO {_NEW}
+        WITH w AS (
+            SELECT customer_id, CAST({d} - max(day) AS BIGINT) AS days_since,
+                   count(*) AS order_days, sum(spend) AS spend
+            FROM seg_days WHERE day > {first} AND day <= {d} GROUP BY customer_id),
+        ranked AS (
+            SELECT customer_id, count(*) OVER () AS n,
+                   rank() OVER (ORDER BY days_since DESC) AS r_rank,
+                   rank() OVER (ORDER BY order_days) AS f_rank,
+                   rank() OVER (ORDER BY spend) AS m_rank
+            FROM w),
+        scored AS (
+            SELECT customer_id, {_score("r_rank", scores)} AS r,
+                   {_score("f_rank", scores)} AS f, {_score("m_rank", scores)} AS m
+            FROM ranked)
+        SELECT * FROM (
+            SELECT "member".customer_id, CASE {whens} END AS grp,
+                   "member".r, "member".f, "member".m, CAST(NULL AS DOUBLE) AS value
+            FROM (SELECT mv.* EXCLUDE (r, f, m), s.r, s.f, s.m
+                  FROM scored s JOIN member_view mv USING (customer_id)) AS "member"
+            JOIN cust_view AS "customer" ON "customer".customer_id = "member".customer_id)
+        WHERE grp IS NOT NULL"""
+    )
+
+
+def _rule(ctx: RunContext, seg: dict, shared: _Shared) -> None:
+    """Members (joined by D) for whom `when` holds; the group is the segment id."""
+    has_rfm = any(s.get("type") == "rfm" for s in ctx.program.data.get("segments") or [])
+    rctx = expressions.ExprContext.for_rule(None, _extras(ctx), rfm=has_rfm)
+    cond = expressions.compile_expression(seg["when"], rctx, kind="condition")
+    ctx.q(
+        f"""INSERT INTO {_NEW}
+        SELECT "customer".customer_id, ?, NULL, NULL, NULL, NULL
+        FROM cust_view AS "customer"
+        JOIN member_view AS "member" ON "member".customer_id = "customer".customer_id
+        WHERE "customer".join_day <= {ctx.sql_date()} AND coalesce(({cond}), false)""",
+        [seg["id"]],
+    )
+
+
+def _churn(ctx: RunContext, seg: dict, shared: _Shared) -> None:
+    if seg.get("model", "interval") == "bgnbd":
+        _churn_bgnbd(ctx, seg, shared)
+    else:
+        _churn_interval(ctx, seg, shared)
+
+
+def _churn_interval(ctx: RunContext, seg: dict, shared: _Shared) -> None:
+    """Days since the last order day over the member's median gap (pooled for one-order
+    members); group = the highest level reached."""
+    _order_days(ctx, shared)
+    ctx.q(
+        f"""INSERT INTO {_NEW}
+        WITH gaps AS (
+            SELECT customer_id, day,
+                   CAST(day - lag(day) OVER (PARTITION BY customer_id ORDER BY day) AS BIGINT)
+                       AS gap
+            FROM seg_days),
+        per_member AS (
+            SELECT customer_id, max(day) AS last_day, median(gap) AS usual_gap
+            FROM gaps GROUP BY customer_id),
+        valued AS (
+            SELECT customer_id,
+                   CAST({ctx.sql_date()} - last_day AS DOUBLE)
+                       / coalesce(usual_gap, (SELECT median(gap) FROM gaps)) AS value
+            FROM per_member)
+        SELECT customer_id, grp, NULL, NULL, NULL, value FROM (
+            SELECT customer_id, value, {_levels_case(seg["levels"], "value")} AS grp
+            FROM valued)
+        WHERE grp IS NOT NULL"""
+    )
+    if ctx.scalar("SELECT count(*) = count(DISTINCT customer_id) AND count(*) > 0 FROM seg_days"):
+        ctx.warnings.append(
+            f"segment '{seg['id']}': no member has two order days yet, so there is no usual "
+            "gap between orders to compare with; nobody is in the segment"
+        )
+
+
+def _churn_bgnbd(ctx: RunContext, seg: dict, shared: _Shared) -> None:
+    """1 - P(alive) from the run's BG/NBD fit; the value depends on (x, t_x, T) only, so it
+    is computed once per distinct triple and joined back."""
+    fit = _bgnbd_fit(ctx, seg, shared)
+    rows = ctx.q("SELECT DISTINCT x, t_x, big_t FROM seg_history").fetchnumpy()
+    churn = 1.0 - p_alive(fit, rows["x"], rows["t_x"], rows["big_t"])
+    values = {"x": rows["x"], "t_x": rows["t_x"], "big_t": rows["big_t"], "value": churn}
+    ctx.con.register("seg_values", values)
+    try:
+        ctx.q(
+            f"""INSERT INTO {_NEW}
+            SELECT customer_id, grp, NULL, NULL, NULL, value FROM (
+                SELECT h.customer_id, v.value, {_levels_case(seg["levels"], "v.value")} AS grp
+                FROM seg_history h JOIN seg_values v USING (x, t_x, big_t))
+            WHERE grp IS NOT NULL"""
+        )
+    finally:
+        ctx.con.unregister("seg_values")
+    _record_fit(ctx, seg["id"], _bgnbd_entry(fit))
+
+
+def _clv(ctx: RunContext, seg: dict, shared: _Shared) -> None:
+    """Expected spend over `horizon` (BG/NBD x Gamma-Gamma); the top share is `top`."""
+    bg = _bgnbd_fit(ctx, seg, shared)
+    start = time.perf_counter()
+    hist = ctx.q("SELECT x, t_x, big_t, mean_spend FROM seg_history ORDER BY idx").fetchnumpy()
+    x, mean_spend = hist["x"], hist["mean_spend"]
+    buyers = int(np.sum((x > 0) & (mean_spend > 0)))
+    if buyers < MIN_REPEAT_BUYERS:
+        raise SkipSegment(
+            f"only {buyers} member(s) with a repeat order day of positive spend; the "
+            f"Gamma-Gamma model needs at least {MIN_REPEAT_BUYERS}"
+        )
+    gg = fit_gamma_gamma(x, mean_spend)
+    shared.timings[f"{seg['id']}.spend_fit"] = time.perf_counter() - start
+    if not gg.converged or not gg.q > 1:
+        raise SkipSegment("the Gamma-Gamma spend model did not converge on the repeat buyers")
+    horizon = _duration(seg, "horizon")
+    days = (horizon.add_to(ctx.as_of) - ctx.as_of).days
+    value = clv(bg, gg, x, hist["t_x"], hist["big_t"], mean_spend, float(days))
+    if not np.all(np.isfinite(value)):
+        raise SkipSegment("the lifetime value could not be computed for every member")
+    n = int(x.shape[0])
+    share = Decimal(str(seg.get("top_share", 0.1)))
+    top = int((share * n).to_integral_value(rounding=ROUND_CEILING))
+    ctx.con.register("seg_values", {"idx": np.arange(n, dtype=np.int64), "value": value})
+    try:
+        ctx.q(
+            f"""INSERT INTO {_NEW}
+            SELECT customer_id,
+                   CASE WHEN row_number() OVER (ORDER BY value DESC, customer_id) <= {top}
+                        THEN 'top' ELSE 'rest' END,
+                   NULL, NULL, NULL, value
+            FROM seg_history JOIN seg_values USING (idx)"""
+        )
+    finally:
+        ctx.con.unregister("seg_values")
+    entry = _bgnbd_entry(bg)
+    entry["spend"] = gg.params()
+    _record_fit(ctx, seg["id"], entry)
+
+
+def _duration(seg: dict, key: str) -> Duration:
+    parsed = parse_duration(seg.get(key))
+    if parsed is None:
+        raise ValueError(f"segment '{seg.get('id')}': {key} is not a duration; validate first")
+    return parsed
+
+
+_BUILDERS = {"rfm": _rfm, "rule": _rule, "churn": _churn, "clv": _clv}
+
+
+# --------------------------------------------------------------------------- entering, leaving
+
+
+def record_membership(ctx: RunContext, segment_id: str) -> None:
+    """Record entries and exits against the membership before D, then store the new one.
+
+    The membership before D is the stored one with D's recorded changes undone (entries
+    removed, exits put back), so a rerun of D compares with the same baseline as the first
+    run and replaces that run's changes instead of adding to them.
+    """
+    d = ctx.sql_date()
+    ctx.q(
+        f"""CREATE OR REPLACE TEMP TABLE seg_before AS
+        SELECT customer_id, grp FROM (
+            SELECT customer_id, grp FROM segment_members WHERE segment_id = $1
+            EXCEPT
+            SELECT customer_id, grp FROM segment_changes
+            WHERE segment_id = $1 AND on_day = {d} AND change = 'enter')
+        UNION
+        SELECT customer_id, grp FROM segment_changes
+        WHERE segment_id = $1 AND on_day = {d} AND change = 'exit'""",
+        [segment_id],
+    )
+    ctx.q(f"DELETE FROM segment_changes WHERE segment_id = ? AND on_day = {d}", [segment_id])
+    ctx.q(
+        f"""INSERT INTO segment_changes
+        SELECT $1, customer_id, grp, 'exit', {d} FROM (
+            SELECT customer_id, grp FROM seg_before
+            EXCEPT SELECT customer_id, grp FROM {_NEW})""",
+        [segment_id],
+    )
+    ctx.q(
+        f"""INSERT INTO segment_changes
+        SELECT $1, customer_id, grp, 'enter', {d} FROM (
+            SELECT customer_id, grp FROM {_NEW}
+            EXCEPT SELECT customer_id, grp FROM seg_before)""",
+        [segment_id],
+    )
+    ctx.q("DELETE FROM segment_members WHERE segment_id = ?", [segment_id])
+    ctx.q(
+        f"""INSERT INTO segment_members
+        SELECT $1, customer_id, grp, r, f, m, value, {d} FROM {_NEW}""",
+        [segment_id],
+    )
+    ctx.q("DROP TABLE seg_before")
+    for grp, n in ctx.q(f"SELECT grp, count(*) FROM {_NEW} GROUP BY grp ORDER BY grp").fetchall():
+        ctx.count("segments", f"{segment_id}.{grp}", n)
