@@ -465,12 +465,12 @@ PROGRAM_CASES = {
     "bad expiry duration": (
         "expiry: {after: 365d}\n",
         "expiry.after",
-        "'365d' does not match '^[0-9]+ (day|days|week|weeks|month|months|year|years)$'",
+        "'365d' does not match '^[0-9]{1,4} (day|days|week|weeks|month|months|year|years)$'",
     ),
     "bad tiers window": (
         "tiers: {window: 1 decade, levels: [{id: base, name: Base, min: 0}]}\n",
         "tiers.window",
-        "'1 decade' does not match '^[0-9]+ (day|days|week|weeks|month|months|year|years)$'",
+        "'1 decade' does not match '^[0-9]{1,4} (day|days|week|weeks|month|months|year|years)$'",
     ),
     "bad id": (
         "rewards: [{id: 20 off, name: x, cost: 10}]\n",
@@ -766,7 +766,7 @@ WORKFLOW_CASES = {
     "bad reentry": (
         "  trigger: joined\n  reentry: never\n" + SEND_STEP,
         "workflow.reentry",
-        "'never' does not match '^[0-9]+ (day|days|week|weeks|month|months|year|years)$'",
+        "'never' does not match '^[0-9]{1,4} (day|days|week|weeks|month|months|year|years)$'",
     ),
     "priority as text": (
         "  trigger: joined\n  priority: high\n" + SEND_STEP,
@@ -796,7 +796,7 @@ WORKFLOW_CASES = {
     "bad wait": (
         "  trigger: joined\n  steps:\n    - wait: 7d\n",
         "workflow.steps[0].wait",
-        "'7d' does not match '^[0-9]+ (day|days|week|weeks|month|months|year|years)$'",
+        "'7d' does not match '^[0-9]{1,4} (day|days|week|weeks|month|months|year|years)$'",
     ),
     "wait and send in one step": (
         "  trigger: joined\n  steps:\n    - {wait: 7 days, send: {channel: sms, template: w}}\n",

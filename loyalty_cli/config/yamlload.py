@@ -6,19 +6,14 @@ diagnostics instead of exceptions, so `validate` can report every file in one pa
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.scalarstring import (
-    DoubleQuotedScalarString,
-    FoldedScalarString,
-    LiteralScalarString,
-    SingleQuotedScalarString,
-)
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from loyalty_cli.diagnostics import Diagnostic
 
@@ -140,66 +135,84 @@ def format_path(path: PathKey) -> str:
     return out
 
 
-def _style(value: Any) -> str:
-    if isinstance(value, (SingleQuotedScalarString, DoubleQuotedScalarString)):
-        return "quoted"
-    if isinstance(value, (LiteralScalarString, FoldedScalarString)):
-        return "block"
-    return "plain"
+_STYLES = {"'": "quoted", '"': "quoted", "|": "block", ">": "block"}
+
+
+class _Duplicates(Exception):
+    def __init__(self, found: list[tuple[str, Any, Any]]):
+        super().__init__("duplicate keys")
+        self.found = found  # (key, first key node, duplicate key node)
+
+
+def _scalar(node: ScalarNode) -> Any:
+    """A scalar by its YAML 1.2 core-schema tag (dates stay ISO text)."""
+    tag, value = node.tag, node.value
+    if node.style:
+        return value
+    if tag.endswith(":null"):
+        return None
+    if tag.endswith(":bool"):
+        return value.lower() == "true"
+    if tag.endswith(":int"):
+        try:
+            return int(value.replace("_", ""), 0)
+        except ValueError:
+            return value
+    if tag.endswith(":float"):
+        low = value.lower()
+        if low in (".inf", "+.inf"):
+            return float("inf")
+        if low == "-.inf":
+            return float("-inf")
+        if low == ".nan":
+            return float("nan")
+        try:
+            return float(value.replace("_", ""))
+        except ValueError:
+            return value
+    return value
 
 
 def _convert(node: Any, path: PathKey, doc: YamlDoc, budget: list[int]) -> Any:
+    """Plain data from composed nodes, recording positions; aliases count every time."""
     budget[0] -= 1
     if budget[0] < 0:
         raise _TooBig(path)
-    if isinstance(node, dict):
+    if isinstance(node, MappingNode):
         out: dict[str, Any] = {}
-        lc = getattr(node, "lc", None)
-        for key, value in node.items():
+        first: dict[str, Any] = {}
+        dups: list[tuple[str, Any, Any]] = []
+        for knode, vnode in node.value:
+            key = _scalar(knode) if isinstance(knode, ScalarNode) else str(knode.value)
             skey = key if isinstance(key, str) else str(key)
+            if skey in first:
+                dups.append((skey, first[skey], knode))
+                continue
+            first[skey] = knode
             child = (*path, skey)
-            if lc is not None:
-                try:
-                    kl, kc = lc.key(key)
-                    doc.keys[child] = Pos(kl + 1, kc + 1)
-                    vl, vc = lc.value(key)
-                    doc.values[child] = Pos(vl + 1, vc + 1, _style(value))
-                except (KeyError, TypeError):
-                    pass
-            out[skey] = _convert(value, child, doc, budget)
+            doc.keys[child] = Pos(knode.start_mark.line + 1, knode.start_mark.column + 1)
+            style = _STYLES.get(getattr(vnode, "style", None) or "", "plain")
+            doc.values[child] = Pos(vnode.start_mark.line + 1, vnode.start_mark.column + 1, style)
+            out[skey] = _convert(vnode, child, doc, budget)
+        if dups:
+            raise _Duplicates(dups)
         return out
-    if isinstance(node, list):
+    if isinstance(node, SequenceNode):
         items = []
-        lc = getattr(node, "lc", None)
-        for i, value in enumerate(node):
+        for i, vnode in enumerate(node.value):
             child = (*path, i)
-            if lc is not None:
-                try:
-                    il, ic = lc.item(i)
-                    doc.values[child] = Pos(il + 1, ic + 1, _style(value))
-                except (KeyError, TypeError, IndexError):
-                    pass
-            items.append(_convert(value, child, doc, budget))
+            style = _STYLES.get(getattr(vnode, "style", None) or "", "plain")
+            doc.values[child] = Pos(vnode.start_mark.line + 1, vnode.start_mark.column + 1, style)
+            items.append(_convert(vnode, child, doc, budget))
         return items
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, (dt.datetime, dt.date)):
-        # Dates are written as ISO strings in the model; the schema checks their format.
-        return node.isoformat()
-    if isinstance(node, str):
-        return str(node)
-    return node
+    return _scalar(node)
 
 
+@cache
 def _yaml() -> YAML:
-    y = YAML(typ="rt")
+    # The C parser when ruamel.yaml.clib is installed (much faster); same nodes either way.
+    y = YAML(typ="safe", pure=False)
     y.version = (1, 2)
-    y.preserve_quotes = True
-    y.allow_duplicate_keys = False
     return y
 
 
@@ -207,26 +220,11 @@ def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnosti
     """Parse YAML text; returns the document or the diagnostics that stopped it."""
     doc = YamlDoc(path=path, data=None, text=text)
     try:
-        raw = _yaml().load(text)
+        raw = _yaml().compose(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         col = mark.column + 1 if mark is not None else None
-        is_dup = type(exc).__name__ == "DuplicateKeyError"
-        if is_dup:
-            key = _dup_key_name(text, line, col)
-            first_line = _first_key_line(text, exc.context_mark, line, col, key)
-            first_at = f" (first defined on line {first_line})" if first_line else ""
-            return None, [
-                Diagnostic(
-                    code="Y102",
-                    path=path,
-                    line=line,
-                    col=col,
-                    message=f"duplicate key {key!r}{first_at}" if key else f"duplicate key{first_at}",
-                    hint="Each key may appear once per mapping; merge the two entries or rename one.",
-                )
-            ]
         problem = (exc.problem or str(exc)).strip()
         context = (exc.context or "").strip()
         hint = ("Check indentation, colons after keys, and matching quotes and brackets "
@@ -281,7 +279,20 @@ def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnosti
             )
         ]
     try:
-        doc.data = _convert(raw, (), doc, [MAX_NODES])
+        doc.data = _convert(raw, (), doc, [MAX_NODES]) if raw is not None else None
+    except _Duplicates as exc:
+        return None, [
+            Diagnostic(
+                code="Y102",
+                path=path,
+                line=dup.start_mark.line + 1,
+                col=dup.start_mark.column + 1,
+                message=f"duplicate key {key!r} "
+                f"(first defined on line {first.start_mark.line + 1})",
+                hint="Each key may appear once per mapping; merge the two entries or rename one.",
+            )
+            for key, first, dup in exc.found
+        ]
     except (_TooBig, RecursionError) as exc:
         where = getattr(exc, "path", ())
         keys = [i for i, part in enumerate(where) if isinstance(part, str)]
@@ -298,34 +309,6 @@ def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnosti
             )
         ]
     return doc, []
-
-
-def _dup_key_name(text: str, line: int | None, col: int | None) -> str:
-    if not line:
-        return ""
-    lines = text.splitlines()
-    if line > len(lines):
-        return ""
-    rest = lines[line - 1][(col or 1) - 1 :]
-    name = rest.split(":", 1)[0].strip().strip("'\"")
-    return name if name and len(name) < 80 else ""
-
-
-def _first_key_line(text: str, mapping_mark, line: int | None, col: int | None,
-                    key: str) -> int | None:
-    """Line of the first occurrence of a duplicated key in the same mapping."""
-    if not key or not line or not col:
-        return None
-    lines = text.splitlines()
-    start = mapping_mark.line if mapping_mark is not None else 0
-    for n in range(start, min(line - 1, len(lines))):
-        raw = lines[n]
-        indent = len(raw) - len(raw.lstrip(" "))
-        body = raw.strip()
-        if indent == col - 1 and (body.startswith(f"{key}:") or body.startswith(f"'{key}':")
-                                  or body.startswith(f'"{key}":')):
-            return n + 1
-    return None
 
 
 def load_yaml_file(path: str | Path) -> tuple[YamlDoc | None, list[Diagnostic]]:
