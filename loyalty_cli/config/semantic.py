@@ -130,7 +130,7 @@ class Checker:
     ) -> expressions.CheckedExpr | None:
         if value is None:
             return None
-        checked = expressions.check_expression(value, ctx, kind=kind)
+        checked = _check_cached(value, ctx, kind)
         for prob in checked.problems:
             line, col = self.doc.expression_pos(path, prob.line, prob.col)
             self.out.append(
@@ -165,6 +165,25 @@ class Checker:
                         where=format_path(path),
                     )
                 )
+
+
+_EXPR_CACHE: dict[tuple, expressions.CheckedExpr] = {}
+
+
+def _check_cached(value: Any, ctx: expressions.ExprContext, kind: str) -> expressions.CheckedExpr:
+    """check_expression, remembered: many programs repeat the same expressions."""
+    key = (
+        repr(value),
+        kind,
+        repr(sorted((row, sorted(cols.items())) for row, cols in ctx.rows.items())),
+        repr(sorted(ctx.bare.items())),
+    )
+    found = _EXPR_CACHE.get(key)
+    if found is None:
+        if len(_EXPR_CACHE) > 10_000:
+            _EXPR_CACHE.clear()
+        found = _EXPR_CACHE[key] = expressions.check_expression(value, ctx, kind=kind)
+    return found
 
 
 def _tier_literals(text: str) -> list[str]:
@@ -479,6 +498,9 @@ def check_workflow(
                 if not has_coupon:
                     # A step that assigns no coupon renders with `coupon` empty.
                     sample = {**sample, "coupon": None}
+                env_key = ("env", str(pctx.template_dir))
+                if template_cache is not None and env_key not in template_cache:
+                    template_cache[env_key] = sandbox.make_environment(pctx.template_dir)
                 found = sandbox.check_template(
                     pctx.template_dir,
                     name,
@@ -487,6 +509,7 @@ def check_workflow(
                     ref_path=doc.path,
                     ref_line=pos.line if pos else None,
                     ref_col=pos.col if pos else None,
+                    env=template_cache.get(env_key) if template_cache is not None else None,
                 )
                 if template_cache is not None:
                     template_cache[key] = True
