@@ -771,3 +771,45 @@ def test_counts_add_up(tmp_path):
     assert c["rows_new_window"] == c["loaded"] + c["rejected"] + c["duplicates_in_export"]
     assert (c["loaded"], c["rejected"], c["duplicates_in_export"], c["held_back"]) == (1, 1, 1, 1)
     json.dumps(result.counts)  # plain numbers, ready for run.json
+
+
+# -- inside the run's transaction ---------------------------------------------------------------
+
+
+def test_inside_the_callers_transaction(tmp_path):
+    con = duckdb.connect()
+    before = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+    con.execute("BEGIN TRANSACTION")
+    files = {
+        "customers.csv": CUSTOMERS,
+        "orders.csv": HEADER + 'O1,C1,2026-05-01,1\nO2,C1,"2026-05-01",x\n',
+        "ev.jsonl": '{"customer_id": "C1", "type": "a", "occurred_at": "2026-05-01"}\n\n{',
+    }
+    con, result = load(tmp_path, files, base(events={"path": "ev.jsonl"}), con=con)
+    assert rows(con, result.tables["orders"], "order_id, _line") == [("O1", 2)]
+    assert rows(con, result.tables["events"], "type, _line") == [("a", 1)]
+    assert rejects(con, result) == [
+        ("orders", "orders.csv", 3, "total", "bad_number"),
+        ("events", "ev.jsonl", 3, "", "bad_json"),
+    ]
+    con.execute("COMMIT")
+    assert con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0] == before
+
+
+def test_a_broken_file_inside_the_callers_transaction_is_still_a_loyalty_error(tmp_path):
+    con = duckdb.connect()
+    con.execute(
+        f"COPY (SELECT 'C1' AS customer_id) TO '{tmp_path / 'ev.parquet'}' (FORMAT parquet)"
+    )
+    con.execute("BEGIN TRANSACTION")
+    files = {
+        "customers.csv": CUSTOMERS,
+        "orders.csv": HEADER + "O1,C1,2026-05-01,1,2\n",
+        "returns.csv": "order_id,returned_at\n",
+    }
+    sources = base(events={"path": "ev.parquet"}, returns={"path": "returns.csv"})
+    with pytest.raises(LoyaltyError) as caught:
+        load(tmp_path, files, sources, con=con)
+    # the aborted transaction does not hide the real problem nor add false ones
+    assert [(d.code, d.line) for d in caught.value.diagnostics] == [("D603", 2), ("D602", 1)]
+    con.execute("ROLLBACK")

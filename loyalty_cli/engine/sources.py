@@ -180,6 +180,7 @@ class _Loader:
         self.warnings: list[str] = []
         self.temp: list[tuple[str, str]] = []  # (kind, name) to drop at the end
         self.check_only = False  # read headers only: the load already failed
+        self.db_failed = False  # a statement failed: DuckDB may refuse any further one
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -197,6 +198,8 @@ class _Loader:
         try:
             return self.con.execute(sql)
         except duckdb.Error as exc:
+            # In the caller's transaction the error aborts it: no more SQL after this one.
+            self.db_failed = True
             if part is not None:
                 raise LoyaltyError(_parse_error(part, source, exc)) from None
             shown = ", ".join(p.shown for p in source.parts) if source else "exports"
@@ -247,10 +250,13 @@ def load_sources(
     merged_map.update(status_map or {})
     loader = _Loader(con, data_dir, as_of, timezone, currency, merged_map, known_customer_ids_table)
     plans = [_plan_source(name, sources.get(name), loader.warnings) for name in SOURCE_ORDER]
-    # DuckDB checkpoints after every 16 MiB written, temp tables included, and each checkpoint
-    # re-compresses the text tables just loaded: seconds per million rows, again and again.
-    threshold = loader.scalar("SELECT current_setting('checkpoint_threshold')")
-    con.execute("SET checkpoint_threshold = '1TB'")
+    # Outside a transaction DuckDB checkpoints after every 16 MiB written, temp tables included,
+    # and each checkpoint re-compresses the tables just loaded: seconds per million rows, again
+    # and again. Inside the caller's transaction it checkpoints only at commit.
+    threshold = None
+    if not _in_transaction(con):
+        threshold = loader.scalar("SELECT current_setting('checkpoint_threshold')")
+        con.execute("SET checkpoint_threshold = '1TB'")
     try:
         for plan in plans:
             _find_files(loader, plan)
@@ -269,12 +275,20 @@ def load_sources(
             tables[plan.name], counts[plan.name] = _check_source(loader, plan, rejects)
     finally:
         loader.drop_temp()
-        con.execute(f"SET checkpoint_threshold = {sql_literal(threshold)}")
+        if threshold is not None:
+            con.execute(f"SET checkpoint_threshold = {sql_literal(threshold)}")
     refused = _reject_rate_verdict(counts, max_reject_rate)
     return LoadResult(tables, counts, rejects, refused, loader.warnings)
 
 
 # -- planning and files -------------------------------------------------------------------------
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the caller opened a transaction (then every statement shares one id)."""
+    first = con.execute("SELECT current_transaction_id()").fetchone()
+    second = con.execute("SELECT current_transaction_id()").fetchone()
+    return first == second
 
 
 def _plan_source(name: str, spec: dict | None, warnings: list[str]) -> _Source:
@@ -401,6 +415,8 @@ def _read_part(loader: _Loader, src: _Source, part: _Part) -> None:
     """
     part.table = f"__ls_{src.name}_{part.fileno}"
     loader.check_only = bool(loader.diagnostics)
+    if loader.db_failed and part.fmt != "csv":  # only a CSV header can be checked without SQL
+        return
     try:
         if part.fmt == "csv":
             _read_csv(loader, src, part)
@@ -457,7 +473,7 @@ def _read_csv(loader: _Loader, src: _Source, part: _Part) -> None:
         cols += f", CAST(strlen({text}) - strlen(replace({text}, chr(10), '')) AS INTEGER) AS _nl"
     loader.temp_table(part.table, f"SELECT {cols} FROM {read}", part, src)
     first_line = 2 if opts["header"] else 1
-    line = f"rowid + {first_line}"
+    line = f"rowid - {_first_rowid(loader, src, part)} + {first_line}"
     if quote:
         spans = loader.scalar(f"SELECT max(_nl) FROM {part.table}", part, src)
         if spans:
@@ -545,7 +561,8 @@ def _read_json(loader: _Loader, src: _Source, part: _Part) -> None:
     present = [c for c in src.columns if part.columns[c.name]]
     paths = ", ".join(_json_path(part.columns[c.name] or "") for c in present)
     lines = (
-        f"SELECT rowid AS _pos, line, {_is_object('line')} AS _ok "
+        f"SELECT rowid - {_first_rowid(loader, src, part)} AS _pos, line, "
+        f"{_is_object('line')} AS _ok "
         f"FROM {part.table} WHERE trim(line, ' ' || chr(9) || chr(13)) <> ''"
     )
     inner = (
@@ -565,6 +582,16 @@ def _read_json(loader: _Loader, src: _Source, part: _Part) -> None:
         f"SELECT {part.fileno} AS _fileno, {sql_literal(part.rel)} AS _file, _pos + 1 AS _line, "
         f"false AS _comma, NOT coalesce(_ok, false) AS _bad_json, {values} FROM ({inner})"
     )
+
+
+def _first_rowid(loader: _Loader, src: _Source, part: _Part) -> int:
+    """The rowid of the file's first row: 0, but a large number inside a transaction.
+
+    Rows of a table created by one statement get consecutive rowids in insertion order, so
+    ``rowid - first`` is the row's position in the file.
+    """
+    first = loader.scalar(f"SELECT min(rowid) FROM {part.table}", part, src)
+    return int(first or 0)
 
 
 def _read_parquet(loader: _Loader, src: _Source, part: _Part) -> None:
