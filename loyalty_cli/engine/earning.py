@@ -69,22 +69,31 @@ def period_sql(per: str, day: str) -> str:
 
 
 def _multiplier_relation(ctx: RunContext) -> str:
-    """earn_raw plus the member's tier multiplier as of the start of each row's day."""
-    if not ctx.program.tiers:
-        return "SELECT *, CAST(1 AS DECIMAL(9,4)) AS multiplier FROM earn_raw"
+    """earn_raw plus the member's tier multiplier as of the start of each row's day.
+
+    Event rules take no multiplier; without any tier change yet (a first run) everyone is
+    at the lowest level, so no join is needed.
+    """
     from loyalty_cli.engine import tiers
 
-    return tiers.tier_as_of_sql(ctx, "earn_raw", "day")
+    lowest = ctx.program.levels[0].get("multiplier", 1) if ctx.program.tiers else 1
+    constant = f"CAST({float(lowest)!r} AS DECIMAL(9,4))"
+    has_changes = ctx.program.tiers and ctx.scalar("SELECT count(*) FROM tier_changes") > 0
+    if not has_changes:
+        return f"SELECT *, {constant} AS multiplier FROM earn_raw"
+    with_tier = tiers.tier_as_of_sql(ctx, "SELECT * FROM earn_raw WHERE on_kind <> 'event'", "day")
+    return f"""
+        SELECT * EXCLUDE (tier) FROM ({with_tier}) t
+        UNION ALL
+        SELECT *, CAST(1 AS DECIMAL(9,4)) AS multiplier FROM earn_raw WHERE on_kind = 'event'"""
 
 
 def apply_earning(ctx: RunContext) -> None:
     """Evaluate every rule, cap, book credits (pending or available) and debits."""
     program = ctx.program
     rnd = program.rounding
-    extras = {
-        name: dict((src or {}).get("extra") or {})
-        for name, src in (program.data.get("sources") or {}).items()
-    }
+    extras = {name: dict((src or {}).get("extra") or {})
+              for name, src in (program.data.get("sources") or {}).items()}
     has_rfm = any(s.get("type") == "rfm" for s in program.data.get("segments") or [])
     ctx.q("DROP TABLE IF EXISTS earn_raw")
     ctx.q(
@@ -100,53 +109,75 @@ def apply_earning(ctx: RunContext) -> None:
         when = rule.get("when")
         cond = "TRUE"
         if when is not None:
-            cond = (
-                f"coalesce(({expressions.compile_expression(when, ectx, kind='condition')}), false)"
-            )
+            cond = f"coalesce(({expressions.compile_expression(when, ectx, kind='condition')}), false)"
         ctx.q(
             f"""INSERT INTO earn_raw
-            SELECT ?, ?, ?, {_KEYS[on]}, {rounding_sql(rnd, f"({points})")}
+            SELECT ?, ?, ?, {_KEYS[on]}, {rounding_sql(rnd, f'({points})')}
             FROM {_FROM[on]}
             WHERE {_WHERE[on]} AND {cond}""",
             [idx, rule["id"], on],
         )
 
-    ctx.q("DROP TABLE IF EXISTS earn_mult")
-    ctx.q(f"CREATE TEMP TABLE earn_mult AS {_multiplier_relation(ctx)}")
+    # Points after multiplier and caps, in one pass (9.5, 9.6).
+    capped = {r["id"]: r["cap"] for r in program.rules if r.get("cap")}
+    period = "CAST(NULL AS VARCHAR)"
+    if capped:
+        period = "CASE rule_id " + " ".join(
+            f"WHEN {_lit(rid)} THEN {period_sql(cap['per'], 'day')}" for rid, cap in capped.items()
+        ) + " END"
+        cap_max = "CASE rule_id " + " ".join(
+            f"WHEN {_lit(rid)} THEN {int(cap['max'])}" for rid, cap in capped.items()
+        ) + " END"
     ctx.q("DROP TABLE IF EXISTS earn_rows")
-    ctx.q(
-        f"""CREATE TEMP TABLE earn_rows AS
-        SELECT *, CASE WHEN on_kind = 'event' THEN raw
-                       ELSE {rounding_sql(rnd, "raw * multiplier")} END AS uncapped
-        FROM earn_mult WHERE raw IS NOT NULL"""
-    )
-    ctx.q("ALTER TABLE earn_rows ADD COLUMN points BIGINT")
-    ctx.q("UPDATE earn_rows SET points = uncapped")
-    _apply_caps(ctx)
+    uncapped = f"CASE WHEN on_kind = 'event' THEN raw ELSE {rounding_sql(rnd, 'raw * multiplier')} END"
+    if capped:
+        ctx.q(
+            f"""CREATE TEMP TABLE earn_rows AS
+            WITH b AS (
+                SELECT *, {uncapped} AS uncapped, {period} AS period
+                FROM ({_multiplier_relation(ctx)}) m WHERE raw IS NOT NULL),
+            used AS (
+                SELECT customer_id, rule_id, period, sum(used) AS used FROM cap_usage
+                WHERE rule_id IN (SELECT DISTINCT rule_id FROM b WHERE period IS NOT NULL)
+                  AND period IN (SELECT DISTINCT period FROM b WHERE period IS NOT NULL)
+                GROUP BY ALL)
+            SELECT b.*, uncapped AS points FROM b WHERE period IS NULL OR uncapped <= 0
+            UNION ALL
+            SELECT b.* EXCLUDE (used, before),
+                   least(uncapped, greatest(0, {cap_max} - used - before)) AS points
+            FROM (
+                SELECT b.*, coalesce(u.used, 0) AS used,
+                       coalesce(sum(uncapped) OVER (
+                           PARTITION BY b.customer_id, b.rule_id, b.period
+                           ORDER BY occurred_at, seq, source_id
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+                FROM b LEFT JOIN used u USING (customer_id, rule_id, period)
+                WHERE b.period IS NOT NULL AND b.uncapped > 0) b"""
+        )
+        # Room used is appended per run and summed when read.
+        ctx.q(
+            """INSERT INTO cap_usage
+            SELECT customer_id, rule_id, period, sum(points) FROM earn_rows
+            WHERE period IS NOT NULL AND points > 0 GROUP BY ALL"""
+        )
+    else:
+        ctx.q(
+            f"""CREATE TEMP TABLE earn_rows AS
+            SELECT *, {uncapped} AS uncapped, {period} AS period, {uncapped} AS points
+            FROM ({_multiplier_relation(ctx)}) m WHERE raw IS NOT NULL"""
+        )
 
-    # Clawable and qualifying points per order (9.9, 9.13).
     qualifying_ids = [r["id"] for r in program.rules if r.get("qualifying")]
-    ctx.q("DROP TABLE IF EXISTS _qual")
-    ctx.q("CREATE TEMP TABLE _qual (rule_id VARCHAR)")
+    qual = "FALSE" if not qualifying_ids else "rule_id IN (" + ", ".join(
+        _lit(r) for r in qualifying_ids) + ")"
+    _insert_new_orders(ctx, qual)
     if qualifying_ids:
-        ctx.q("INSERT INTO _qual SELECT unnest(?)", [qualifying_ids])
-    ctx.q(
-        """UPDATE orders SET
-            granted = coalesce(t.granted, 0), qualifying = coalesce(t.qual, 0)
-        FROM (
-            SELECT order_id,
-                   sum(CASE WHEN points > 0 THEN points ELSE 0 END) AS granted,
-                   sum(CASE WHEN rule_id IN (SELECT rule_id FROM _qual) THEN raw ELSE 0 END)
-                       AS qual
-            FROM earn_rows WHERE on_kind <> 'event' GROUP BY order_id) t
-        WHERE orders.order_id = t.order_id"""
-    )
-    ctx.q(
-        """INSERT INTO qualifying_days
-        SELECT customer_id, day, sum(raw) FROM earn_rows
-        WHERE on_kind = 'event' AND rule_id IN (SELECT rule_id FROM _qual)
-        GROUP BY customer_id, day HAVING sum(raw) <> 0"""
-    )
+        ctx.q(
+            f"""INSERT INTO qualifying_days
+            SELECT customer_id, day, sum(raw) FROM earn_rows
+            WHERE on_kind = 'event' AND {qual}
+            GROUP BY customer_id, day HAVING sum(raw) <> 0"""
+        )
 
     pending = program.pending_days
     pending_until = f"CAST(day + INTERVAL {int(pending)} DAY AS DATE)" if pending > 0 else "NULL"
@@ -174,50 +205,25 @@ def apply_earning(ctx: RunContext) -> None:
         ctx.count("earning", f"{rule_id}.rows", int(rows))
 
 
-def _apply_caps(ctx: RunContext) -> None:
-    """Cap positive points per member, rule and period; record the room used."""
-    for rule in ctx.program.rules:
-        cap = rule.get("cap")
-        if not cap:
-            continue
-        per = period_sql(cap["per"], "e.day")
-        ctx.q("DROP TABLE IF EXISTS _capped")
-        ctx.q(
-            f"""CREATE TEMP TABLE _capped AS
-            WITH e AS (
-                SELECT e.rowid AS rid, e.*, {per} AS period FROM earn_rows e
-                WHERE e.rule_id = ? AND e.points > 0),
-            w AS (
-                SELECT e.*, coalesce(u.used, 0) AS used,
-                       coalesce(sum(points) OVER (
-                           PARTITION BY e.customer_id, e.period
-                           ORDER BY occurred_at, seq, source_id
-                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
-                FROM e LEFT JOIN cap_usage u
-                  ON u.customer_id = e.customer_id AND u.rule_id = e.rule_id
-                 AND u.period = e.period)
-            SELECT rid, customer_id, period,
-                   least(points, greatest(0, CAST(? AS BIGINT) - used - before)) AS capped
-            FROM w""",
-            [rule["id"], int(cap["max"])],
-        )
-        ctx.q("UPDATE earn_rows SET points = c.capped FROM _capped c WHERE earn_rows.rowid = c.rid")
-        ctx.q(
-            """CREATE OR REPLACE TEMP TABLE _usage AS
-            SELECT customer_id, ? AS rule_id, period, sum(capped) AS add
-            FROM _capped GROUP BY customer_id, period""",
-            [rule["id"]],
-        )
-        ctx.q(
-            """UPDATE cap_usage SET used = used + u.add FROM _usage u
-            WHERE cap_usage.customer_id = u.customer_id AND cap_usage.rule_id = u.rule_id
-              AND cap_usage.period = u.period"""
-        )
-        ctx.q(
-            """INSERT INTO cap_usage
-            SELECT u.customer_id, u.rule_id, u.period, u.add FROM _usage u
-            WHERE NOT EXISTS (SELECT 1 FROM cap_usage c WHERE c.customer_id = u.customer_id
-                              AND c.rule_id = u.rule_id AND c.period = u.period)"""
-        )
-        ctx.q("DROP TABLE _capped")
-        ctx.q("DROP TABLE _usage")
+def _lit(text: str) -> str:
+    """A SQL string literal (ids come from the validated program)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _insert_new_orders(ctx: RunContext, qualifying: str) -> None:
+    """This run's new orders into the state, with their clawable and qualifying points."""
+    from loyalty_cli.engine.run import order_extra_json
+
+    pending = int(ctx.program.pending_days)
+    ctx.q(
+        f"""INSERT INTO orders
+        SELECT o.order_id, o.customer_id, o.ordered_at, o.day, o.total, o.status, o.channel,
+               {order_extra_json(ctx)}, CAST(o.day + INTERVAL {pending} DAY AS DATE),
+               coalesce(p.granted, 0), coalesce(p.qual, 0),
+               CAST(0 AS DECIMAL(18,2)), 0, 0, {ctx.sql_date()}
+        FROM new_orders o LEFT JOIN (
+            SELECT order_id,
+                   sum(CASE WHEN points > 0 THEN points ELSE 0 END) AS granted,
+                   sum(CASE WHEN {qualifying} THEN raw ELSE 0 END) AS qual
+            FROM earn_rows WHERE on_kind <> 'event' GROUP BY order_id) p USING (order_id)"""
+    )

@@ -429,18 +429,9 @@ def _prepare(ctx: RunContext, loaded) -> None:
         SELECT o.order_id FROM {t['orders']} s JOIN orders o USING (order_id)
         WHERE o.status = 'completed' AND s.status = 'cancelled'"""
     )
-    order_extra = _extra_columns(ctx.program, "orders")
-    extra_json = (
-        "json_object(" + ", ".join(f"'{k}', \"{k}\"" for k in order_extra) + ")"
-        if order_extra else "CAST(NULL AS JSON)"
-    )
-    pending = ctx.program.pending_days
     con.execute(
-        f"""INSERT INTO orders
-        SELECT order_id, customer_id, ordered_at, day, total, status, channel, {extra_json},
-               CAST(day + INTERVAL {int(pending)} DAY AS DATE), 0, 0,
-               CAST(0 AS DECIMAL(18,2)), 0, 0, {d}
-        FROM new_orders"""
+        "CREATE OR REPLACE TEMP VIEW known_orders AS SELECT order_id FROM orders "
+        "UNION ALL SELECT order_id FROM new_orders"
     )
     # Item rows go with their order, from the export in which it is first processed.
     items = t.get("order_items")
@@ -463,7 +454,7 @@ def _prepare(ctx: RunContext, loaded) -> None:
         con.execute(
             f"""INSERT INTO {loaded.rejects_table} (source, file, line, "column", reason)
             SELECT 'order_items', i._file, i._line, 'order_id', 'unknown_order' FROM {items} i
-            WHERE i.order_id NOT IN (SELECT order_id FROM orders) {held}"""
+            WHERE i.order_id NOT IN (SELECT order_id FROM known_orders) {held}"""
         )
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE new_items AS SELECT NULL::VARCHAR AS order_id, "
@@ -496,14 +487,14 @@ def _prepare(ctx: RunContext, loaded) -> None:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE new_returns AS
         SELECT * FROM ({ret_select or "SELECT NULL::VARCHAR order_id, NULL::TIMESTAMP returned_at, NULL::DECIMAL(18,2) amount, NULL::DATE day, NULL::VARCHAR return_key, NULL::VARCHAR _file, NULL::BIGINT _line WHERE FALSE"})
-        WHERE order_id IN (SELECT order_id FROM orders)"""
+        WHERE order_id IN (SELECT order_id FROM known_orders)"""
     )
     if rets:
         held = _held_back_orders(loaded, alias="r")
         con.execute(
             f"""INSERT INTO {loaded.rejects_table} (source, file, line, "column", reason)
             SELECT 'returns', r._file, r._line, 'order_id', 'unknown_order' FROM {rets} r
-            WHERE r.order_id NOT IN (SELECT order_id FROM orders) {held}"""
+            WHERE r.order_id NOT IN (SELECT order_id FROM known_orders) {held}"""
         )
     # 9.2: an order re-exported as cancelled returns its whole remaining amount, dated D.
     con.execute(
@@ -531,6 +522,14 @@ def _prepare(ctx: RunContext, loaded) -> None:
                  "new_adjustments"):
         ctx.count("rows", name.removeprefix("new_"),
                   ctx.scalar(f"SELECT count(*) FROM {name}"))
+
+
+def order_extra_json(ctx: RunContext) -> str:
+    """SQL packing an order row's declared extra columns into JSON (or NULL)."""
+    order_extra = _extra_columns(ctx.program, "orders")
+    if not order_extra:
+        return "CAST(NULL AS JSON)"
+    return "json_object(" + ", ".join(f"'{k}', o.\"{k}\"" for k in order_extra) + ")"
 
 
 def _held_back_orders(loaded, alias: str = "i") -> str:
