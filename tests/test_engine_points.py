@@ -265,3 +265,27 @@ def test_rejects_carry_file_line_column_and_reason(tmp_path):
             "reason": "unknown_customer"} in rejects
     assert {"source": "returns", "file": "returns.csv", "line": "2", "column": "order_id",
             "reason": "unknown_order"} in rejects
+
+
+def test_items_and_returns_of_an_order_after_the_day_wait_for_it(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          rules:
+            - {id: per-item, on: order_item, points: item.quantity * 10}
+        """,
+    )
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add("orders", {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-02 10:00",
+                        "total": "30.00"})
+    shop.add("order_items", {"order_id": "O1", "sku": "S1", "quantity": "2", "unit_price": "15.00"})
+    shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-03 10:00", "amount": "15.00"})
+    shop.run("2026-03-01")
+    # The order is dated after Mar 1: its item and return wait instead of being rejected.
+    assert shop.csv("2026-03-01", "rejects.csv") == []
+    shop.run("2026-03-02")
+    assert shop.ledger("A", "2026-03-02") == [("earn", 20, 0, "per-item", 0)]
+    shop.run("2026-03-03")
+    # Half the order returned: due = round_half_up(20 * 15 / 30) = 10.
+    assert shop.ledger("A", "2026-03-03") == [("clawback", -10, 0, "return", 0)]

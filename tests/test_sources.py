@@ -738,7 +738,8 @@ def test_temporary_tables_are_cleaned_up_and_results_are_temp(tmp_path):
     )
     tables = con.execute("SELECT table_name, temporary FROM duckdb_tables() ORDER BY 1").fetchall()
     assert tables == sorted(
-        [(f"src_{name}", True) for name in SOURCE_ORDER] + [("src_rejects", True)]
+        [(f"src_{name}", True) for name in SOURCE_ORDER]
+        + [("src_orders_held", True), ("src_rejects", True)]
     )
     assert con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchone() == (0,)
 

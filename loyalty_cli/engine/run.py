@@ -534,7 +534,7 @@ def order_extra_json(ctx: RunContext) -> str:
 
 def _held_back_orders(loaded, alias: str = "i") -> str:
     """SQL excluding rows whose order is in the export but after the run's day."""
-    held = getattr(loaded, "held_back_orders_table", None)
+    held = loaded.held_back_orders_table
     if not held:
         return ""
     return f"AND {alias}.order_id NOT IN (SELECT order_id FROM {held})"

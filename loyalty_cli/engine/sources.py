@@ -108,6 +108,7 @@ PARSE_REASON = {
     "json": "bad_json",
 }
 ORDER_STATUSES = ("completed", "cancelled")
+HELD_ORDERS = "src_orders_held"
 RESERVED_COLUMNS = ("day", "event_key", "item_seq")  # added to the loaded tables
 JSON_KEY_SAMPLE = 1000  # JSON lines have no header: their columns are the keys of the first lines
 HEADER_PEEK = 1 << 20  # bytes read to find a CSV header line
@@ -122,6 +123,7 @@ class LoadResult:
     rejects_table: str  # source, file, line, "column", reason, key
     refused: str | None  # why the run must stop for its data (reject rate), else None
     warnings: list[str] = field(default_factory=list)
+    held_back_orders_table: str | None = None  # order_id of orders dated after the day
 
 
 @dataclass
@@ -278,7 +280,8 @@ def load_sources(
         if threshold is not None:
             con.execute(f"SET checkpoint_threshold = {sql_literal(threshold)}")
     refused = _reject_rate_verdict(counts, max_reject_rate)
-    return LoadResult(tables, counts, rejects, refused, loader.warnings)
+    held = HELD_ORDERS if "orders" in tables else None
+    return LoadResult(tables, counts, rejects, refused, loader.warnings, held)
 
 
 # -- planning and files -------------------------------------------------------------------------
@@ -760,6 +763,13 @@ def _check_source(loader: _Loader, src: _Source, rejects: str) -> tuple[str, dic
     loader.run(f"CREATE OR REPLACE TEMP TABLE {table} AS {good}", source=src)
     if src.name == "customers":
         _known_customers(loader, typed)
+    if src.name == "orders":
+        # Orders after the run's day wait; so do their items and returns (not rejects).
+        loader.run(
+            f"CREATE OR REPLACE TEMP TABLE {HELD_ORDERS} AS SELECT DISTINCT order_id "
+            f"FROM {typed} WHERE _held AND order_id IS NOT NULL",
+            source=src,
+        )
     read, held, rejected, window_good = loader.run(
         "SELECT count(*), count(*) FILTER (_held), "
         "count(*) FILTER (_err IS NOT NULL AND NOT _held), "
