@@ -1,0 +1,14 @@
+"""`make bench`: every benchmark, one after the other."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+for script in ("bench_run.py", "bench_models.py", "bench_segments.py", "bench_validate.py"):
+    if (HERE / script).exists():
+        print(f"== {script}", flush=True)
+        subprocess.run([sys.executable, str(HERE / script)], check=True)
