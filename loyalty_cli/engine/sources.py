@@ -963,7 +963,8 @@ def _event_key_sql() -> str:
     canon_props = f"coalesce(try({sorted_props}), CAST(properties AS VARCHAR), '')"
     stamp = "strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%f')"
     text = f"concat_ws(chr(31), customer_id, type, {stamp}, {canon_props})"
-    return f"coalesce(event_id, 'md5:' || md5({text}))"
+    # CASE, not coalesce: the hash is only computed for rows without an event_id.
+    return f"CASE WHEN event_id IS NOT NULL THEN event_id ELSE 'md5:' || md5({text}) END"
 
 
 def _dedupe_key(src: _Source) -> str | None:
@@ -1029,8 +1030,8 @@ def _reject_rate_verdict(counts: dict[str, dict], max_rate: float) -> str | None
 
 
 def _is_object(text: str) -> str:
-    """SQL: the text is one JSON object (json_type fails on invalid JSON, hence the CASE)."""
-    return f"CASE WHEN json_valid({text}) THEN json_type({text}) = 'OBJECT' ELSE false END"
+    """SQL: the text is one JSON object (valid JSON starting with '{'; one parse per row)."""
+    return f"(starts_with(ltrim({text}), '{{') AND json_valid({text}))"
 
 
 def _json_path(key: str) -> str:

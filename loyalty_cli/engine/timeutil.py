@@ -52,15 +52,50 @@ def has_daylight_saving(timezone: str) -> bool:
     return not isinstance(tz, pytz.tzinfo.StaticTzInfo) and tz is not pytz.utc
 
 
+# Gaps before this year are not looked at (exports hold recent data; older wall times in a
+# historical gap are kept as written).
+GAP_YEARS_FROM = 1980
+
+
+def gap_hours(timezone: str) -> tuple[int, int] | None:
+    """Local hours (first, last) touched by any spring-forward gap of the zone, or None.
+
+    Only wall times in those hours can fall into a gap, so only they need the ICU round trip.
+    """
+    try:
+        tz = pytz.timezone(timezone)
+    except pytz.UnknownTimeZoneError:
+        return None
+    times = getattr(tz, "_utc_transition_times", None)
+    infos = getattr(tz, "_transition_info", None)
+    if not times or not infos:
+        return None
+    hours: set[int] = set()
+    for i in range(1, len(times)):
+        before, after = infos[i - 1][0], infos[i][0]
+        if after <= before or times[i].year < GAP_YEARS_FROM:
+            continue
+        start = times[i] + before
+        end = times[i] + after
+        t = start.replace(minute=0, second=0, microsecond=0)
+        while t < end:
+            hours.add(t.hour)
+            t += timedelta(hours=1)
+    return (min(hours), max(hours)) if hours else None
+
+
 def local_timestamp_sql(text_expr: str, timezone: str) -> str:
     """SQL turning text into a local wall-clock TIMESTAMP in ``timezone``, NULL if unreadable.
 
     - With ``Z``, an offset or a zone name: the instant is converted to the program's zone.
-    - Without a zone: the text is already local time. It is sent through ICU and back, which
-      moves a time in the spring-forward gap ahead by the gap (02:30 -> 03:30 in Warsaw) and
-      leaves every other wall time, including the repeated fall-back hour, as written. The
+    - Without a zone: the text is already local time. A time in the spring-forward gap is
+      sent through ICU and back, which moves it ahead by the gap (02:30 -> 03:30 in Warsaw);
+      every other wall time, including the repeated fall-back hour, stays as written. The
       stored wall time of a repeated hour stands for its first occurrence (9.1).
     - A bare date means 00:00 of that day.
+
+    The zone pattern and ICU are only evaluated for the rows that may need them (a cheap
+    test first), which keeps tens of millions of rows fast.
     """
     tz = sql_literal(timezone)
     zoned = (
@@ -68,9 +103,21 @@ def local_timestamp_sql(text_expr: str, timezone: str) -> str:
     )
     naive = f"TRY_CAST({text_expr} AS TIMESTAMP)"
     if has_daylight_saving(timezone):
-        naive = f"timezone({tz}, timezone({tz}, {naive}))"
+        hours = gap_hours(timezone)
+        fixed = f"timezone({tz}, timezone({tz}, {naive}))"
+        if hours is not None:
+            fixed = (
+                f"CASE WHEN hour({naive}) BETWEEN {hours[0]} AND {hours[1]} THEN {fixed} "
+                f"ELSE {naive} END"
+            )
+        naive = fixed
+    maybe_zoned = (
+        f"(suffix({text_expr}, 'Z') OR suffix({text_expr}, 'z') "
+        f"OR contains(substr({text_expr}, 11), '+') OR contains(substr({text_expr}, 12), '-') "
+        f"OR regexp_matches(right({text_expr}, 1), '[A-Za-z]'))"
+    )
     return (
-        f"CASE WHEN regexp_matches({text_expr}, {sql_literal(ZONE_SUFFIX_RE)}) "
+        f"CASE WHEN {maybe_zoned} AND regexp_matches({text_expr}, {sql_literal(ZONE_SUFFIX_RE)}) "
         f"THEN {zoned} ELSE {naive} END"
     )
 
