@@ -79,6 +79,8 @@ MIGRATIONS: dict[int, list[str]] = {
         """CREATE TABLE segment_changes (
             segment_id VARCHAR, customer_id VARCHAR, grp VARCHAR, change VARCHAR, on_day DATE)""",
         """CREATE TABLE model_fits (segment_id VARCHAR, as_of DATE, fit JSON)""",
+        # Running totals per member, updated from each run's new ledger entries.
+        """CREATE TABLE member_totals (customer_id VARCHAR PRIMARY KEY, lifetime_earned BIGINT)""",
         """CREATE TABLE coupon_codes (
             pool_id VARCHAR, code VARCHAR, valid_until DATE, seq BIGINT,
             assigned_to VARCHAR, assigned_for VARCHAR, assigned_on DATE)""",

@@ -26,46 +26,75 @@ def _copy(ctx: RunContext, query: str, path: Path) -> None:
     ctx.q(f"COPY ({query}) TO '{target}' (FORMAT csv, HEADER true, NEW_LINE '\\n')")
 
 
-def balances_sql(ctx: RunContext) -> str:
+LIFETIME_SQL = """
+    sum(CASE WHEN kind = 'pending' THEN pending
+             WHEN kind IN ('earn', 'bonus', 'award') THEN points
+             WHEN kind = 'adjust' AND points > 0 THEN points
+             WHEN kind = 'cancel' THEN pending - shortfall
+             WHEN kind = 'clawback' THEN points - shortfall
+             ELSE 0 END)"""
+
+
+def update_totals(ctx: RunContext, first_entry: int) -> None:
+    """Add this run's new ledger entries (entry_id > first_entry) to the members' totals.
+
+    lifetime_earned = points ever credited (pending included) minus points cancelled or
+    reversed for returns, the full due even where a clawback fell short (SPEC 9.16).
+    """
+    ctx.q(
+        f"""CREATE OR REPLACE TEMP TABLE _totals AS
+        SELECT customer_id, {LIFETIME_SQL} AS add FROM ledger
+        WHERE entry_id > {int(first_entry)} GROUP BY customer_id"""
+    )
+    ctx.q(
+        """UPDATE member_totals SET lifetime_earned = lifetime_earned + t.add FROM _totals t
+        WHERE member_totals.customer_id = t.customer_id AND t.add <> 0"""
+    )
+    ctx.q(
+        """INSERT INTO member_totals SELECT customer_id, add FROM _totals t
+        WHERE NOT EXISTS (SELECT 1 FROM member_totals m WHERE m.customer_id = t.customer_id)"""
+    )
+
+
+def build_balances(ctx: RunContext) -> None:
+    """The temp table `balances_now`: balances.csv's rows (SPEC 8, 9.16), computed once."""
     d = ctx.sql_date()
     lowest = (ctx.program.lowest_tier or "").replace("'", "''")
-    return f"""
+    ctx.q(
+        f"""CREATE OR REPLACE TEMP TABLE balances_now AS
         WITH lot AS (
             SELECT customer_id,
                    sum(CASE WHEN status = 'available' THEN remaining ELSE 0 END) AS available,
                    sum(CASE WHEN status = 'pending' THEN remaining ELSE 0 END) AS pending,
                    min(CASE WHEN status = 'available' AND remaining > 0 THEN expires_on END)
                        AS next_expiry_on
-            FROM lots GROUP BY customer_id),
+            FROM lots WHERE remaining > 0 GROUP BY customer_id),
         nxt AS (
             SELECT l.customer_id, sum(l.remaining) AS next_expiry_points
             FROM lots l JOIN lot USING (customer_id)
             WHERE l.status = 'available' AND l.remaining > 0 AND l.expires_on = lot.next_expiry_on
-            GROUP BY l.customer_id),
-        life AS (
-            SELECT customer_id,
-                   sum(CASE WHEN kind = 'pending' THEN pending
-                            WHEN kind IN ('earn', 'bonus', 'award') THEN points
-                            WHEN kind = 'adjust' AND points > 0 THEN points
-                            WHEN kind = 'cancel' THEN pending - shortfall
-                            WHEN kind = 'clawback' THEN points - shortfall
-                            ELSE 0 END) AS lifetime_earned
-            FROM ledger GROUP BY customer_id)
-        SELECT {neutral('c.customer_id')} AS customer_id,
+            GROUP BY l.customer_id)
+        SELECT c.customer_id,
                coalesce(lot.available, 0) AS available, coalesce(lot.pending, 0) AS pending,
                coalesce(t.tier, '{lowest}') AS tier,
                lot.next_expiry_on, nxt.next_expiry_points,
-               coalesce(life.lifetime_earned, 0) AS lifetime_earned
+               coalesce(m.lifetime_earned, 0) AS lifetime_earned
         FROM customers c
         LEFT JOIN lot USING (customer_id) LEFT JOIN nxt USING (customer_id)
-        LEFT JOIN life USING (customer_id) LEFT JOIN tiers t USING (customer_id)
-        WHERE c.join_day <= {d}
-        ORDER BY c.customer_id"""
+        LEFT JOIN member_totals m USING (customer_id) LEFT JOIN tiers t USING (customer_id)
+        WHERE c.join_day <= {d}"""
+    )
 
 
 def write_all(ctx: RunContext, out: Path, rejects_table: str) -> None:
     d = ctx.sql_date()
-    _copy(ctx, balances_sql(ctx), out / "balances.csv")
+    _copy(
+        ctx,
+        f"""SELECT {neutral('customer_id')} AS customer_id, available, pending, tier,
+                   next_expiry_on, next_expiry_points, lifetime_earned
+            FROM balances_now ORDER BY balances_now.customer_id""",
+        out / "balances.csv",
+    )
     _copy(
         ctx,
         f"""SELECT {neutral('customer_id')} AS customer_id, kind, points, pending,
@@ -113,13 +142,11 @@ def write_rejects(ctx: RunContext, path: Path, rejects_table: str) -> None:
 def summary(ctx: RunContext) -> dict:
     """Headline figures of the state after the run, for the terminal summary."""
     row = ctx.q(
-        f"""SELECT count(*), coalesce(sum(available), 0), coalesce(sum(pending), 0)
-            FROM ({balances_sql(ctx)})"""
+        "SELECT count(*), coalesce(sum(available), 0), coalesce(sum(pending), 0) "
+        "FROM balances_now"
     ).fetchone()
     tiers = dict(
-        ctx.q(
-            f"SELECT tier, count(*) FROM ({balances_sql(ctx)}) GROUP BY tier ORDER BY tier"
-        ).fetchall()
+        ctx.q("SELECT tier, count(*) FROM balances_now GROUP BY tier ORDER BY tier").fetchall()
     )
     point_value = float(ctx.program.data["program"].get("point_value") or 0)
     return {

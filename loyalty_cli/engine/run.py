@@ -258,6 +258,7 @@ def run_day(
             con.execute("ROLLBACK")
             return refused
         _prepare(ctx, loaded)
+        first_entry = int(con.execute("SELECT coalesce(max(entry_id), 0) FROM ledger").fetchone()[0])
         t = lap("prepare", t)
         ledger.release_due(ctx, created_before_run=True)
         earning.apply_earning(ctx)
@@ -281,6 +282,8 @@ def run_day(
             _optional_stage("segments", "apply_segments", ctx)
         t = lap("segments", t)
         _mark_processed(ctx)
+        outputs.update_totals(ctx, first_entry)
+        outputs.build_balances(ctx)
         run_id = int(con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0])
         if last != as_of:
             con.execute(
