@@ -56,3 +56,34 @@ def test_bad_export(case, tmp_path):
     assert [list(r[1:]) for r in rejects] == expect["rejects"]
     for text in expect.get("warnings", []):
         assert any(text in w for w in result.warnings), result.warnings
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
+def test_bad_export_through_the_cli_never_shows_a_traceback(case, tmp_path):
+    """The whole `loyalty run` on each bad file: a diagnostic or a run, exit 0, 1 or 3."""
+    from typer.testing import CliRunner
+
+    from loyalty_cli.cli import app
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(FIXTURES / case["file"], data / case["file"])
+    (data / "customers.csv").write_text("customer_id,joined_at\nC1,2026-01-01\nC2,2026-01-01\n")
+    if case["source"] != "orders":
+        (data / "orders.csv").write_text("order_id,customer_id,ordered_at,total\n")
+    paths = {"customers": "customers.csv", "orders": "orders.csv", case["source"]: case["file"]}
+    program = tmp_path / "program.yaml"
+    program.write_text(
+        "version: 1\nprogram: {id: p, name: P, currency: PLN, timezone: Europe/Warsaw}\n"
+        "sources:\n" + "".join(f"  {k}: {{path: {v!r}}}\n" for k, v in paths.items())
+        + "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n"
+    )
+    result = CliRunner().invoke(app, ["run", str(program), "--data", str(data), "--as-of",
+                                      "2026-12-31", "--state", str(tmp_path / "s.duckdb"),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    assert result.exit_code in (0, 1, 3)
+    if "error" in case["expect"]:
+        assert result.exit_code == 1
+        assert case["expect"]["error"] in result.output and case["file"] in result.output

@@ -289,3 +289,53 @@ def test_items_and_returns_of_an_order_after_the_day_wait_for_it(tmp_path):
     shop.run("2026-03-03")
     # Half the order returned: due = round_half_up(20 * 15 / 30) = 10.
     assert shop.ledger("A", "2026-03-03") == [("clawback", -10, 0, "return", 0)]
+
+
+def test_expiry_rounded_to_the_end_of_the_quarter(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          rules:
+            - {id: visit, on: event, points: 10}
+        expiry:
+          after: 30 days
+          at: end_of_quarter
+        """,
+    )
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    # Earned Feb 10: +30 days = Mar 12, rounded up to the quarter's end: usable through Mar 31.
+    shop.add("events", {"event_id": "v", "customer_id": "A", "type": "visit",
+                        "occurred_at": "2026-02-10 10:00"})
+    shop.run("2026-03-30")
+    assert shop.lots("A") == [("2026-02-10", 10, 10, "available")]
+    bal = shop.csv("2026-03-30", "balances.csv")[0]
+    assert (bal["next_expiry_on"], bal["next_expiry_points"]) == ("2026-03-31", "10")
+    shop.run("2026-03-31")
+    assert shop.ledger("A", "2026-03-31") == [("expire", -10, 0, None, 0)]
+
+
+def test_inactivity_expires_everything_after_no_order_for_that_long(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          rules:
+            - {id: base, on: order, points: order.total}
+            - {id: visit, on: event, points: 5}
+        expiry:
+          inactivity: 10 days
+        """,
+    )
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add("orders", {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-01-05 10:00",
+                        "total": "50.00"})
+    shop.add("events", {"event_id": "v", "customer_id": "A", "type": "visit",
+                        "occurred_at": "2026-01-14 10:00"})
+    shop.run("2026-01-14")
+    # Jan 14 - Jan 5 = 9 days: not yet. An event is no order, so it does not count.
+    assert shop.balance("A") == (55, 0)
+    shop.run("2026-01-15")
+    # Jan 15 - Jan 5 = 10 days >= 10: all 55 available points expire in the run of Jan 15.
+    assert shop.ledger("A", "2026-01-15") == [("expire", -55, 0, None, 0)]
+    assert shop.query("SELECT reason FROM ledger WHERE kind = 'expire'") == [("inactivity",)]
