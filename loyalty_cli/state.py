@@ -132,10 +132,23 @@ def connect(path: str | Path | None, *, read_only: bool = False) -> duckdb.DuckD
                            hint="Pass the DuckDB file written by `loyalty run`."),
                 ExitCode.INVALID,
             ) from None
-    con.execute("SET TimeZone = 'UTC'")
+    configure(con)
     if not read_only:
         migrate(con)
     return con
+
+
+def configure(con: duckdb.DuckDBPyConnection) -> None:
+    """Session settings of every connection on a state.
+
+    Memory is capped (LOYALTY_MEMORY_LIMIT, default 1500MB) so a run over tens of millions of
+    rows spills to disk instead of taking the machine's memory.
+    """
+    import os
+
+    con.execute("SET TimeZone = 'UTC'")
+    limit = os.environ.get("LOYALTY_MEMORY_LIMIT", "1500MB")
+    con.execute("SET memory_limit = ?", [limit])
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

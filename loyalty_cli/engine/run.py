@@ -163,7 +163,7 @@ def plan(
         program = load_program(program)
     as_of = as_of or default_as_of(program)
     con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
+    state.configure(con)
     if state_path is not None and Path(state_path).exists():
         try:
             con.execute(f"ATTACH '{_sql_str(str(state_path))}' AS src (READ_ONLY)")
