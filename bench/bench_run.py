@@ -56,16 +56,39 @@ def main() -> None:
     data, nightly = work / f"data-{args.customers}-{args.days}", work / f"nightly-{night}"
     if not (data / "events.csv").exists() or not (nightly / "orders.csv").exists():
         print(f"generating {args.customers:,} customers x {args.days} days into {work} ...")
-        subprocess.run([sys.executable, str(ROOT / "bench" / "gen_data.py"), str(data),
-                        "--customers", str(args.customers), "--days", str(args.days),
-                        "--start", args.start, "--nightly-day", night.isoformat(),
-                        "--nightly-out", str(nightly)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "gen_data.py"),
+                str(data),
+                "--customers",
+                str(args.customers),
+                "--days",
+                str(args.days),
+                "--start",
+                args.start,
+                "--nightly-day",
+                night.isoformat(),
+                "--nightly-out",
+                str(nightly),
+            ],
+            check=True,
+        )
     state, out = work / "bench.duckdb", work / "out"
     for p in (state, Path(str(state) + ".wal")):
         p.unlink(missing_ok=True)
     shutil.rmtree(out, ignore_errors=True)
-    loyalty = [sys.executable, "-m", "loyalty_cli.cli", "run", args.program, "--state", str(state),
-               "--out", str(out)]
+    loyalty = [
+        sys.executable,
+        "-m",
+        "loyalty_cli.cli",
+        "run",
+        args.program,
+        "--state",
+        str(state),
+        "--out",
+        str(out),
+    ]
     # Each run in its own process so peak RSS is per run (RUSAGE_CHILDREN keeps the max).
     cold_wall, cold_rss = timed([*loyalty, "--data", str(data), "--as-of", last.isoformat()])
     cold = json.loads((out / last.isoformat() / "run.json").read_text())

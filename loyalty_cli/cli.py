@@ -50,8 +50,9 @@ def _root() -> None:
 
 
 def _console(stderr: bool = False) -> Console:
-    console = Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")) or None,
-                      soft_wrap=True)
+    console = Console(
+        stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")) or None, soft_wrap=True
+    )
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # Piped or captured output: wide enough that tables keep whole values.
         console = Console(stderr=stderr, no_color=True, soft_wrap=True, width=200)
@@ -113,7 +114,9 @@ def _parse_day(value: str | None, option: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date; write YYYY-MM-DD", param_hint=option)
+        raise typer.BadParameter(
+            f"{value!r} is not a date; write YYYY-MM-DD", param_hint=option
+        ) from None
 
 
 def _print_result(result, fmt: Format, console: Console) -> None:
@@ -122,8 +125,9 @@ def _print_result(result, fmt: Format, console: Console) -> None:
     if fmt is Format.json:
         return
     if result.status == "refused":
-        console.print(f"[bold red]refused[/bold red] run for {result.as_of}: {result.reason}",
-                      highlight=False)
+        console.print(
+            f"[bold red]refused[/bold red] run for {result.as_of}: {result.reason}", highlight=False
+        )
         if result.out_dir:
             console.print(f"rejects: {result.out_dir / 'rejects.csv'}", highlight=False)
         return
@@ -202,9 +206,7 @@ def run(
     raise typer.Exit(max((int(r.exit_code) for r in results), default=0))
 
 
-@app.command(
-    epilog="Example:\n\n  loyalty plan program.yaml --data exports/ --as-of 2026-11-22"
-)
+@app.command(epilog="Example:\n\n  loyalty plan program.yaml --data exports/ --as-of 2026-11-22")
 @_guard
 def plan(
     program: str = typer.Argument(..., help="The program YAML file."),
@@ -258,8 +260,9 @@ def backfill(
         def done(day: dt.date) -> None:
             bar.advance(task)
 
-        results = backfill_core(program, data, d1, d2, state_file, out, progress=tick,
-                                finished=done)
+        results = backfill_core(
+            program, data, d1, d2, state_file, out, progress=tick, finished=done
+        )
     refused = [r for r in results if r.status == "refused"]
     if refused:
         _print_result(refused[0], Format.text, console)
@@ -300,17 +303,49 @@ def explain(
         highlight=False,
     )
     sections = [
-        ("Ledger", info["ledger"], ["run_on", "kind", "points", "pending", "rule_id", "source_id",
-                                     "occurred_on", "reason", "shortfall"]),
-        ("Lots", info["lots"], ["lot_id", "kind", "rule_id", "earned_on", "available_on",
-                                 "expires_on", "amount", "remaining", "status"]),
-        ("Tier changes", info["tier_changes"], ["effective_on", "from_tier", "to_tier", "change",
-                                                 "basis"]),
+        (
+            "Ledger",
+            info["ledger"],
+            [
+                "run_on",
+                "kind",
+                "points",
+                "pending",
+                "rule_id",
+                "source_id",
+                "occurred_on",
+                "reason",
+                "shortfall",
+            ],
+        ),
+        (
+            "Lots",
+            info["lots"],
+            [
+                "lot_id",
+                "kind",
+                "rule_id",
+                "earned_on",
+                "available_on",
+                "expires_on",
+                "amount",
+                "remaining",
+                "status",
+            ],
+        ),
+        (
+            "Tier changes",
+            info["tier_changes"],
+            ["effective_on", "from_tier", "to_tier", "change", "basis"],
+        ),
         ("Segments", info["segments"], ["segment_id", "group", "r", "f", "m", "value"]),
         ("Segment changes", info["segment_changes"], ["on_day", "segment_id", "group", "change"]),
         ("Badges", info["badges"], ["badge", "bonus_id", "period", "earned_on"]),
-        ("Redemptions", info["redemptions"], ["redemption_id", "reward_id", "status", "reason",
-                                               "coupon_code"]),
+        (
+            "Redemptions",
+            info["redemptions"],
+            ["redemption_id", "reward_id", "status", "reason", "coupon_code"],
+        ),
     ]
     for title, rows, cols in sections:
         if not rows:

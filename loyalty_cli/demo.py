@@ -33,8 +33,10 @@ def main(out_root: Path = Path("demo-out")) -> int:
         shutil.rmtree(out_root)
     out_root.mkdir(parents=True)
     state_file = out_root / "loyalty.duckdb"
-    console.print(f"[bold]loyalty demo[/bold]: {PROGRAM.relative_to(ROOT)} on "
-                  f"{DATA.relative_to(ROOT)} (fresh state {state_file})")
+    console.print(
+        f"[bold]loyalty demo[/bold]: {PROGRAM.relative_to(ROOT)} on "
+        f"{DATA.relative_to(ROOT)} (fresh state {state_file})"
+    )
     try:
         first = run(PROGRAM, DATA, FIRST_DAY, state_file, out_root / "out")
         nights = run(PROGRAM, DATA, LAST_DAY, state_file, out_root / "out")
@@ -44,22 +46,41 @@ def main(out_root: Path = Path("demo-out")) -> int:
         return exc.exit_code
     results = first + nights
     table = Table(title="Nightly runs", header_style="bold")
-    for col in ("day", "status", "points earned", "rows", "rejects", "members", "available",
-                "pending", "liability (PLN)"):
+    for col in (
+        "day",
+        "status",
+        "points earned",
+        "rows",
+        "rejects",
+        "members",
+        "available",
+        "pending",
+        "liability (PLN)",
+    ):
         table.add_column(col, justify="right")
     for r in results:
         earned = sum(v for k, v in r.counts.get("earning", {}).items() if k.endswith(".points"))
         rows = sum(r.counts.get("rows", {}).values())
         s = r.summary
-        table.add_row(str(r.as_of), r.status, f"{earned:,}", f"{rows:,}", f"{r.rejects:,}",
-                      f"{s.get('members', 0):,}", f"{s.get('available', 0):,}",
-                      f"{s.get('pending', 0):,}", f"{s.get('liability', 0):,.2f}")
+        table.add_row(
+            str(r.as_of),
+            r.status,
+            f"{earned:,}",
+            f"{rows:,}",
+            f"{r.rejects:,}",
+            f"{s.get('members', 0):,}",
+            f"{s.get('available', 0):,}",
+            f"{s.get('pending', 0):,}",
+            f"{s.get('liability', 0):,.2f}",
+        )
     console.print(table)
     last = results[-1]
     tiers = ", ".join(f"{k} {v}" for k, v in last.summary.get("tiers", {}).items())
     console.print(f"tiers on {last.as_of}: {tiers}")
-    console.print(f"files: {out_root / 'out'}/<day>/ (balances.csv, ledger.csv, ...); "
-                  f"try: .venv/bin/loyalty explain C000002 --state {state_file}")
+    console.print(
+        f"files: {out_root / 'out'}/<day>/ (balances.csv, ledger.csv, ...); "
+        f"try: .venv/bin/loyalty explain C000002 --state {state_file}"
+    )
     return 0
 
 

@@ -108,7 +108,9 @@ class Diagnostic:
 class LoyaltyError(Exception):
     """An error for the user, carrying diagnostics and an exit code (never a traceback)."""
 
-    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic, exit_code: int = ExitCode.INVALID):
+    def __init__(
+        self, diagnostics: list[Diagnostic] | Diagnostic, exit_code: int = ExitCode.INVALID
+    ):
         if isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
         self.diagnostics = diagnostics

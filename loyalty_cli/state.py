@@ -72,7 +72,8 @@ MIGRATIONS: dict[int, list[str]] = {
             bonus_id VARCHAR, customer_id VARCHAR, period VARCHAR, n BIGINT,
             total DECIMAL(18,2), achieved_on DATE)""",
         """CREATE TABLE badges (
-            customer_id VARCHAR, badge VARCHAR, bonus_id VARCHAR, period VARCHAR, earned_on DATE)""",
+            customer_id VARCHAR, badge VARCHAR, bonus_id VARCHAR, period VARCHAR,
+            earned_on DATE)""",
         """CREATE TABLE segment_members (
             segment_id VARCHAR, customer_id VARCHAR, grp VARCHAR, r INTEGER, f INTEGER,
             m INTEGER, value DOUBLE, as_of DATE)""",
@@ -122,14 +123,22 @@ def connect(path: str | Path | None, *, read_only: bool = False) -> duckdb.DuckD
             if "lock" in str(exc).lower():
                 raise _locked_error(p, exc) from None
             raise LoyaltyError(
-                Diagnostic(code="D605", path=str(p), message=f"cannot open the state file: {exc}",
-                           hint="Check the path; the state file is a DuckDB database."),
+                Diagnostic(
+                    code="D605",
+                    path=str(p),
+                    message=f"cannot open the state file: {exc}",
+                    hint="Check the path; the state file is a DuckDB database.",
+                ),
                 ExitCode.INVALID,
             ) from None
         except duckdb.Error as exc:
             raise LoyaltyError(
-                Diagnostic(code="D605", path=str(p), message=f"not a valid state file: {exc}",
-                           hint="Pass the DuckDB file written by `loyalty run`."),
+                Diagnostic(
+                    code="D605",
+                    path=str(p),
+                    message=f"not a valid state file: {exc}",
+                    hint="Pass the DuckDB file written by `loyalty run`.",
+                ),
                 ExitCode.INVALID,
             ) from None
     configure(con)

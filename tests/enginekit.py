@@ -11,8 +11,19 @@ from loyalty_cli import state
 from loyalty_cli.engine.run import RunResult, backfill, run
 
 HEADERS = {
-    "customers": ["customer_id", "email", "phone", "first_name", "last_name", "birth_date",
-                  "joined_at", "email_consent", "sms_consent", "referred_by", "locale"],
+    "customers": [
+        "customer_id",
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "birth_date",
+        "joined_at",
+        "email_consent",
+        "sms_consent",
+        "referred_by",
+        "locale",
+    ],
     "orders": ["order_id", "customer_id", "ordered_at", "total", "currency", "status", "channel"],
     "order_items": ["order_id", "sku", "quantity", "unit_price", "category", "tags"],
     "returns": ["order_id", "returned_at", "amount"],
@@ -74,13 +85,21 @@ class Shop:
                     w.writerow({k: row.get(k, "") for k in header})
 
     def run(self, day: str, **kw) -> RunResult:
-        results = run(self.program, self.data, dt.date.fromisoformat(day), self.state, self.out, **kw)
+        results = run(
+            self.program, self.data, dt.date.fromisoformat(day), self.state, self.out, **kw
+        )
         check_invariants(self.state)
         return results[-1]
 
     def backfill(self, first: str, last: str) -> list[RunResult]:
-        results = backfill(self.program, self.data, dt.date.fromisoformat(first),
-                           dt.date.fromisoformat(last), self.state, self.out)
+        results = backfill(
+            self.program,
+            self.data,
+            dt.date.fromisoformat(first),
+            dt.date.fromisoformat(last),
+            self.state,
+            self.out,
+        )
         check_invariants(self.state)
         return results
 
@@ -114,8 +133,11 @@ class Shop:
 
     def ledger(self, cid: str, day: str | None = None) -> list[tuple]:
         """(kind, points, pending, rule_id, shortfall) per entry, in order."""
-        sql = ("SELECT kind, points, pending, rule_id, shortfall FROM ledger WHERE customer_id = ?"
-               + (" AND run_on = ?" if day else "") + " ORDER BY entry_id")
+        sql = (
+            "SELECT kind, points, pending, rule_id, shortfall FROM ledger WHERE customer_id = ?"
+            + (" AND run_on = ?" if day else "")
+            + " ORDER BY entry_id"
+        )
         return self.query(sql, [cid, dt.date.fromisoformat(day)] if day else [cid])
 
     def csv(self, day: str, name: str) -> list[dict]:

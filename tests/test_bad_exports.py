@@ -75,12 +75,25 @@ def test_bad_export_through_the_cli_never_shows_a_traceback(case, tmp_path):
     program = tmp_path / "program.yaml"
     program.write_text(
         "version: 1\nprogram: {id: p, name: P, currency: PLN, timezone: Europe/Warsaw}\n"
-        "sources:\n" + "".join(f"  {k}: {{path: {v!r}}}\n" for k, v in paths.items())
+        "sources:\n"
+        + "".join(f"  {k}: {{path: {v!r}}}\n" for k, v in paths.items())
         + "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n"
     )
-    result = CliRunner().invoke(app, ["run", str(program), "--data", str(data), "--as-of",
-                                      "2026-12-31", "--state", str(tmp_path / "s.duckdb"),
-                                      "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(program),
+            "--data",
+            str(data),
+            "--as-of",
+            "2026-12-31",
+            "--state",
+            str(tmp_path / "s.duckdb"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output
     assert result.exit_code in (0, 1, 3)

@@ -25,11 +25,21 @@ T = dt.datetime
 def program(bonus_list: list[dict], **program_extra: object) -> Program:
     data = {
         "version": 1,
-        "program": {"id": "club", "name": "Club", "currency": "PLN", "timezone": "UTC",
-                    "point_value": 0.02, **program_extra},
-        "sources": {"customers": {"path": "customers.csv"}, "orders": {"path": "orders.csv"},
-                    "order_items": {"path": "items.csv"}, "events": {"path": "events.csv"},
-                    "adjustments": {"path": "adjustments.csv"}},
+        "program": {
+            "id": "club",
+            "name": "Club",
+            "currency": "PLN",
+            "timezone": "UTC",
+            "point_value": 0.02,
+            **program_extra,
+        },
+        "sources": {
+            "customers": {"path": "customers.csv"},
+            "orders": {"path": "orders.csv"},
+            "order_items": {"path": "items.csv"},
+            "events": {"path": "events.csv"},
+            "adjustments": {"path": "adjustments.csv"},
+        },
         "earning": {"pending_days": 14, "rules": []},
         "bonuses": bonus_list,
     }
@@ -72,8 +82,9 @@ def con():
     c.close()
 
 
-def add_customer(con, cid: str, joined_at: T, birth_date: D | None = None,
-                 referred_by: str | None = None) -> None:
+def add_customer(
+    con, cid: str, joined_at: T, birth_date: D | None = None, referred_by: str | None = None
+) -> None:
     con.execute(
         "INSERT INTO customers (customer_id, birth_date, joined_at, join_day, referred_by) "
         "VALUES (?, ?, ?, ?, ?)",
@@ -88,8 +99,17 @@ def new_order(con, oid: str, cid: str, at: T, total: str, status: str = "complet
     )
 
 
-def stored_order(con, oid: str, cid: str, at: T, total: str, *, returned: str = "0",
-                 processed_on: D | None = None, status: str = "completed") -> None:
+def stored_order(
+    con,
+    oid: str,
+    cid: str,
+    at: T,
+    total: str,
+    *,
+    returned: str = "0",
+    processed_on: D | None = None,
+    status: str = "completed",
+) -> None:
     """An order in the state as earning leaves it (release_on = day + 14)."""
     con.execute(
         """INSERT INTO orders (order_id, customer_id, ordered_at, day, total, status, release_on,
@@ -97,8 +117,17 @@ def stored_order(con, oid: str, cid: str, at: T, total: str, *, returned: str = 
                                processed_on)
         VALUES (?, ?, ?, ?, CAST(? AS DECIMAL(18,2)), ?, ?, 0, 0, CAST(? AS DECIMAL(18,2)),
                 0, 0, ?)""",
-        [oid, cid, at, at.date(), total, status, at.date() + dt.timedelta(days=14), returned,
-         processed_on or at.date()],
+        [
+            oid,
+            cid,
+            at,
+            at.date(),
+            total,
+            status,
+            at.date() + dt.timedelta(days=14),
+            returned,
+            processed_on or at.date(),
+        ],
     )
 
 
@@ -279,8 +308,9 @@ def test_no_referral_when_the_first_order_is_fully_returned(con):
     stored_order(con, "f1", "F", T(2026, 3, 1, 12, 0), "80.00", returned="80.00")
     stored_order(con, "f2", "F", T(2026, 3, 3, 12, 0), "90.00")
     # G's first order was completed, then re-exported as cancelled: a full return.
-    stored_order(con, "g1", "G", T(2026, 3, 1, 12, 0), "70.00", returned="70.00",
-                 status="cancelled")
+    stored_order(
+        con, "g1", "G", T(2026, 3, 1, 12, 0), "70.00", returned="70.00", status="cancelled"
+    )
     stored_order(con, "g2", "G", T(2026, 3, 2, 12, 0), "60.00")
     for day in range(15, 19):
         run(con, prog, D(2026, 3, day), D(2026, 3, day - 1))
@@ -374,15 +404,19 @@ def test_iso_week_boundary_splits_the_periods(con):
 
 
 def test_sum_goal_over_order_items(con):
-    prog = program([{
-        "id": "new-in-month",
-        "trigger": "challenge",
-        "period": "month",
-        "on": "order_item",
-        "when": "list_contains(item.tags, 'new')",
-        "goal": {"sum": "item.unit_price * item.quantity", "at_least": 300},
-        "points": 250,
-    }])
+    prog = program(
+        [
+            {
+                "id": "new-in-month",
+                "trigger": "challenge",
+                "period": "month",
+                "on": "order_item",
+                "when": "list_contains(item.tags, 'new')",
+                "goal": {"sum": "item.unit_price * item.quantity", "at_least": 300},
+                "points": 250,
+            }
+        ]
+    )
     add_customer(con, "A", T(2026, 1, 1, 10, 0))
     new_order(con, "o1", "A", T(2026, 3, 2, 10, 0), "999.00")
     new_order(con, "o2", "A", T(2026, 3, 5, 10, 0), "120.00")
@@ -398,18 +432,25 @@ def test_sum_goal_over_order_items(con):
     )
     run(con, prog, D(2026, 3, 6), D(2026, 3, 1))
     # 100 + 100 = 200 by o1; o2's first item makes 299.99, its second 320.00.
-    assert entries(con) == [
-        ("A", "bonus", 250, "new-in-month", "2026-03", D(2026, 3, 5), None, 0)
-    ]
+    assert entries(con) == [("A", "bonus", 250, "new-in-month", "2026-03", D(2026, 3, 5), None, 0)]
     assert progress(con) == [("A", "2026-03", 4, Decimal("320.00"), D(2026, 3, 5))]
     assert con.execute("SELECT count(*) FROM badges").fetchone()[0] == 0
 
 
 def test_event_challenge_per_day(con):
-    prog = program([{
-        "id": "daily-reader", "trigger": "challenge", "period": "day", "on": "event",
-        "when": "event.type = 'email_open'", "goal": {"count": 1}, "points": 5,
-    }])
+    prog = program(
+        [
+            {
+                "id": "daily-reader",
+                "trigger": "challenge",
+                "period": "day",
+                "on": "event",
+                "when": "event.type = 'email_open'",
+                "goal": {"count": 1},
+                "points": 5,
+            }
+        ]
+    )
     add_customer(con, "A", T(2026, 1, 1, 10, 0))
     con.execute(
         """INSERT INTO new_events VALUES

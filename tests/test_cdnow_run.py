@@ -56,8 +56,13 @@ def test_cdnow_fit_in_run_json(tmp_path):
     data.mkdir()
     write_exports(data)
     (tmp_path / "program.yaml").write_text(PROGRAM)
-    (result,) = run(tmp_path / "program.yaml", data, dt.date(1997, 9, 30),
-                    tmp_path / "s.duckdb", tmp_path / "out")
+    (result,) = run(
+        tmp_path / "program.yaml",
+        data,
+        dt.date(1997, 9, 30),
+        tmp_path / "s.duckdb",
+        tmp_path / "out",
+    )
     models = json.loads((tmp_path / "out" / "1997-09-30" / "run.json").read_text())["models"]
     fit = models["value"]
     assert fit["model"] == "bgnbd"

@@ -28,32 +28,64 @@ def run_cli(*args: str):
 
 def small_shop(tmp_path) -> Shop:
     shop = Shop(tmp_path, PROGRAM)
-    shop.add("customers", customer("A", "2026-03-01 08:00:00"), customer("B", "2026-03-02 08:00:00"))
-    shop.add("orders",
-             {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "120.50"},
-             {"order_id": "O2", "customer_id": "B", "ordered_at": "2026-03-02 12:00", "total": "30.00"})
+    shop.add(
+        "customers", customer("A", "2026-03-01 08:00:00"), customer("B", "2026-03-02 08:00:00")
+    )
+    shop.add(
+        "orders",
+        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "120.50"},
+        {"order_id": "O2", "customer_id": "B", "ordered_at": "2026-03-02 12:00", "total": "30.00"},
+    )
     return shop
 
 
 def test_run_writes_balances_and_explain_shows_the_causes(tmp_path):
     shop = small_shop(tmp_path)
-    res = run_cli("run", str(shop.program), "--data", str(shop.data), "--as-of", "2026-03-02",
-                  "--state", str(shop.state), "--out", str(shop.out), "--format", "json")
+    res = run_cli(
+        "run",
+        str(shop.program),
+        "--data",
+        str(shop.data),
+        "--as-of",
+        "2026-03-02",
+        "--state",
+        str(shop.state),
+        "--out",
+        str(shop.out),
+        "--format",
+        "json",
+    )
     assert res.exit_code == 0, res.output
-    payload = json.loads(res.output[res.output.index("["):])
+    payload = json.loads(res.output[res.output.index("[") :])
     assert payload[0]["as_of"] == "2026-03-02"
     assert payload[0]["counts"]["earning"] == {"base.points": 150, "base.rows": 2}
     assert shop.csv("2026-03-02", "balances.csv") == [
-        {"customer_id": "A", "available": "170", "pending": "0", "tier": "",
-         "next_expiry_on": "", "next_expiry_points": "", "lifetime_earned": "170"},
-        {"customer_id": "B", "available": "80", "pending": "0", "tier": "",
-         "next_expiry_on": "", "next_expiry_points": "", "lifetime_earned": "80"},
+        {
+            "customer_id": "A",
+            "available": "170",
+            "pending": "0",
+            "tier": "",
+            "next_expiry_on": "",
+            "next_expiry_points": "",
+            "lifetime_earned": "170",
+        },
+        {
+            "customer_id": "B",
+            "available": "80",
+            "pending": "0",
+            "tier": "",
+            "next_expiry_on": "",
+            "next_expiry_points": "",
+            "lifetime_earned": "80",
+        },
     ]
     res = run_cli("explain", "A", "--state", str(shop.state), "--format", "json")
     assert res.exit_code == 0, res.output
     info = json.loads(res.output)
     assert [(e["kind"], e["points"], e["rule_id"], e["source_id"]) for e in info["ledger"]] == [
-        ("earn", 120, "base", "O1"), ("bonus", 50, "welcome", "A")]
+        ("earn", 120, "base", "O1"),
+        ("bonus", 50, "welcome", "A"),
+    ]
     text = run_cli("explain", "A", "--state", str(shop.state))
     assert text.exit_code == 0 and "Ledger" in text.output and "welcome" in text.output
     missing = run_cli("explain", "NOPE", "--state", str(shop.state))
@@ -62,8 +94,18 @@ def test_run_writes_balances_and_explain_shows_the_causes(tmp_path):
 
 def test_plan_writes_nothing(tmp_path):
     shop = small_shop(tmp_path)
-    res = run_cli("plan", str(shop.program), "--data", str(shop.data), "--as-of", "2026-03-02",
-                  "--state", str(shop.state), "--format", "json")
+    res = run_cli(
+        "plan",
+        str(shop.program),
+        "--data",
+        str(shop.data),
+        "--as-of",
+        "2026-03-02",
+        "--state",
+        str(shop.state),
+        "--format",
+        "json",
+    )
     assert res.exit_code == 0, res.output
     plan = json.loads(res.output)
     assert plan["status"] == "planned"
@@ -74,18 +116,42 @@ def test_plan_writes_nothing(tmp_path):
     # On an existing state, plan shows the next day without changing the state.
     shop.run("2026-03-02")
     before = shop.query("SELECT count(*), sum(points) FROM ledger")
-    shop.add("orders", {"order_id": "O3", "customer_id": "B", "ordered_at": "2026-03-03 12:00",
-                        "total": "10.00"})
-    res = run_cli("plan", str(shop.program), "--data", str(shop.data), "--as-of", "2026-03-03",
-                  "--state", str(shop.state), "--format", "json")
+    shop.add(
+        "orders",
+        {"order_id": "O3", "customer_id": "B", "ordered_at": "2026-03-03 12:00", "total": "10.00"},
+    )
+    res = run_cli(
+        "plan",
+        str(shop.program),
+        "--data",
+        str(shop.data),
+        "--as-of",
+        "2026-03-03",
+        "--state",
+        str(shop.state),
+        "--format",
+        "json",
+    )
     assert json.loads(res.output)["counts"]["earning"] == {"base.points": 10, "base.rows": 1}
     assert shop.query("SELECT count(*), sum(points) FROM ledger") == before
 
 
 def test_backfill_runs_each_day(tmp_path):
     shop = small_shop(tmp_path)
-    res = run_cli("backfill", str(shop.program), "--data", str(shop.data), "--from", "2026-03-01",
-                  "--to", "2026-03-03", "--state", str(shop.state), "--out", str(shop.out))
+    res = run_cli(
+        "backfill",
+        str(shop.program),
+        "--data",
+        str(shop.data),
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-03-03",
+        "--state",
+        str(shop.state),
+        "--out",
+        str(shop.out),
+    )
     assert res.exit_code == 0, res.output
     assert "3 day(s)" in res.output
     assert sorted(p.name for p in shop.out.iterdir()) == ["2026-03-01", "2026-03-02", "2026-03-03"]
@@ -105,8 +171,16 @@ def test_usage_errors_exit_2(tmp_path):
 def test_invalid_program_exits_1_with_location(tmp_path):
     shop = small_shop(tmp_path)
     shop.program.write_text(shop.program.read_text().replace("order.total", "order.totl"))
-    res = run_cli("run", str(shop.program), "--data", str(shop.data), "--as-of", "2026-03-02",
-                  "--state", str(shop.state))
+    res = run_cli(
+        "run",
+        str(shop.program),
+        "--data",
+        str(shop.data),
+        "--as-of",
+        "2026-03-02",
+        "--state",
+        str(shop.state),
+    )
     assert res.exit_code == 1
     assert "E402" in res.output and "order.totl" in res.output
     assert "Traceback" not in res.output
@@ -116,20 +190,41 @@ def test_second_run_on_a_locked_state_is_refused(tmp_path):
     shop = small_shop(tmp_path)
     shop.run("2026-03-01")
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import duckdb, sys, time
             con = duckdb.connect({str(shop.state)!r})
             print("locked", flush=True)
             time.sleep(60)
-        """)],
-        stdout=subprocess.PIPE, text=True)
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         proc = subprocess.run(
-            [sys.executable, "-m", "loyalty_cli.cli", "run", str(shop.program), "--data",
-             str(shop.data), "--as-of", "2026-03-02", "--state", str(shop.state), "--out",
-             str(shop.out)],
-            capture_output=True, text=True, timeout=120)
+            [
+                sys.executable,
+                "-m",
+                "loyalty_cli.cli",
+                "run",
+                str(shop.program),
+                "--data",
+                str(shop.data),
+                "--as-of",
+                "2026-03-02",
+                "--state",
+                str(shop.state),
+                "--out",
+                str(shop.out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         holder.kill()
         holder.wait()

@@ -20,21 +20,34 @@ def test_fifo_across_three_lots_with_partial_expiry(tmp_path):
         """,
     )
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
-    shop.add("events",
-             {"event_id": "e1", "customer_id": "A", "type": "big", "occurred_at": "2026-01-01 09:00"},
-             {"event_id": "e2", "customer_id": "A", "type": "mid", "occurred_at": "2026-01-02 09:00"},
-             {"event_id": "e3", "customer_id": "A", "type": "small", "occurred_at": "2026-01-03 09:00"})
+    shop.add(
+        "events",
+        {"event_id": "e1", "customer_id": "A", "type": "big", "occurred_at": "2026-01-01 09:00"},
+        {"event_id": "e2", "customer_id": "A", "type": "mid", "occurred_at": "2026-01-02 09:00"},
+        {"event_id": "e3", "customer_id": "A", "type": "small", "occurred_at": "2026-01-03 09:00"},
+    )
     shop.run("2026-01-03")
-    assert shop.lots("A") == [("2026-01-01", 6, 6, "available"),
-                              ("2026-01-02", 5, 5, "available"),
-                              ("2026-01-03", 4, 4, "available")]
-    shop.add("events", {"event_id": "u1", "customer_id": "A", "type": "unsubscribe",
-                        "occurred_at": "2026-01-04 12:00"})
+    assert shop.lots("A") == [
+        ("2026-01-01", 6, 6, "available"),
+        ("2026-01-02", 5, 5, "available"),
+        ("2026-01-03", 4, 4, "available"),
+    ]
+    shop.add(
+        "events",
+        {
+            "event_id": "u1",
+            "customer_id": "A",
+            "type": "unsubscribe",
+            "occurred_at": "2026-01-04 12:00",
+        },
+    )
     shop.run("2026-01-04")
     # The debit of 8 takes the oldest lot whole (6) and 2 of the next one.
-    assert shop.lots("A") == [("2026-01-01", 6, 0, "available"),
-                              ("2026-01-02", 5, 3, "available"),
-                              ("2026-01-03", 4, 4, "available")]
+    assert shop.lots("A") == [
+        ("2026-01-01", 6, 0, "available"),
+        ("2026-01-02", 5, 3, "available"),
+        ("2026-01-03", 4, 4, "available"),
+    ]
     assert shop.ledger("A", "2026-01-04") == [("debit", -8, 0, "unsub", 0)]
     # Catch up to Jan 12: the Jan 1 lot (usable through Jan 11) has nothing left; the Jan 2
     # lot is usable through Jan 12 and its remaining 3 expire in the run of Jan 12.
@@ -59,29 +72,49 @@ def test_fifo_partial_consumption_then_expiry(tmp_path):
         """,
     )
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
-    shop.add("events",
-             {"event_id": "v1", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-01 09:00"},
-             {"event_id": "v2", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-02 09:00"},
-             {"event_id": "v3", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-03 09:00"})
+    shop.add(
+        "events",
+        {"event_id": "v1", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-01 09:00"},
+        {"event_id": "v2", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-02 09:00"},
+        {"event_id": "v3", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-03 09:00"},
+    )
     shop.run("2026-01-03")
     # Lots of 10 earned Jan 1, 2, 3; usable through Jan 3, 4, 5.
-    shop.add("events", {"event_id": "c1", "customer_id": "A", "type": "cart_abandoned",
-                        "occurred_at": "2026-01-04 10:00"})
+    shop.add(
+        "events",
+        {
+            "event_id": "c1",
+            "customer_id": "A",
+            "type": "cart_abandoned",
+            "occurred_at": "2026-01-04 10:00",
+        },
+    )
     shop.run("2026-01-04")
     # Jan 4: the Jan 1 lot expired at the end of Jan 3 (run of Jan 3), so 20 are left;
     # the debit of 14 takes 10 from the Jan 2 lot and 4 from the Jan 3 lot; then the Jan 2
     # lot (usable through Jan 4) is empty, nothing else expires on Jan 4.
-    assert shop.lots("A") == [("2026-01-01", 10, 0, "available"),
-                              ("2026-01-02", 10, 0, "available"),
-                              ("2026-01-03", 10, 6, "available")]
+    assert shop.lots("A") == [
+        ("2026-01-01", 10, 0, "available"),
+        ("2026-01-02", 10, 0, "available"),
+        ("2026-01-03", 10, 6, "available"),
+    ]
     assert shop.ledger("A", "2026-01-03")[-1] == ("expire", -10, 0, None, 0)
     shop.run("2026-01-05")
     # The Jan 3 lot's remaining 6 expire at the end of Jan 5.
     assert shop.ledger("A", "2026-01-05") == [("expire", -6, 0, None, 0)]
     assert shop.balance("A") == (0, 0)
     bal = shop.csv("2026-01-05", "balances.csv")
-    assert bal == [{"customer_id": "A", "available": "0", "pending": "0", "tier": "",
-                    "next_expiry_on": "", "next_expiry_points": "", "lifetime_earned": "30"}]
+    assert bal == [
+        {
+            "customer_id": "A",
+            "available": "0",
+            "pending": "0",
+            "tier": "",
+            "next_expiry_on": "",
+            "next_expiry_points": "",
+            "lifetime_earned": "30",
+        }
+    ]
 
 
 PENDING = """
@@ -96,13 +129,24 @@ earning:
 def test_partial_return_inside_and_after_pending_window(tmp_path):
     shop = Shop(tmp_path, PENDING)
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
-    shop.add("orders", {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00:00",
-                        "total": "333.00", "currency": "PLN", "status": "completed"})
+    shop.add(
+        "orders",
+        {
+            "order_id": "O1",
+            "customer_id": "A",
+            "ordered_at": "2026-03-01 12:00:00",
+            "total": "333.00",
+            "currency": "PLN",
+            "status": "completed",
+        },
+    )
     shop.run("2026-03-01")
     assert shop.balance("A") == (0, 333)
     # Return of 100.00 on Mar 10 (release day is Mar 15): cancels round(333*100/333) = 100
     # pending points.
-    shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-10 09:00:00", "amount": "100.00"})
+    shop.add(
+        "returns", {"order_id": "O1", "returned_at": "2026-03-10 09:00:00", "amount": "100.00"}
+    )
     shop.run("2026-03-10")
     assert shop.ledger("A", "2026-03-10") == [("cancel", 0, -100, "return", 0)]
     assert shop.balance("A") == (0, 233)
@@ -123,8 +167,16 @@ def test_partial_return_inside_and_after_pending_window(tmp_path):
 def test_return_share_rounds_half_up_and_caps_at_total(tmp_path):
     shop = Shop(tmp_path, PENDING.replace("pending_days: 14", "pending_days: 0"))
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
-    shop.add("orders", {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00:00",
-                        "total": "15.00", "currency": "PLN"})
+    shop.add(
+        "orders",
+        {
+            "order_id": "O1",
+            "customer_id": "A",
+            "ordered_at": "2026-03-01 12:00:00",
+            "total": "15.00",
+            "currency": "PLN",
+        },
+    )
     shop.run("2026-03-01")
     assert shop.balance("A") == (15, 0)
     # 7.50 of 15.00 returned: due = round_half_up(15 * 7.5 / 15) = round_half_up(7.5) = 8.
@@ -149,10 +201,19 @@ def test_clawback_shortfall_when_points_were_spent(tmp_path):
         """,
     )
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
-    shop.add("orders", {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00",
-                        "total": "100.00"})
-    shop.add("events", {"event_id": "u", "customer_id": "A", "type": "unsubscribe",
-                        "occurred_at": "2026-03-01 13:00"})
+    shop.add(
+        "orders",
+        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "100.00"},
+    )
+    shop.add(
+        "events",
+        {
+            "event_id": "u",
+            "customer_id": "A",
+            "type": "unsubscribe",
+            "occurred_at": "2026-03-01 13:00",
+        },
+    )
     shop.run("2026-03-01")
     assert shop.balance("A") == (20, 0)
     shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-02 09:00", "amount": "100.00"})
@@ -179,21 +240,61 @@ def test_cap_per_week_crosses_iso_week_in_program_timezone(tmp_path):
     shop.add("customers", customer("A", "2025-12-01 08:00:00"))
     # Sunday 2026-01-04 is the last day of ISO week 2026-W01. 23:30Z is already Monday
     # 00:30 in Warsaw (UTC+1), so the third event falls in week W02.
-    shop.add("events",
-             {"event_id": "1", "customer_id": "A", "type": "email_open", "occurred_at": "2026-01-04 08:00"},
-             {"event_id": "2", "customer_id": "A", "type": "email_open", "occurred_at": "2026-01-04 09:00"},
-             {"event_id": "3", "customer_id": "A", "type": "email_open", "occurred_at": "2026-01-04 22:30"},
-             {"event_id": "4", "customer_id": "A", "type": "email_open", "occurred_at": "2026-01-04T23:30:00Z"},
-             {"event_id": "5", "customer_id": "A", "type": "email_open", "occurred_at": "2026-01-05 10:00"},
-             {"event_id": "6", "customer_id": "A", "type": "email_open", "occurred_at": "2026-01-05 11:00"})
+    shop.add(
+        "events",
+        {
+            "event_id": "1",
+            "customer_id": "A",
+            "type": "email_open",
+            "occurred_at": "2026-01-04 08:00",
+        },
+        {
+            "event_id": "2",
+            "customer_id": "A",
+            "type": "email_open",
+            "occurred_at": "2026-01-04 09:00",
+        },
+        {
+            "event_id": "3",
+            "customer_id": "A",
+            "type": "email_open",
+            "occurred_at": "2026-01-04 22:30",
+        },
+        {
+            "event_id": "4",
+            "customer_id": "A",
+            "type": "email_open",
+            "occurred_at": "2026-01-04T23:30:00Z",
+        },
+        {
+            "event_id": "5",
+            "customer_id": "A",
+            "type": "email_open",
+            "occurred_at": "2026-01-05 10:00",
+        },
+        {
+            "event_id": "6",
+            "customer_id": "A",
+            "type": "email_open",
+            "occurred_at": "2026-01-05 11:00",
+        },
+    )
     shop.run("2026-01-05")
     rows = shop.query(
-        "SELECT source_id, points FROM ledger WHERE customer_id = 'A' ORDER BY occurred_at")
+        "SELECT source_id, points FROM ledger WHERE customer_id = 'A' ORDER BY occurred_at"
+    )
     # W01: 4 + 4 + 2 (the crossing row gets the remainder) = 10. W02: 4 + 4 + 2 = 10.
     assert rows == [("1", 4), ("2", 4), ("3", 2), ("4", 4), ("5", 4), ("6", 2)]
     # A later run in W02 finds the cap used up.
-    shop.add("events", {"event_id": "7", "customer_id": "A", "type": "email_open",
-                        "occurred_at": "2026-01-06 10:00"})
+    shop.add(
+        "events",
+        {
+            "event_id": "7",
+            "customer_id": "A",
+            "type": "email_open",
+            "occurred_at": "2026-01-06 10:00",
+        },
+    )
     shop.run("2026-01-06")
     assert shop.ledger("A", "2026-01-06") == []
 
@@ -216,27 +317,45 @@ def test_tier_multiplier_applies_from_the_next_day(tmp_path):
         """,
     )
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
-    shop.add("orders", {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-02-01 10:00",
-                        "total": "100.00"})
+    shop.add(
+        "orders",
+        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-02-01 10:00", "total": "100.00"},
+    )
     shop.run("2026-02-01")
     # Bronze on Feb 1: 100 + 3 points; the tier step promotes A to silver as of Feb 1.
     assert shop.balance("A") == (103, 0)
-    shop.add("orders",
-             {"order_id": "O2", "customer_id": "A", "ordered_at": "2026-02-02 10:00", "total": "10.33"})
+    shop.add(
+        "orders",
+        {"order_id": "O2", "customer_id": "A", "ordered_at": "2026-02-02 10:00", "total": "10.33"},
+    )
     shop.run("2026-02-02")
     # Silver from Feb 2: base R(R(10.33) x 1.5) = R(10 x 1.5) = 15; flat R(3 x 1.5) = R(4.5) = 5.
     assert [(r[0], r[1], r[3]) for r in shop.ledger("A", "2026-02-02")] == [
-        ("earn", 15, "base"), ("earn", 5, "flat")]
+        ("earn", 15, "base"),
+        ("earn", 5, "flat"),
+    ]
 
 
 def test_cancelled_orders_earn_nothing_and_a_later_cancellation_reverses(tmp_path):
     shop = Shop(tmp_path, PENDING)
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
-    shop.add("orders",
-             {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "50.00",
-              "status": "cancelled"},
-             {"order_id": "O2", "customer_id": "A", "ordered_at": "2026-03-01 13:00", "total": "80.00",
-              "status": "Completed"})
+    shop.add(
+        "orders",
+        {
+            "order_id": "O1",
+            "customer_id": "A",
+            "ordered_at": "2026-03-01 12:00",
+            "total": "50.00",
+            "status": "cancelled",
+        },
+        {
+            "order_id": "O2",
+            "customer_id": "A",
+            "ordered_at": "2026-03-01 13:00",
+            "total": "80.00",
+            "status": "Completed",
+        },
+    )
     shop.run("2026-03-01")
     assert shop.balance("A") == (0, 80)
     # O2 re-exported as cancelled: the run of Mar 2 (caught up on the way to Mar 3) treats
@@ -246,25 +365,39 @@ def test_cancelled_orders_earn_nothing_and_a_later_cancellation_reverses(tmp_pat
     shop.export()
     shop.run("2026-03-03")
     assert shop.ledger("A", "2026-03-02") == [("cancel", 0, -80, "return", 0)]
-    assert shop.query("SELECT status, returned FROM orders WHERE order_id = 'O2'")[0][0] == "cancelled"
+    assert (
+        shop.query("SELECT status, returned FROM orders WHERE order_id = 'O2'")[0][0] == "cancelled"
+    )
     assert shop.balance("A") == (0, 0)
 
 
 def test_rejects_carry_file_line_column_and_reason(tmp_path):
     shop = Shop(tmp_path, PENDING)
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
-    shop.add("orders",
-             {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "10.00"},
-             {"order_id": "O2", "customer_id": "ZZ", "ordered_at": "2026-03-01 12:00", "total": "10.00"})
+    shop.add(
+        "orders",
+        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "10.00"},
+        {"order_id": "O2", "customer_id": "ZZ", "ordered_at": "2026-03-01 12:00", "total": "10.00"},
+    )
     shop.add("returns", {"order_id": "O9", "returned_at": "2026-03-01 13:00", "amount": "1.00"})
     # 1 of 2 orders rejected is far above the default 1 %: allow it for this test.
     shop.program.write_text(shop.program.read_text() + "data: {max_reject_rate: 0.6}\n")
     shop.run("2026-03-01")
     rejects = shop.csv("2026-03-01", "rejects.csv")
-    assert {"source": "orders", "file": "orders.csv", "line": "3", "column": "customer_id",
-            "reason": "unknown_customer"} in rejects
-    assert {"source": "returns", "file": "returns.csv", "line": "2", "column": "order_id",
-            "reason": "unknown_order"} in rejects
+    assert {
+        "source": "orders",
+        "file": "orders.csv",
+        "line": "3",
+        "column": "customer_id",
+        "reason": "unknown_customer",
+    } in rejects
+    assert {
+        "source": "returns",
+        "file": "returns.csv",
+        "line": "2",
+        "column": "order_id",
+        "reason": "unknown_order",
+    } in rejects
 
 
 def test_items_and_returns_of_an_order_after_the_day_wait_for_it(tmp_path):
@@ -277,8 +410,10 @@ def test_items_and_returns_of_an_order_after_the_day_wait_for_it(tmp_path):
         """,
     )
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
-    shop.add("orders", {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-02 10:00",
-                        "total": "30.00"})
+    shop.add(
+        "orders",
+        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-02 10:00", "total": "30.00"},
+    )
     shop.add("order_items", {"order_id": "O1", "sku": "S1", "quantity": "2", "unit_price": "15.00"})
     shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-03 10:00", "amount": "15.00"})
     shop.run("2026-03-01")
@@ -305,8 +440,10 @@ def test_expiry_rounded_to_the_end_of_the_quarter(tmp_path):
     )
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
     # Earned Feb 10: +30 days = Mar 12, rounded up to the quarter's end: usable through Mar 31.
-    shop.add("events", {"event_id": "v", "customer_id": "A", "type": "visit",
-                        "occurred_at": "2026-02-10 10:00"})
+    shop.add(
+        "events",
+        {"event_id": "v", "customer_id": "A", "type": "visit", "occurred_at": "2026-02-10 10:00"},
+    )
     shop.run("2026-03-30")
     assert shop.lots("A") == [("2026-02-10", 10, 10, "available")]
     bal = shop.csv("2026-03-30", "balances.csv")[0]
@@ -328,10 +465,14 @@ def test_inactivity_expires_everything_after_no_order_for_that_long(tmp_path):
         """,
     )
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
-    shop.add("orders", {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-01-05 10:00",
-                        "total": "50.00"})
-    shop.add("events", {"event_id": "v", "customer_id": "A", "type": "visit",
-                        "occurred_at": "2026-01-14 10:00"})
+    shop.add(
+        "orders",
+        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-01-05 10:00", "total": "50.00"},
+    )
+    shop.add(
+        "events",
+        {"event_id": "v", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-14 10:00"},
+    )
     shop.run("2026-01-14")
     # Jan 14 - Jan 5 = 9 days: not yet. An event is no order, so it does not count.
     assert shop.balance("A") == (55, 0)

@@ -47,16 +47,24 @@ def dump_state(path: Path) -> dict[str, list[tuple]]:
     """Every table of a state file, rows sorted, run timestamps left out."""
     con = state.connect(path, read_only=True)
     try:
-        tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-            "ORDER BY table_name").fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                "ORDER BY table_name"
+            ).fetchall()
+        ]
         out = {}
         for t in tables:
             if t in SKIP_TABLES:
                 continue
-            cols = [r[0] for r in con.execute(
-                f"SELECT column_name FROM information_schema.columns WHERE table_name = '{t}' "
-                "ORDER BY ordinal_position").fetchall()]
+            cols = [
+                r[0]
+                for r in con.execute(
+                    f"SELECT column_name FROM information_schema.columns WHERE table_name = '{t}' "
+                    "ORDER BY ordinal_position"
+                ).fetchall()
+            ]
             keep = [c for c in cols if c not in ("started_at", "finished_at")]
             rows = con.execute(f"SELECT {', '.join(keep)} FROM {t}").fetchall()
             out[t] = sorted(rows, key=repr)
@@ -76,8 +84,14 @@ def dump_outputs(out: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def sample_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sample")
-    sampledata.generate(root / "data", customers=40, start=dt.date(2026, 1, 1), days=90,
-                        events_per_customer=30.0, seed=11)
+    sampledata.generate(
+        root / "data",
+        customers=40,
+        start=dt.date(2026, 1, 1),
+        days=90,
+        events_per_customer=30.0,
+        seed=11,
+    )
     return root / "data"
 
 
@@ -136,9 +150,11 @@ def test_earlier_day_is_refused_and_state_untouched(tmp_path, sample_data):
 def test_reject_rate_over_threshold_refuses_the_run(tmp_path):
     shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n")
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
-    shop.add("orders",
-             {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "10.00"},
-             {"order_id": "O2", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "ten"})
+    shop.add(
+        "orders",
+        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "10.00"},
+        {"order_id": "O2", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "ten"},
+    )
     result = shop.run("2026-03-01")
     assert result.status == "refused"
     assert result.exit_code == 3
@@ -149,14 +165,29 @@ def test_reject_rate_over_threshold_refuses_the_run(tmp_path):
 
 
 def _run_cli(shop: Shop, day: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "loyalty_cli.cli", "run", str(shop.program), "--data",
-           str(shop.data), "--as-of", day, "--state", str(shop.state), "--out", str(shop.out)]
-    return subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "loyalty_cli.cli",
+        "run",
+        str(shop.program),
+        "--data",
+        str(shop.data),
+        "--as-of",
+        day,
+        "--state",
+        str(shop.state),
+        "--out",
+        str(shop.out),
+    ]
+    return subprocess.run(
+        cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300
+    )
 
 
-@pytest.mark.parametrize("stage", ["load", "earning", "returns", "expiry", "tiers", "outputs",
-                                   "commit"])
+@pytest.mark.parametrize(
+    "stage", ["load", "earning", "returns", "expiry", "tiers", "outputs", "commit"]
+)
 def test_sigkill_leaves_state_as_before(tmp_path, sample_data, stage):
     shop = make_shop(tmp_path / "killed", sample_data)
     ref = make_shop(tmp_path / "ref", sample_data)

@@ -35,12 +35,7 @@ POSITION_BUGS = {
 }
 
 # Cases whose expected code is not reported in the expected file at all.
-CODE_BUGS = {
-    name: POSITION_BUGS[name]
-    for name in (
-        "27-expr-syntax-error-split-operator",
-    )
-}
+CODE_BUGS = {name: POSITION_BUGS[name] for name in ("27-expr-syntax-error-split-operator",)}
 
 # Cases validate does not detect at all.
 UNDETECTED: dict[str, str] = {}

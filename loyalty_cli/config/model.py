@@ -23,8 +23,12 @@ DEFAULTS = {
     "templates": "templates/",
     "workflows": [],
 }
-TIER_DEFAULTS = {"basis": "spend", "window": "365 days", "retain": "365 days",
-                 "downgrade": "one_level"}
+TIER_DEFAULTS = {
+    "basis": "spend",
+    "window": "365 days",
+    "retain": "365 days",
+    "downgrade": "one_level",
+}
 
 
 @dataclass
@@ -117,8 +121,12 @@ def load_program(path: str | Path) -> Program:
         from loyalty_cli.diagnostics import Diagnostic
 
         raise LoyaltyError(
-            Diagnostic(code="Y104", path=str(p), message="program file not found",
-                       hint="Pass the path of the program's YAML file."),
+            Diagnostic(
+                code="Y104",
+                path=str(p),
+                message="program file not found",
+                hint="Pass the path of the program's YAML file.",
+            ),
             ExitCode.USAGE,
         )
     report = validate_paths([str(p)])
@@ -130,9 +138,14 @@ def load_program(path: str | Path) -> Program:
         from loyalty_cli.diagnostics import Diagnostic
 
         raise LoyaltyError(
-            Diagnostic(code="Y105", path=str(p), line=1, col=1,
-                       message="this is a workflow file; `run` takes the program file",
-                       hint="Pass the program YAML; it names its workflows under `workflows:`."),
+            Diagnostic(
+                code="Y105",
+                path=str(p),
+                line=1,
+                col=1,
+                message="this is a workflow file; `run` takes the program file",
+                hint="Pass the program YAML; it names its workflows under `workflows:`.",
+            ),
             ExitCode.USAGE,
         )
     program = Program(path=p, data=with_defaults(doc.data))

@@ -127,7 +127,8 @@ def _to_diagnostics(doc: YamlDoc, error: ValidationError, kind: str) -> list[Dia
                 line=line,
                 col=col,
                 where=where,
-                message=f"{where or 'document'} should be {exp}, not {_describe_type(error.instance)}",
+                message=f"{where or 'document'} should be {exp}, "
+                f"not {_describe_type(error.instance)}",
                 hint=sch.get("description", ""),
             )
         ]

@@ -123,7 +123,9 @@ class Checker:
         if value is None:
             return
         if parse_duration(value) is None:
-            self.add("R304", path, f"malformed duration {value!r} at {format_path(path)}", DURATION_HINT)
+            self.add(
+                "R304", path, f"malformed duration {value!r} at {format_path(path)}", DURATION_HINT
+            )
 
     def expression(
         self, path: PathKey, value: Any, ctx: expressions.ExprContext, kind: str
@@ -276,7 +278,9 @@ def check_program(doc: YamlDoc) -> tuple[list[Diagnostic], ProgramContext]:
     for key in ("window", "retain"):
         c.duration(("tiers", key), tiers.get(key))
     levels = tiers.get("levels") or []
-    c.unique_ids([(("tiers", "levels", i, "id"), lv.get("id")) for i, lv in enumerate(levels)], "tier")
+    c.unique_ids(
+        [(("tiers", "levels", i, "id"), lv.get("id")) for i, lv in enumerate(levels)], "tier"
+    )
     if levels:
         if levels[0].get("min") not in (0, None):
             c.add(
@@ -357,7 +361,8 @@ def check_program(doc: YamlDoc) -> tuple[list[Diagnostic], ProgramContext]:
                     "R308",
                     (*base, "levels"),
                     f"churn levels of '{seg.get('id')}' must have strictly ascending thresholds",
-                    "List levels from lowest to highest threshold, e.g. {low: 0, medium: 1.5, high: 3}.",
+                    "List levels from lowest to highest threshold, "
+                    "e.g. {low: 0, medium: 1.5, high: 3}.",
                 )
             if seg.get("model") == "bgnbd" and any(v < 0 or v > 1 for v in values):
                 c.add(
@@ -394,8 +399,12 @@ def workflow_paths(doc: YamlDoc) -> tuple[list[Path], list[Diagnostic]]:
     found: list[Path] = []
     for i, pattern in enumerate((doc.data or {}).get("workflows") or []):
         if not _source_path_ok(pattern):
-            c.add("R306", ("workflows", i), f"workflow path {pattern!r} leaves the program's folder",
-                  "Use a relative path such as 'workflows/*.yaml'.")
+            c.add(
+                "R306",
+                ("workflows", i),
+                f"workflow path {pattern!r} leaves the program's folder",
+                "Use a relative path such as 'workflows/*.yaml'.",
+            )
             continue
         matches = sorted(Path(p) for p in glob.glob(str(base / pattern)))
         if not matches:
@@ -431,27 +440,42 @@ def check_workflow(
 
     trigger = wf.get("trigger")
     if isinstance(trigger, dict) and len(trigger) == 1:
-        (tname, params), = trigger.items()
+        ((tname, params),) = trigger.items()
         params = params or {}
         tpath = (*base, "trigger", tname)
         if pctx is not None and isinstance(params, dict):
             if tname in ("segment_enter", "segment_exit"):
                 seg = params.get("segment")
                 if seg not in pctx.segments:
-                    c.add("R302", (*tpath, "segment"), f"unknown segment '{seg}'",
-                          _known("segments", pctx.segments))
+                    c.add(
+                        "R302",
+                        (*tpath, "segment"),
+                        f"unknown segment '{seg}'",
+                        _known("segments", pctx.segments),
+                    )
                 elif params.get("group") is not None and params["group"] not in pctx.segments[seg]:
-                    c.add("R302", (*tpath, "group"),
-                          f"segment '{seg}' has no group '{params['group']}'",
-                          _known(f"groups of '{seg}'", pctx.segments[seg]))
+                    c.add(
+                        "R302",
+                        (*tpath, "group"),
+                        f"segment '{seg}' has no group '{params['group']}'",
+                        _known(f"groups of '{seg}'", pctx.segments[seg]),
+                    )
             if tname in ("tier_up", "tier_down") and params.get("to") is not None:
                 if params["to"] not in pctx.tiers:
-                    c.add("R302", (*tpath, "to"), f"unknown tier '{params['to']}'",
-                          _known("tiers", pctx.tiers))
+                    c.add(
+                        "R302",
+                        (*tpath, "to"),
+                        f"unknown tier '{params['to']}'",
+                        _known("tiers", pctx.tiers),
+                    )
             if tname == "redemption" and params.get("reward") is not None:
                 if params["reward"] not in pctx.rewards:
-                    c.add("R302", (*tpath, "reward"), f"unknown reward '{params['reward']}'",
-                          _known("rewards", pctx.rewards))
+                    c.add(
+                        "R302",
+                        (*tpath, "reward"),
+                        f"unknown reward '{params['reward']}'",
+                        _known("rewards", pctx.rewards),
+                    )
         if isinstance(params, dict):
             if tname == "points_expiring":
                 c.duration((*tpath, "within"), params.get("within"))
@@ -459,15 +483,27 @@ def check_workflow(
                 every, day = params.get("every"), params.get("day")
                 if isinstance(day, int):
                     if every == "week" and not 1 <= day <= 7:
-                        c.add("R308", (*tpath, "day"), f"weekday {day} is not in 1..7",
-                              "For `every: week`, day is the ISO weekday: 1 = Monday ... 7 = Sunday.")
+                        c.add(
+                            "R308",
+                            (*tpath, "day"),
+                            f"weekday {day} is not in 1..7",
+                            "For `every: week`, day is the ISO weekday: 1 = Monday ... 7 = Sunday.",
+                        )
                     if every == "month" and not 1 <= day <= 31:
-                        c.add("R308", (*tpath, "day"), f"day of month {day} is not in 1..31",
-                              "For `every: month`, day is the day of the month (1..31).")
+                        c.add(
+                            "R308",
+                            (*tpath, "day"),
+                            f"day of month {day} is not in 1..31",
+                            "For `every: month`, day is the day of the month (1..31).",
+                        )
 
     steps = wf.get("steps") or []
     c.unique_ids(
-        [((*base, "steps", i, "id"), s.get("id")) for i, s in enumerate(steps) if isinstance(s, dict)],
+        [
+            ((*base, "steps", i, "id"), s.get("id"))
+            for i, s in enumerate(steps)
+            if isinstance(s, dict)
+        ],
         "step",
     )
     for i, step in enumerate(steps):
@@ -480,8 +516,12 @@ def check_workflow(
             c.tier_literals((*spath, "if"), step.get("if"), tiers)
         coupon = step.get("coupon")
         if isinstance(coupon, dict) and pctx is not None and coupon.get("pool") not in pctx.pools:
-            c.add("R302", (*spath, "coupon", "pool"), f"unknown coupon pool '{coupon.get('pool')}'",
-                  _known("coupon pools", pctx.pools))
+            c.add(
+                "R302",
+                (*spath, "coupon", "pool"),
+                f"unknown coupon pool '{coupon.get('pool')}'",
+                _known("coupon pools", pctx.pools),
+            )
         send = step.get("send")
         if isinstance(send, dict) and pctx is not None and pctx.template_dir is not None:
             name = send.get("template")

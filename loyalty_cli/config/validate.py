@@ -60,9 +60,7 @@ def expand_paths(paths: list[str]) -> tuple[list[Path], list[str]]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*") if f.suffix in YAML_SUFFIXES and f.is_file()
-            )
+            found = sorted(f for f in p.rglob("*") if f.suffix in YAML_SUFFIXES and f.is_file())
             if not found:
                 problems.append(f"{raw}: folder holds no .yaml or .yml file")
             files.extend(found)
@@ -127,7 +125,7 @@ def validate_paths(paths: list[str]) -> ValidationReport:
 
     template_cache: dict = {}
     checked_workflows: set[Path] = set()
-    for key, doc in docs.items():
+    for doc in docs.values():
         if report.kinds.get(doc.path) != "program":
             continue
         diags = schema.check_schema(doc, "program")

@@ -227,8 +227,10 @@ def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnosti
         col = mark.column + 1 if mark is not None else None
         problem = (exc.problem or str(exc)).strip()
         context = (exc.context or "").strip()
-        hint = ("Check indentation, colons after keys, and matching quotes and brackets "
-                "around this line.")
+        hint = (
+            "Check indentation, colons after keys, and matching quotes and brackets "
+            "around this line."
+        )
         ctx_mark = exc.context_mark
         if ctx_mark is not None and ("flow sequence" in context or "flow mapping" in context):
             # An unclosed [ or {: point at the bracket that is never closed.
@@ -252,8 +254,10 @@ def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnosti
                 raw = lines[line - 1]
                 col = len(raw) - len(raw.lstrip(" ")) + 1
             problem = "this key is indented deeper than the keys before it"
-            hint = ("Keys of one mapping start in the same column; remove the extra spaces "
-                    "(or quote a value that contains ': ').")
+            hint = (
+                "Keys of one mapping start in the same column; remove the extra spaces "
+                "(or quote a value that contains ': ')."
+            )
         elif "tab" in problem.lower():
             hint = "YAML indentation uses spaces, never tabs."
         shown = f" {context}" if context and "mapping values" not in problem else ""

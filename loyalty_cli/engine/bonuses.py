@@ -32,21 +32,9 @@ import datetime as dt
 from loyalty_cli import expr as expressions
 from loyalty_cli.engine import ledger
 from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.earning import ROW_FROM as _FROM
+from loyalty_cli.engine.earning import ROW_WHERE as _WHERE
 from loyalty_cli.engine.earning import period_sql
-
-# The rows a challenge counts, joined like the earning rules' rows (earning._FROM).
-_FROM = {
-    "order": """new_orders AS "order"
-        JOIN cust_view AS "customer" ON "customer".customer_id = "order".customer_id
-        JOIN member_view AS "member" ON "member".customer_id = "order".customer_id""",
-    "order_item": """new_items AS "item"
-        JOIN new_orders AS "order" ON "order".order_id = "item".order_id
-        JOIN cust_view AS "customer" ON "customer".customer_id = "order".customer_id
-        JOIN member_view AS "member" ON "member".customer_id = "order".customer_id""",
-    "event": """new_events AS "event"
-        JOIN cust_view AS "customer" ON "customer".customer_id = "event".customer_id
-        JOIN member_view AS "member" ON "member".customer_id = "event".customer_id""",
-}
 
 # customer_id, occurred_at, day, row key, seq of a challenge row per `on`.
 _KEYS = {
@@ -56,11 +44,6 @@ _KEYS = {
     "event": """"event".customer_id, "event".occurred_at, "event".day, "event".event_key, 0""",
 }
 
-_WHERE = {
-    "order": """"order".status = 'completed'""",
-    "order_item": """"order".status = 'completed'""",
-    "event": "TRUE",
-}
 
 # One row per grant, filled by each trigger, then booked by _book().
 _GRANTS_TABLE = """CREATE TEMP TABLE _bonus_new (
@@ -120,8 +103,8 @@ def _welcome(ctx: RunContext, bonus: dict) -> int:
         SELECT $bonus, c.customer_id, 'once', c.customer_id, c.joined_at, c.join_day,
                $points, NULL
         FROM customers c
-        WHERE c.join_day IS NOT NULL AND {trigger_day_sql(ctx, 'c.join_day')}
-          AND {_not_granted('c.customer_id', "'once'")}""",
+        WHERE c.join_day IS NOT NULL AND {trigger_day_sql(ctx, "c.join_day")}
+          AND {_not_granted("c.customer_id", "'once'")}""",
         {"bonus": bonus["id"], "points": int(bonus["points"])},
     )
     return int(ctx.scalar("SELECT count(*) FROM _bonus_new"))
@@ -144,7 +127,7 @@ def _birthday(ctx: RunContext, bonus: dict) -> int:
         f"""INSERT INTO _bonus_new
         WITH years AS (
             SELECT c.customer_id, c.birth_date, c.join_day, c.joined_at,
-                   unnest(range(greatest({', '.join(low)}),
+                   unnest(range(greatest({", ".join(low)}),
                                 year({ctx.sql_date()}) + 1)) AS y
             FROM customers c
             WHERE c.birth_date IS NOT NULL AND c.join_day IS NOT NULL),
@@ -157,8 +140,8 @@ def _birthday(ctx: RunContext, bonus: dict) -> int:
         SELECT $bonus, customer_id, CAST(y AS VARCHAR), CAST(y AS VARCHAR),
                greatest(CAST(bday AS TIMESTAMP), joined_at), bday, $points, NULL
         FROM b
-        WHERE join_day <= bday AND {trigger_day_sql(ctx, 'bday')}
-          AND {_not_granted('customer_id', 'CAST(y AS VARCHAR)')}""",
+        WHERE join_day <= bday AND {trigger_day_sql(ctx, "bday")}
+          AND {_not_granted("customer_id", "CAST(y AS VARCHAR)")}""",
         {"bonus": bonus["id"], "points": int(bonus["points"])},
     )
     return int(ctx.scalar("SELECT count(*) FROM _bonus_new"))
@@ -201,7 +184,7 @@ def _referral(ctx: RunContext, bonus: dict) -> int:
         WHERE c.referred_by <> c.customer_id
           AND f.returned < f.total
           AND f.release_on <= {ctx.sql_date()} AND ({released_now}) {since}
-          AND {_not_granted('c.customer_id', "'once'")}""",
+          AND {_not_granted("c.customer_id", "'once'")}""",
         {"bonus": bonus["id"]},
     )
     points = bonus["points"]
@@ -260,7 +243,7 @@ def _challenge(ctx: RunContext, bonus: dict) -> int:
     ctx.q("DROP TABLE IF EXISTS _ch_rows")
     ctx.q(
         f"""CREATE TEMP TABLE _ch_rows AS
-        SELECT customer_id, occurred_at, day, row_key, seq, {period_sql(bonus['period'], 'day')}
+        SELECT customer_id, occurred_at, day, row_key, seq, {period_sql(bonus["period"], "day")}
                    AS period, value
         FROM (
             SELECT {_KEYS[on]},

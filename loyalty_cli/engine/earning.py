@@ -14,7 +14,8 @@ from loyalty_cli import expr as expressions
 from loyalty_cli.engine import ledger
 from loyalty_cli.engine.context import RunContext
 
-_FROM = {
+# The rows a rule (or a challenge) sees, per `on`, joined to the customer and member view.
+ROW_FROM = {
     "order": """new_orders AS "order"
         JOIN cust_view AS "customer" ON "customer".customer_id = "order".customer_id
         JOIN member_view AS "member" ON "member".customer_id = "order".customer_id""",
@@ -37,7 +38,7 @@ _KEYS = {
         "event".occurred_at, "event".day, 0""",
 }
 
-_WHERE = {
+ROW_WHERE = {
     "order": """"order".status = 'completed'""",
     "order_item": """"order".status = 'completed'""",
     "event": "TRUE",
@@ -92,8 +93,10 @@ def apply_earning(ctx: RunContext) -> None:
     """Evaluate every rule, cap, book credits (pending or available) and debits."""
     program = ctx.program
     rnd = program.rounding
-    extras = {name: dict((src or {}).get("extra") or {})
-              for name, src in (program.data.get("sources") or {}).items()}
+    extras = {
+        name: dict((src or {}).get("extra") or {})
+        for name, src in (program.data.get("sources") or {}).items()
+    }
     has_rfm = any(s.get("type") == "rfm" for s in program.data.get("segments") or [])
     ctx.q("DROP TABLE IF EXISTS earn_raw")
     ctx.q(
@@ -109,12 +112,14 @@ def apply_earning(ctx: RunContext) -> None:
         when = rule.get("when")
         cond = "TRUE"
         if when is not None:
-            cond = f"coalesce(({expressions.compile_expression(when, ectx, kind='condition')}), false)"
+            cond = (
+                f"coalesce(({expressions.compile_expression(when, ectx, kind='condition')}), false)"
+            )
         ctx.q(
             f"""INSERT INTO earn_raw
-            SELECT ?, ?, ?, {_KEYS[on]}, {rounding_sql(rnd, f'({points})')}
-            FROM {_FROM[on]}
-            WHERE {_WHERE[on]} AND {cond}""",
+            SELECT ?, ?, ?, {_KEYS[on]}, {rounding_sql(rnd, f"({points})")}
+            FROM {ROW_FROM[on]}
+            WHERE {ROW_WHERE[on]} AND {cond}""",
             [idx, rule["id"], on],
         )
 
@@ -122,14 +127,23 @@ def apply_earning(ctx: RunContext) -> None:
     capped = {r["id"]: r["cap"] for r in program.rules if r.get("cap")}
     period = "CAST(NULL AS VARCHAR)"
     if capped:
-        period = "CASE rule_id " + " ".join(
-            f"WHEN {_lit(rid)} THEN {period_sql(cap['per'], 'day')}" for rid, cap in capped.items()
-        ) + " END"
-        cap_max = "CASE rule_id " + " ".join(
-            f"WHEN {_lit(rid)} THEN {int(cap['max'])}" for rid, cap in capped.items()
-        ) + " END"
+        period = (
+            "CASE rule_id "
+            + " ".join(
+                f"WHEN {_lit(rid)} THEN {period_sql(cap['per'], 'day')}"
+                for rid, cap in capped.items()
+            )
+            + " END"
+        )
+        cap_max = (
+            "CASE rule_id "
+            + " ".join(f"WHEN {_lit(rid)} THEN {int(cap['max'])}" for rid, cap in capped.items())
+            + " END"
+        )
     ctx.q("DROP TABLE IF EXISTS earn_rows")
-    uncapped = f"CASE WHEN on_kind = 'event' THEN raw ELSE {rounding_sql(rnd, 'raw * multiplier')} END"
+    uncapped = (
+        f"CASE WHEN on_kind = 'event' THEN raw ELSE {rounding_sql(rnd, 'raw * multiplier')} END"
+    )
     if capped:
         ctx.q(
             f"""CREATE TEMP TABLE earn_rows AS
@@ -168,8 +182,11 @@ def apply_earning(ctx: RunContext) -> None:
         )
 
     qualifying_ids = [r["id"] for r in program.rules if r.get("qualifying")]
-    qual = "FALSE" if not qualifying_ids else "rule_id IN (" + ", ".join(
-        _lit(r) for r in qualifying_ids) + ")"
+    qual = (
+        "FALSE"
+        if not qualifying_ids
+        else "rule_id IN (" + ", ".join(_lit(r) for r in qualifying_ids) + ")"
+    )
     _insert_new_orders(ctx, qual)
     if qualifying_ids:
         ctx.q(

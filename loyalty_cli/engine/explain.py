@@ -15,12 +15,16 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[dict]:
 
 def explain(con: duckdb.DuckDBPyConnection, customer_id: str) -> dict:
     """The member's profile, balances, ledger, lots, tiers, segments, badges, redemptions."""
-    profile = _rows(con, "SELECT * EXCLUDE (extra) FROM customers WHERE customer_id = ?",
-                    [customer_id])
+    profile = _rows(
+        con, "SELECT * EXCLUDE (extra) FROM customers WHERE customer_id = ?", [customer_id]
+    )
     if not profile:
         raise LoyaltyError(
-            Diagnostic(code="D607", message=f"no customer '{customer_id}' in the state",
-                       hint="Customer ids are text and case-sensitive; check the export."),
+            Diagnostic(
+                code="D607",
+                message=f"no customer '{customer_id}' in the state",
+                hint="Customer ids are text and case-sensitive; check the export.",
+            ),
             ExitCode.INVALID,
         )
     p = [customer_id]
@@ -34,8 +38,10 @@ def explain(con: duckdb.DuckDBPyConnection, customer_id: str) -> dict:
     return {
         "customer": profile[0],
         "balances": balances,
-        "tier": (_rows(con, "SELECT tier, renewed_on, since FROM tiers WHERE customer_id = ?", p)
-                 or [None])[0],
+        "tier": (
+            _rows(con, "SELECT tier, renewed_on, since FROM tiers WHERE customer_id = ?", p)
+            or [None]
+        )[0],
         "ledger": _rows(
             con,
             """SELECT entry_id, run_on, kind, points, pending, rule_id, source_id, occurred_on,
@@ -69,8 +75,11 @@ def explain(con: duckdb.DuckDBPyConnection, customer_id: str) -> dict:
             p,
         ),
         "badges": _rows(
-            con, "SELECT badge, bonus_id, period, earned_on FROM badges WHERE customer_id = ? "
-            "ORDER BY earned_on", p),
+            con,
+            "SELECT badge, bonus_id, period, earned_on FROM badges WHERE customer_id = ? "
+            "ORDER BY earned_on",
+            p,
+        ),
         "redemptions": _rows(
             con,
             """SELECT redemption_id, reward_id, requested_at, status, reason, coupon_code, cost

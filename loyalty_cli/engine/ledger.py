@@ -65,7 +65,7 @@ def credit(ctx: RunContext, relation: str) -> int:
     ctx.q(
         f"""INSERT INTO lots
         SELECT {lot0} + n, customer_id, earned_on, coalesce(pending_until, earned_on),
-               {expiry_sql(ctx, 'earned_on')}, points, points,
+               {expiry_sql(ctx, "earned_on")}, points, points,
                CASE WHEN pending_until IS NOT NULL THEN 'pending' ELSE 'available' END,
                order_id, kind, rule_id, {run_on}
         FROM _credits"""
@@ -102,9 +102,7 @@ def release_due(ctx: RunContext, *, created_before_run: bool = False) -> int:
                CAST(available_on AS TIMESTAMP), available_on, NULL, 0, lot_id
         FROM _release WHERE remaining > 0"""
     )
-    ctx.q(
-        "UPDATE lots SET status = 'available' FROM _release r WHERE lots.lot_id = r.lot_id"
-    )
+    ctx.q("UPDATE lots SET status = 'available' FROM _release r WHERE lots.lot_id = r.lot_id")
     ctx.q("DROP TABLE _release")
     return n
 

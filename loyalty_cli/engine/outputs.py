@@ -15,9 +15,7 @@ from loyalty_cli.engine.context import RunContext
 
 def neutral(col: str) -> str:
     """SQL neutralising a text cell that a spreadsheet would read as a formula."""
-    return (
-        f"CASE WHEN regexp_matches({col}, '^[=+\\-@\\t\\r]') THEN '''' || {col} ELSE {col} END"
-    )
+    return f"CASE WHEN regexp_matches({col}, '^[=+\\-@\\t\\r]') THEN '''' || {col} ELSE {col} END"
 
 
 def _copy(ctx: RunContext, query: str, path: Path) -> None:
@@ -90,37 +88,37 @@ def write_all(ctx: RunContext, out: Path, rejects_table: str) -> None:
     d = ctx.sql_date()
     _copy(
         ctx,
-        f"""SELECT {neutral('customer_id')} AS customer_id, available, pending, tier,
+        f"""SELECT {neutral("customer_id")} AS customer_id, available, pending, tier,
                    next_expiry_on, next_expiry_points, lifetime_earned
             FROM balances_now ORDER BY balances_now.customer_id""",
         out / "balances.csv",
     )
     _copy(
         ctx,
-        f"""SELECT {neutral('customer_id')} AS customer_id, kind, points, pending,
-                   {neutral('rule_id')} AS rule_id, {neutral('source_id')} AS source_id,
-                   occurred_on, {neutral('reason')} AS reason, shortfall
+        f"""SELECT {neutral("customer_id")} AS customer_id, kind, points, pending,
+                   {neutral("rule_id")} AS rule_id, {neutral("source_id")} AS source_id,
+                   occurred_on, {neutral("reason")} AS reason, shortfall
             FROM ledger WHERE run_on = {d} ORDER BY customer_id, entry_id""",
         out / "ledger.csv",
     )
     _copy(
         ctx,
-        f"""SELECT {neutral('customer_id')} AS customer_id, from_tier, to_tier, change,
+        f"""SELECT {neutral("customer_id")} AS customer_id, from_tier, to_tier, change,
                    effective_on
             FROM tier_changes WHERE effective_on = {d} ORDER BY customer_id""",
         out / "tier_changes.csv",
     )
     _copy(
         ctx,
-        f"""SELECT {neutral('customer_id')} AS customer_id, segment_id, grp AS "group",
+        f"""SELECT {neutral("customer_id")} AS customer_id, segment_id, grp AS "group",
                    r, f, m, value
             FROM segment_members WHERE as_of = {d} ORDER BY customer_id, segment_id""",
         out / "segments.csv",
     )
     _copy(
         ctx,
-        f"""SELECT {neutral('redemption_id')} AS redemption_id,
-                   {neutral('customer_id')} AS customer_id, {neutral('reward_id')} AS reward_id,
+        f"""SELECT {neutral("redemption_id")} AS redemption_id,
+                   {neutral("customer_id")} AS customer_id, {neutral("reward_id")} AS reward_id,
                    status, reason, coupon_code
             FROM redemptions WHERE processed_on = {d}
             ORDER BY customer_id, requested_at, redemption_id""",
@@ -132,7 +130,7 @@ def write_all(ctx: RunContext, out: Path, rejects_table: str) -> None:
 def write_rejects(ctx: RunContext, path: Path, rejects_table: str) -> None:
     _copy(
         ctx,
-        f"""SELECT source, {neutral('file')} AS file, line, {neutral('"column"')} AS "column",
+        f"""SELECT source, {neutral("file")} AS file, line, {neutral('"column"')} AS "column",
                    reason
             FROM {rejects_table} ORDER BY source, file, line, "column", reason""",
         path,
@@ -142,8 +140,7 @@ def write_rejects(ctx: RunContext, path: Path, rejects_table: str) -> None:
 def summary(ctx: RunContext) -> dict:
     """Headline figures of the state after the run, for the terminal summary."""
     row = ctx.q(
-        "SELECT count(*), coalesce(sum(available), 0), coalesce(sum(pending), 0) "
-        "FROM balances_now"
+        "SELECT count(*), coalesce(sum(available), 0), coalesce(sum(pending), 0) FROM balances_now"
     ).fetchone()
     tiers = dict(
         ctx.q("SELECT tier, count(*) FROM balances_now GROUP BY tier ORDER BY tier").fetchall()

@@ -81,8 +81,12 @@ def run(
     data = Path(data_dir)
     if not data.is_dir():
         raise LoyaltyError(
-            Diagnostic(code="D601", path=str(data), message="the --data folder does not exist",
-                       hint="Pass the folder holding the night's exports."),
+            Diagnostic(
+                code="D601",
+                path=str(data),
+                message="the --data folder does not exist",
+                hint="Pass the folder holding the night's exports.",
+            ),
             ExitCode.USAGE,
         )
     as_of = as_of or default_as_of(program)
@@ -171,9 +175,12 @@ def plan(
             con.execute("DETACH src")
         except duckdb.Error as exc:
             raise LoyaltyError(
-                Diagnostic(code="D605", path=str(state_path),
-                           message=f"cannot read the state file: {exc}",
-                           hint="Pass the DuckDB file written by `loyalty run`."),
+                Diagnostic(
+                    code="D605",
+                    path=str(state_path),
+                    message=f"cannot read the state file: {exc}",
+                    hint="Pass the DuckDB file written by `loyalty run`.",
+                ),
                 ExitCode.INVALID,
             ) from None
     state.migrate(con)
@@ -223,8 +230,10 @@ def run_day(
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp_dir = final_dir.parent / f".{as_of.isoformat()}.tmp-{os.getpid()}"
         # Leftovers of a killed run for this day (the state lock keeps runs apart).
-        for stale in (*final_dir.parent.glob(f".{as_of.isoformat()}.tmp-*"),
-                      *final_dir.parent.glob(f".{as_of.isoformat()}.old-*")):
+        for stale in (
+            *final_dir.parent.glob(f".{as_of.isoformat()}.tmp-*"),
+            *final_dir.parent.glob(f".{as_of.isoformat()}.old-*"),
+        ):
             shutil.rmtree(stale, ignore_errors=True)
         tmp_dir.mkdir()
 
@@ -258,7 +267,9 @@ def run_day(
             con.execute("ROLLBACK")
             return refused
         _prepare(ctx, loaded)
-        first_entry = int(con.execute("SELECT coalesce(max(entry_id), 0) FROM ledger").fetchone()[0])
+        first_entry = int(
+            con.execute("SELECT coalesce(max(entry_id), 0) FROM ledger").fetchone()[0]
+        )
         t = lap("prepare", t)
         ledger.release_due(ctx, created_before_run=True)
         earning.apply_earning(ctx)
@@ -288,13 +299,26 @@ def run_day(
         if last != as_of:
             con.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, 'ok', ?, ?, ?, ?)",
-                [run_id, as_of, window_start, dt.datetime.now(), dt.datetime.now(), program.id,
-                 json.dumps(ctx.counts, sort_keys=True)],
+                [
+                    run_id,
+                    as_of,
+                    window_start,
+                    dt.datetime.now(),
+                    dt.datetime.now(),
+                    program.id,
+                    json.dumps(ctx.counts, sort_keys=True),
+                ],
             )
-        result = RunResult(as_of=as_of, status="planned" if dry_run else "ok",
-                           counts=json.loads(json.dumps(ctx.counts)), warnings=ctx.warnings,
-                           models=ctx.models)
-        result.rejects = int(con.execute(f"SELECT count(*) FROM {loaded.rejects_table}").fetchone()[0])
+        result = RunResult(
+            as_of=as_of,
+            status="planned" if dry_run else "ok",
+            counts=json.loads(json.dumps(ctx.counts)),
+            warnings=ctx.warnings,
+            models=ctx.models,
+        )
+        result.rejects = int(
+            con.execute(f"SELECT count(*) FROM {loaded.rejects_table}").fetchone()[0]
+        )
         result.summary = outputs.summary(ctx)
         if tmp_dir is not None and not dry_run:
             outputs.write_all(ctx, tmp_dir, loaded.rejects_table)
@@ -351,8 +375,13 @@ def _swap_in(tmp_dir: Path, final_dir: Path) -> None:
 
 
 def _write_refused(ctx, loaded, tmp_dir, final_dir, timings, t0) -> RunResult:
-    result = RunResult(as_of=ctx.as_of, status="refused", counts=json.loads(json.dumps(ctx.counts)),
-                       warnings=ctx.warnings, reason=loaded.refused)
+    result = RunResult(
+        as_of=ctx.as_of,
+        status="refused",
+        counts=json.loads(json.dumps(ctx.counts)),
+        warnings=ctx.warnings,
+        reason=loaded.refused,
+    )
     result.rejects = int(ctx.scalar(f"SELECT count(*) FROM {loaded.rejects_table}"))
     timings["total"] = round(time.perf_counter() - t0, 4)
     result.timings = timings
@@ -379,24 +408,29 @@ def _prepare(ctx: RunContext, loaded) -> None:
     cust_extra = _extra_columns(ctx.program, "customers")
     extra_json = (
         "json_object(" + ", ".join(f"'{k}', \"{k}\"" for k in cust_extra) + ")"
-        if cust_extra else "CAST(NULL AS JSON)"
+        if cust_extra
+        else "CAST(NULL AS JSON)"
     )
     con.execute(
         f"""INSERT OR REPLACE INTO customers
         SELECT s.customer_id, s.email, s.phone, s.first_name, s.last_name, s.birth_date,
                s.joined_at, CAST(s.joined_at AS DATE), s.email_consent, s.sms_consent,
                s.referred_by, s.locale, {extra_json}, coalesce(c.first_seen_on, {d})
-        FROM {t['customers']} s LEFT JOIN customers c USING (customer_id)"""
+        FROM {t["customers"]} s LEFT JOIN customers c USING (customer_id)"""
     )
     extra_cols = "".join(
         f", CAST(json_extract{'_string' if typ != 'list' else ''}(extra, '$.{k}') AS "
-        f"{DUCKDB_TYPES[typ]}) AS \"{k}\""
+        f'{DUCKDB_TYPES[typ]}) AS "{k}"'
         for k, typ in cust_extra.items()
     )
-    con.execute(f"CREATE OR REPLACE TEMP VIEW cust_view AS SELECT c.* EXCLUDE (extra){extra_cols} "
-                "FROM customers c")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW cust_view AS SELECT c.* EXCLUDE (extra){extra_cols} "
+        "FROM customers c"
+    )
     lowest = ctx.program.lowest_tier
-    rfm = next((s["id"] for s in ctx.program.data.get("segments") or [] if s["type"] == "rfm"), None)
+    rfm = next(
+        (s["id"] for s in ctx.program.data.get("segments") or [] if s["type"] == "rfm"), None
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE member_view AS
         SELECT c.customer_id,
@@ -424,12 +458,12 @@ def _prepare(ctx: RunContext, loaded) -> None:
     # Orders first processed in this run; re-exported orders that turned cancelled.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE new_orders AS
-        SELECT s.* FROM {t['orders']} s
+        SELECT s.* FROM {t["orders"]} s
         WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = s.order_id)"""
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE cancelled_now AS
-        SELECT o.order_id FROM {t['orders']} s JOIN orders o USING (order_id)
+        SELECT o.order_id FROM {t["orders"]} s JOIN orders o USING (order_id)
         WHERE o.status = 'completed' AND s.status = 'cancelled'"""
     )
     con.execute(
@@ -460,8 +494,10 @@ def _prepare(ctx: RunContext, loaded) -> None:
             WHERE i.order_id NOT IN (SELECT order_id FROM known_orders) {held}"""
         )
     else:
-        con.execute("CREATE OR REPLACE TEMP TABLE new_items AS SELECT NULL::VARCHAR AS order_id, "
-                    "0::BIGINT AS item_seq WHERE FALSE")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE new_items AS SELECT NULL::VARCHAR AS order_id, "
+            "0::BIGINT AS item_seq WHERE FALSE"
+        )
 
     events = t.get("events")
     if events:
@@ -474,8 +510,10 @@ def _prepare(ctx: RunContext, loaded) -> None:
                   AND s.day >= (SELECT min(day) FROM {events}))"""
         )
     else:
-        con.execute("CREATE OR REPLACE TEMP TABLE new_events AS SELECT NULL::VARCHAR AS event_key, "
-                    "NULL::VARCHAR AS customer_id, NULL::DATE AS day WHERE FALSE")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE new_events AS SELECT NULL::VARCHAR AS event_key, "
+            "NULL::VARCHAR AS customer_id, NULL::DATE AS day WHERE FALSE"
+        )
 
     rets = t.get("returns")
     ret_select = (
@@ -485,11 +523,12 @@ def _prepare(ctx: RunContext, loaded) -> None:
             FROM {rets} r
             WHERE NOT EXISTS (SELECT 1 FROM returns p WHERE p.order_id = r.order_id
                               AND p.returned_at = r.returned_at AND p.amount = r.amount)"""
-        if rets else None
+        if rets
+        else None
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE new_returns AS
-        SELECT * FROM ({ret_select or "SELECT NULL::VARCHAR order_id, NULL::TIMESTAMP returned_at, NULL::DECIMAL(18,2) amount, NULL::DATE day, NULL::VARCHAR return_key, NULL::VARCHAR _file, NULL::BIGINT _line WHERE FALSE"})
+        SELECT * FROM ({ret_select or _NO_RETURNS})
         WHERE order_id IN (SELECT order_id FROM known_orders)"""
     )
     if rets:
@@ -515,16 +554,30 @@ def _prepare(ctx: RunContext, loaded) -> None:
                 WHERE NOT EXISTS (SELECT 1 FROM {src} p WHERE p.{key} = s.{key})"""
             )
         else:
-            cols = {"redemptions": "NULL::VARCHAR redemption_id, NULL::VARCHAR customer_id, "
-                    "NULL::VARCHAR reward_id, NULL::TIMESTAMP requested_at, NULL::DATE AS day",
-                    "adjustments": "NULL::VARCHAR adjustment_id, NULL::VARCHAR customer_id, "
-                    "NULL::BIGINT points, NULL::VARCHAR reason, NULL::TIMESTAMP created_at, "
-                    "NULL::DATE AS day"}[src]
+            cols = {
+                "redemptions": "NULL::VARCHAR redemption_id, NULL::VARCHAR customer_id, "
+                "NULL::VARCHAR reward_id, NULL::TIMESTAMP requested_at, NULL::DATE AS day",
+                "adjustments": "NULL::VARCHAR adjustment_id, NULL::VARCHAR customer_id, "
+                "NULL::BIGINT points, NULL::VARCHAR reason, NULL::TIMESTAMP created_at, "
+                "NULL::DATE AS day",
+            }[src]
             con.execute(f"CREATE OR REPLACE TEMP TABLE new_{src} AS SELECT {cols} WHERE FALSE")
-    for name in ("new_orders", "new_items", "new_events", "new_returns", "new_redemptions",
-                 "new_adjustments"):
-        ctx.count("rows", name.removeprefix("new_"),
-                  ctx.scalar(f"SELECT count(*) FROM {name}"))
+    for name in (
+        "new_orders",
+        "new_items",
+        "new_events",
+        "new_returns",
+        "new_redemptions",
+        "new_adjustments",
+    ):
+        ctx.count("rows", name.removeprefix("new_"), ctx.scalar(f"SELECT count(*) FROM {name}"))
+
+
+_NO_RETURNS = (
+    "SELECT NULL::VARCHAR AS order_id, NULL::TIMESTAMP AS returned_at, "
+    "NULL::DECIMAL(18,2) AS amount, NULL::DATE AS day, NULL::VARCHAR AS return_key, "
+    "NULL::VARCHAR AS _file, NULL::BIGINT AS _line WHERE FALSE"
+)
 
 
 def order_extra_json(ctx: RunContext) -> str:
@@ -546,4 +599,7 @@ def _held_back_orders(loaded, alias: str = "i") -> str:
 def _mark_processed(ctx: RunContext) -> None:
     d = ctx.sql_date()
     ctx.q(f"INSERT INTO events_seen SELECT event_key, day, {d} FROM new_events")
-    ctx.q("UPDATE orders SET status = 'cancelled' WHERE order_id IN (SELECT order_id FROM cancelled_now)")
+    ctx.q(
+        "UPDATE orders SET status = 'cancelled' "
+        "WHERE order_id IN (SELECT order_id FROM cancelled_now)"
+    )

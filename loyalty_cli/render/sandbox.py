@@ -13,7 +13,6 @@ A template NAME is ``NAME.subject.j2``, ``NAME.html.j2`` and ``NAME.txt.j2`` for
 
 from __future__ import annotations
 
-
 import difflib
 import os
 import re
