@@ -25,6 +25,8 @@ class RunContext:
     warnings: list[str] = field(default_factory=list)
     models: dict[str, dict] = field(default_factory=dict)
     dry_run: bool = False
+    # Last entry_id / lot_id used, read once and then counted (ledger.py owns them).
+    last_ids: dict[str, int] = field(default_factory=dict)
 
     @property
     def first_run(self) -> bool:

@@ -21,8 +21,22 @@ LEDGER_COLUMNS = (
 )
 
 
-def _max_id(ctx: RunContext, table: str, column: str) -> int:
-    return int(ctx.scalar(f"SELECT coalesce(max({column}), 0) FROM {table}"))
+_ID_COLUMNS = {"ledger": "entry_id", "lots": "lot_id"}
+
+
+def _reserve(ctx: RunContext, table: str, count: int) -> int:
+    """The id before a block of `count` new ids of `table` (read once per run, then counted)."""
+    if table not in ctx.last_ids:
+        column = _ID_COLUMNS[table]
+        ctx.last_ids[table] = int(ctx.scalar(f"SELECT coalesce(max({column}), 0) FROM {table}"))
+    base = ctx.last_ids[table]
+    ctx.last_ids[table] = base + int(count)
+    return base
+
+
+def last_entry_id(ctx: RunContext) -> int:
+    """The highest ledger entry id so far (entries after it are this run's)."""
+    return _reserve(ctx, "ledger", 0)
 
 
 def expiry_sql(ctx: RunContext, earned_on: str) -> str:
@@ -59,8 +73,8 @@ def credit(ctx: RunContext, relation: str) -> int:
     n = int(ctx.scalar("SELECT count(*) FROM _credits"))
     if not n:
         return 0
-    entry0 = _max_id(ctx, "ledger", "entry_id")
-    lot0 = _max_id(ctx, "lots", "lot_id")
+    entry0 = _reserve(ctx, "ledger", n)
+    lot0 = _reserve(ctx, "lots", n)
     run_on = ctx.sql_date()
     ctx.q(
         f"""INSERT INTO lots
@@ -94,7 +108,7 @@ def release_due(ctx: RunContext, *, created_before_run: bool = False) -> int:
         FROM lots WHERE status = 'pending' AND available_on <= {run_on} {created}"""
     )
     n = int(ctx.scalar("SELECT count(*) FROM _release WHERE remaining > 0"))
-    entry0 = _max_id(ctx, "ledger", "entry_id")
+    entry0 = _reserve(ctx, "ledger", n)
     ctx.q(
         f"""INSERT INTO ledger ({LEDGER_COLUMNS})
         SELECT {entry0} + row_number() OVER (ORDER BY n), {run_on}, customer_id, 'release',
@@ -125,7 +139,7 @@ def cancel_pending(ctx: RunContext, relation: str) -> int:
     n = int(ctx.scalar("SELECT count(*) FROM _cancel"))
     if not n:
         return 0
-    entry0 = _max_id(ctx, "ledger", "entry_id")
+    entry0 = _reserve(ctx, "ledger", n)
     run_on = ctx.sql_date()
     # What each order's pending lots can give, in total.
     ctx.q(
@@ -193,7 +207,7 @@ def debit(ctx: RunContext, relation: str) -> int:
     n = int(ctx.scalar("SELECT count(*) FROM _debits"))
     if not n:
         return 0
-    entry0 = _max_id(ctx, "ledger", "entry_id")
+    entry0 = _reserve(ctx, "ledger", n)
     run_on = ctx.sql_date()
     ctx.q(
         f"""INSERT INTO ledger ({LEDGER_COLUMNS})
@@ -228,7 +242,6 @@ def consume_fifo(ctx: RunContext, totals: str) -> None:
 def expire(ctx: RunContext) -> int:
     """Expire what is left of lots past their last day, and everything after inactivity."""
     run_on = ctx.sql_date()
-    entry0 = _max_id(ctx, "ledger", "entry_id")
     ctx.q("DROP TABLE IF EXISTS _expire")
     inactivity = ctx.program.duration("expiry", "inactivity")
     inactive = "FALSE"
@@ -252,6 +265,7 @@ def expire(ctx: RunContext) -> int:
           AND ((expires_on IS NOT NULL AND expires_on <= {run_on}) OR {inactive})"""
     )
     n = int(ctx.scalar("SELECT count(DISTINCT (customer_id, on_day, why)) FROM _expire"))
+    entry0 = _reserve(ctx, "ledger", n)
     ctx.q(
         f"""INSERT INTO ledger ({LEDGER_COLUMNS})
         SELECT {entry0} + row_number() OVER (ORDER BY customer_id, on_day, why), {run_on},

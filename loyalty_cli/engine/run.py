@@ -24,7 +24,16 @@ import duckdb
 from loyalty_cli import state
 from loyalty_cli.config.model import Program, load_program
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
-from loyalty_cli.engine import earning, ledger, outputs, returns
+from loyalty_cli.engine import (
+    bonuses,
+    earning,
+    ledger,
+    outputs,
+    redemptions,
+    returns,
+    segments,
+    tiers,
+)
 from loyalty_cli.engine.context import RunContext
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -267,30 +276,26 @@ def run_day(
             con.execute("ROLLBACK")
             return refused
         _prepare(ctx, loaded)
-        first_entry = int(
-            con.execute("SELECT coalesce(max(entry_id), 0) FROM ledger").fetchone()[0]
-        )
+        first_entry = ledger.last_entry_id(ctx)
         t = lap("prepare", t)
         ledger.release_due(ctx, created_before_run=True)
         earning.apply_earning(ctx)
         t = lap("earning", t)
         returns.apply_returns(ctx)
         t = lap("returns", t)
-        _optional_stage("bonuses", "apply_bonuses", ctx)
-        _optional_stage("bonuses", "apply_adjustments", ctx)
+        bonuses.apply_bonuses(ctx)
+        bonuses.apply_adjustments(ctx)
         t = lap("bonuses", t)
-        _optional_stage("redemptions", "apply_redemptions", ctx)
+        redemptions.apply_redemptions(ctx)
         t = lap("redemptions", t)
         n = ledger.expire(ctx)
         ctx.count("expiry", "entries", n)
         t = lap("expiry", t)
         if program.tiers:
-            from loyalty_cli.engine import tiers
-
             tiers.apply_tiers(ctx)
         t = lap("tiers", t)
         if program.data.get("segments"):
-            _optional_stage("segments", "apply_segments", ctx)
+            segments.apply_segments(ctx)
         t = lap("segments", t)
         _mark_processed(ctx)
         outputs.update_totals(ctx, first_entry)
@@ -352,16 +357,6 @@ def _fault_point(stage: str) -> None:
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _optional_stage(module: str, func: str, ctx: RunContext) -> None:
-    import importlib
-
-    try:
-        mod = importlib.import_module(f"loyalty_cli.engine.{module}")
-    except ModuleNotFoundError:  # TEMP while stages land
-        return
-    getattr(mod, func)(ctx)
 
 
 def _swap_in(tmp_dir: Path, final_dir: Path) -> None:

@@ -1,0 +1,151 @@
+"""Time stage 1 of a run (`load_sources`) on the benchmark exports, statement by statement.
+
+Loads the sources of bench/program.yaml from DATA (default
+/tmp/loyalty-bench/data-100000-730, made by ``bench/gen_data.py DATA --customers 100000
+--days 730 --start 2024-01-01``) for the run of 2025-12-30 (Europe/Warsaw, PLN) the way
+``loyalty run`` does: into a fresh state file (memory_limit 1500MB unless
+LOYALTY_MEMORY_LIMIT says otherwise), inside ``BEGIN TRANSACTION``, with the state's
+``customers`` table as the known customers. Prints the seconds of every SQL statement the
+loader runs (labelled by what it creates, inserts into or reads), the seconds per table,
+the total and the process's peak RSS.
+
+``--digest`` also prints, per loaded table, its row count and a hash of its rows in order,
+to check that a change of the loader keeps its results (compare the output of two versions).
+
+Usage: python bench/bench_load.py [DATA] [--digest] [--top N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+
+from loyalty_cli import state
+from loyalty_cli.config.model import load_program
+from loyalty_cli.engine.sources import load_sources
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = Path("/tmp/loyalty-bench/data-100000-730")
+AS_OF = date(2025, 12, 30)
+
+_LABEL_RES = (
+    re.compile(r"^\s*CREATE (?:OR REPLACE )?(?:TEMP )?TABLE (\S+)", re.I),
+    re.compile(r"^\s*INSERT INTO (\S+)", re.I),
+    re.compile(r"\bFROM\s+([A-Za-z_][A-Za-z0-9_]*)", re.I),
+)
+
+
+def label(sql: str) -> str:
+    """A short name for a statement: the table it creates or fills, else the one it reads."""
+    head = " ".join(sql.split())
+    for kind, pattern in zip(("create", "insert", "select"), _LABEL_RES):
+        m = pattern.search(head)
+        if m:
+            return f"{kind} {m.group(1)}"
+    return head[:60]
+
+
+class TimedConnection:
+    """A DuckDB connection whose execute() records (label, seconds, sql) per statement."""
+
+    def __init__(self, con):
+        self._con = con
+        self.log: list[tuple[str, float, str]] = []
+
+    def execute(self, sql, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self._con.execute(sql, *args, **kwargs)
+        finally:
+            self.log.append((label(sql), time.perf_counter() - start, sql))
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def digest(con, table: str) -> tuple[int, str]:
+    """Rows and an order-sensitive hash of a table's rows (in rowid order)."""
+    count, h = con.execute(
+        f"SELECT count(*), coalesce(bit_xor(hash(n, r)), 0) FROM "
+        f"(SELECT row_number() OVER (ORDER BY rowid) AS n, t AS r FROM {table} t)"
+    ).fetchone()
+    return count, f"{h:016x}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--digest", action="store_true", help="hash every loaded table")
+    parser.add_argument("--top", type=int, default=25, help="slowest statements shown")
+    args = parser.parse_args()
+    if not (args.data / "events.csv").exists():
+        print(
+            f"no benchmark data in {args.data}; make it with: python bench/gen_data.py "
+            f"{args.data} --customers 100000 --days 730 --start 2024-01-01",
+            file=sys.stderr,
+        )
+        return 2
+    program = load_program(HERE / "program.yaml")
+    sources = program.data["sources"]
+
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        raw = state.connect(Path(tmp) / "state.duckdb")
+        limit = raw.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        con = TimedConnection(raw)
+        raw.execute("BEGIN TRANSACTION")
+        start = time.perf_counter()
+        result = load_sources(
+            con,
+            sources,
+            args.data,
+            AS_OF,
+            "Europe/Warsaw",
+            "PLN",
+            known_customer_ids_table="customers",
+        )
+        total = time.perf_counter() - start
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+        print(f"load_sources {args.data} as of {AS_OF} (memory_limit {limit})")
+        print(f"\n{'statement':<44} {'seconds':>8}")
+        slow = sorted(con.log, key=lambda e: -e[1])[: args.top]
+        for name, seconds, _ in sorted(slow, key=lambda e: con.log.index(e)):
+            print(f"{name:<44} {seconds:8.2f}")
+        per_table: dict[str, float] = defaultdict(float)
+        for name, seconds, _ in con.log:
+            per_table[name.split(" ", 1)[-1]] += seconds
+        print(f"\n{'table (all its statements)':<44} {'seconds':>8}")
+        for name, seconds in sorted(per_table.items(), key=lambda e: -e[1])[:15]:
+            print(f"{name:<44} {seconds:8.2f}")
+        sql_seconds = sum(s for _, s, _ in con.log)
+        print(f"\nstatements: {len(con.log)}, in SQL {sql_seconds:.2f} s")
+        print(f"total: {total:.2f} s")
+        print(f"peak RSS: {peak_mib:.0f} MiB")
+        print("\nsource          read     held  rejected  dupes    loaded")
+        for name, c in result.counts.items():
+            print(
+                f"{name:<12} {c['rows_read']:>9} {c['held_back']:>7} {c['rejected']:>8} "
+                f"{c['duplicates_in_export']:>6} {c['loaded']:>9}"
+            )
+        if args.digest:
+            print("\ndigests")
+            tables = [*result.tables.values(), result.rejects_table]
+            if result.held_back_orders_table:
+                tables.append(result.held_back_orders_table)
+            for table in tables:
+                rows, h = digest(raw, table)
+                print(f"{table:<20} {rows:>9} {h}")
+        raw.execute("ROLLBACK")
+        raw.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
