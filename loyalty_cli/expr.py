@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import duckdb
+import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
@@ -353,8 +354,16 @@ def check_expression(
     source, problem = _source_text(text)
     if problem is not None:
         return CheckedExpr(source, None, [problem], set(), kind)
+    split = _split_operator(source)
+    if split is not None:
+        return CheckedExpr(source, None, [split], set(), kind)
     try:
-        return _Checker(source, ctx, kind).run()
+        checked = _Checker(source, ctx, kind).run()
+        if checked.ok:
+            deep = _too_deep(source)
+            if deep is not None:
+                return CheckedExpr(source, None, [deep], checked.columns, kind)
+        return checked
     except Exception as error:  # never a traceback for a program file
         problem = ExprProblem(
             "E401",
@@ -364,6 +373,59 @@ def check_expression(
             "simplify the expression and report this as a bug",
         )
         return CheckedExpr(source, None, [problem], set(), kind)
+
+
+_COMPARISONS = {"GT", "LT", "EQ", "NEQ", "GTE", "LTE"}
+
+# Function calls nested deeper than this are refused: DuckDB's planner slows down
+# exponentially on some deep nestings (e.g. split_part in split_part ...), which would hang
+# a nightly run.
+MAX_FUNCTION_NESTING = 8
+
+
+def _too_deep(source: str) -> ExprProblem | None:
+    try:
+        tree = sqlglot.parse_one(source, read="duckdb")
+    except Exception:  # noqa: BLE001 - already checked by the parser
+        return None
+
+    def depth(node: exp.Expr) -> int:
+        below = max((depth(child) for child in node.iter_expressions()), default=0)
+        return below + (1 if isinstance(node, exp.Func) else 0)
+
+    if depth(tree) > MAX_FUNCTION_NESTING:
+        return ExprProblem(
+            "E408",
+            f"function calls nested more than {MAX_FUNCTION_NESTING} deep",
+            1,
+            1,
+            "split the logic: compute simpler expressions, or use a declared extra column",
+        )
+    return None
+
+
+def _split_operator(source: str) -> ExprProblem | None:
+    """Two comparison operators in a row (`a > > 1`): E401 at the second one.
+
+    The parser would read `> >` as the shift operator `>>`, which is not what was meant.
+    """
+    try:
+        tokens = sqlglot.tokenize(source, read="duckdb")
+    except Exception:  # noqa: BLE001 - the parser reports syntax errors itself
+        return None
+    for first, second in zip(tokens, tokens[1:], strict=False):
+        if first.token_type.name in _COMPARISONS and second.token_type.name in _COMPARISONS:
+            before = source[: second.start]
+            line = before.count("\n") + 1
+            col = second.start - (before.rfind("\n") + 1) + 1
+            return ExprProblem(
+                "E401",
+                f"two comparison operators in a row: '{first.text}' then '{second.text}'",
+                line,
+                col,
+                "remove one of them, or put a value between them",
+            )
+    return None
 
 
 def compile_expression(text: str | int | float | bool, ctx: ExprContext, **kw: str) -> str:

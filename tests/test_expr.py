@@ -654,6 +654,8 @@ def test_compiled_sql_means_what_the_text_means(db, case):
     # DuckDB's planner is slow on deeply nested split_part; that is not what is tested here
     assume(expr_text.count("split_part") <= 4)
     checked = check_expression(expr_text, ExprContext.for_rule("order_item", {}), kind=kind)
+    # Nesting deeper than MAX_FUNCTION_NESTING is refused on purpose (tested below).
+    assume(not any("nested more than" in p.message for p in checked.problems))
     assert checked.ok, (expr_text, checked.problems)
     try:
         want = db.execute(f"SELECT {expr_text} {_FROM['order_item']}").fetchall()
@@ -665,3 +667,21 @@ def test_compiled_sql_means_what_the_text_means(db, case):
     if kind == "condition":
         want = [(bool(value),) for (value,) in want]  # NULL counts as false
     assert got == want, (expr_text, checked.sql)
+
+
+def test_deeply_nested_function_calls_are_refused():
+    ctx = ExprContext.for_rule("order", {})
+    ok = "order.channel"
+    for _ in range(8):
+        ok = f"lower({ok})"
+    assert check_expression(f"{ok} = 'web'", ctx, kind="condition").ok
+    checked = check_expression(f"lower({ok}) = 'web'", ctx, kind="condition")
+    assert [(p.code, p.line, p.col) for p in checked.problems] == [("E408", 1, 1)]
+    assert "nested more than 8 deep" in checked.problems[0].message
+
+
+def test_two_comparison_operators_in_a_row():
+    ctx = ExprContext.for_rule("order", {})
+    checked = check_expression("order.total > > 100", ctx, kind="condition")
+    # the second '>' is the 15th character
+    assert [(p.code, p.line, p.col) for p in checked.problems] == [("E401", 1, 15)]

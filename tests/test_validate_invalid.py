@@ -28,14 +28,10 @@ CASES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
 
 # Bugs of the validator: case -> what goes wrong. The exact diagnostic (code, file, line,
 # col) of these cases is not reported yet.
-POSITION_BUGS = {
-    "27-expr-syntax-error-split-operator": "`order.total > > 100` is read as the shift "
-    "operator `>>` and reported as E408 at the start of the expression with SQL the user did "
-    'not write (`"order".total >> 100`), instead of E401 at the second `>` (18:27)',
-}
+POSITION_BUGS: dict[str, str] = {}
 
 # Cases whose expected code is not reported in the expected file at all.
-CODE_BUGS = {name: POSITION_BUGS[name] for name in ("27-expr-syntax-error-split-operator",)}
+CODE_BUGS: dict[str, str] = {}
 
 # Cases validate does not detect at all.
 UNDETECTED: dict[str, str] = {}
