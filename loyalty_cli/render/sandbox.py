@@ -14,6 +14,7 @@ A template NAME is ``NAME.subject.j2``, ``NAME.html.j2`` and ``NAME.txt.j2`` for
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -595,7 +596,84 @@ def _top_tier(context: Mapping) -> dict | None:
     return variant
 
 
+_CHECKED: dict[tuple, list[tuple]] = {}
+_INCLUDES = re.compile(r"\{%-?\s*(include|import|from|extends)\b")
+
+
 def check_template(
+    template_dir: str | os.PathLike[str],
+    name: str | None,
+    channel: str | None,
+    *,
+    ref_path: str = "",
+    ref_line: int | None = None,
+    ref_col: int | None = None,
+    program: Mapping | None = None,
+    sample_context: Mapping | None = None,
+    env: ImmutableSandboxedEnvironment | None = None,
+    max_sms_segments: int = DEFAULT_MAX_SMS_SEGMENTS,
+) -> list[Diagnostic]:
+    """Every problem of template ``name`` for ``channel`` (see `_check_template`).
+
+    Results are remembered by the templates' text and the sample context, so a repository
+    of many shops sharing the same templates checks each text once. Templates that include
+    others, and missing files, are always checked afresh.
+    """
+    folder = Path(template_dir)
+    key = None
+    if isinstance(name, str) and channel in PARTS and not template_name_problem(name):
+        files = template_files(folder, name, channel)
+        try:
+            texts = tuple(path.read_text(encoding="utf-8") for path in files.values())
+        except (OSError, UnicodeDecodeError):
+            texts = None
+        if texts is not None and not any(_INCLUDES.search(t) for t in texts):
+            ctx = sample_context if sample_context is not None else program
+            key = (
+                name,
+                channel,
+                texts,
+                json.dumps(ctx, sort_keys=True, default=str),
+                max_sms_segments,
+                sample_context is None,
+            )
+    if key is not None and key in _CHECKED:
+        return [_reroot(entry, folder) for entry in _CHECKED[key]]
+    diags = _check_template(
+        template_dir,
+        name,
+        channel,
+        ref_path=ref_path,
+        ref_line=ref_line,
+        ref_col=ref_col,
+        program=program,
+        sample_context=sample_context,
+        env=env,
+        max_sms_segments=max_sms_segments,
+    )
+    if key is not None:
+        entries = [_relative(d, folder) for d in diags]
+        if all(e is not None for e in entries):
+            if len(_CHECKED) > 5000:
+                _CHECKED.clear()
+            _CHECKED[key] = entries
+    return diags
+
+
+def _relative(d: Diagnostic, folder: Path) -> tuple | None:
+    try:
+        rel = Path(d.path).relative_to(folder)
+    except ValueError:
+        return None
+    return (d, rel)
+
+
+def _reroot(entry: tuple, folder: Path) -> Diagnostic:
+    d, rel = entry
+    return replace(d, path=os.path.join(str(folder), str(rel)))
+
+
+def _check_template(
     template_dir: str | os.PathLike[str],
     name: str | None,
     channel: str | None,
