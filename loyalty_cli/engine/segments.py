@@ -34,6 +34,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,13 +42,9 @@ from loyalty_cli import expr as expressions
 from loyalty_cli.config.durations import Duration, parse_duration
 from loyalty_cli.engine.context import RunContext
 from loyalty_cli.engine.timeutil import sql_literal
-from loyalty_cli.models import (
-    BgNbdFit,
-    clv,
-    fit_bgnbd,
-    fit_gamma_gamma,
-    p_alive,
-)
+
+if TYPE_CHECKING:  # scipy loads only when a model segment is computed
+    from loyalty_cli.models import BgNbdFit
 
 #: Fewest members with a repeat order day (and, for clv, positive repeat spend) for a
 #: model fit: below that the parameters say more about chance than about the members.
@@ -173,6 +170,8 @@ def _bgnbd_fit(ctx: RunContext, seg: dict, shared: _Shared) -> BgNbdFit:
                 f"least {MIN_REPEAT_BUYERS}"
             )
         else:
+            from loyalty_cli.models import fit_bgnbd
+
             fit = fit_bgnbd(rows["x"], rows["t_x"], rows["big_t"], weights=rows["n"])
             shared.timings[f"{seg['id']}.fit"] = time.perf_counter() - start
             if fit.converged:
@@ -325,6 +324,8 @@ def _churn_bgnbd(ctx: RunContext, seg: dict, shared: _Shared) -> None:
     is computed once per distinct triple and joined back."""
     fit = _bgnbd_fit(ctx, seg, shared)
     rows = ctx.q("SELECT DISTINCT x, t_x, big_t FROM seg_history").fetchnumpy()
+    from loyalty_cli.models import p_alive
+
     churn = 1.0 - p_alive(fit, rows["x"], rows["t_x"], rows["big_t"])
     values = {"x": rows["x"], "t_x": rows["t_x"], "big_t": rows["big_t"], "value": churn}
     ctx.con.register("seg_values", values)
@@ -353,6 +354,8 @@ def _clv(ctx: RunContext, seg: dict, shared: _Shared) -> None:
             f"only {buyers} member(s) with a repeat order day of positive spend; the "
             f"Gamma-Gamma model needs at least {MIN_REPEAT_BUYERS}"
         )
+    from loyalty_cli.models import clv, fit_gamma_gamma
+
     gg = fit_gamma_gamma(x, mean_spend)
     shared.timings[f"{seg['id']}.spend_fit"] = time.perf_counter() - start
     if not gg.converged or not gg.q > 1:
