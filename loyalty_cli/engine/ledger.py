@@ -107,7 +107,11 @@ def release_due(ctx: RunContext, *, created_before_run: bool = False) -> int:
         SELECT row_number() OVER (ORDER BY customer_id, available_on, lot_id) AS n, *
         FROM lots WHERE status = 'pending' AND available_on <= {run_on} {created}"""
     )
-    n = int(ctx.scalar("SELECT count(*) FROM _release WHERE remaining > 0"))
+    n, released = ctx.q(
+        "SELECT count(*), coalesce(sum(remaining), 0) FROM _release WHERE remaining > 0"
+    ).fetchone()
+    n = int(n)
+    ctx.count("release", "points", int(released))
     entry0 = _reserve(ctx, "ledger", n)
     ctx.q(
         f"""INSERT INTO ledger ({LEDGER_COLUMNS})
@@ -264,7 +268,12 @@ def expire(ctx: RunContext) -> int:
         WHERE status = 'available' AND remaining > 0
           AND ((expires_on IS NOT NULL AND expires_on <= {run_on}) OR {inactive})"""
     )
-    n = int(ctx.scalar("SELECT count(DISTINCT (customer_id, on_day, why)) FROM _expire"))
+    n, expired = ctx.q(
+        "SELECT count(DISTINCT (customer_id, on_day, why)), coalesce(sum(remaining), 0) "
+        "FROM _expire"
+    ).fetchone()
+    n = int(n)
+    ctx.count("expiry", "points", int(expired))
     entry0 = _reserve(ctx, "ledger", n)
     ctx.q(
         f"""INSERT INTO ledger ({LEDGER_COLUMNS})
