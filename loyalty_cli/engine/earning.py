@@ -154,19 +154,29 @@ def apply_earning(ctx: RunContext) -> None:
                 SELECT customer_id, rule_id, period, sum(used) AS used FROM cap_usage
                 WHERE rule_id IN (SELECT DISTINCT rule_id FROM b WHERE period IS NOT NULL)
                   AND period IN (SELECT DISTINCT period FROM b WHERE period IS NOT NULL)
-                GROUP BY ALL)
-            SELECT b.*, uncapped AS points FROM b WHERE period IS NULL OR uncapped <= 0
+                GROUP BY ALL),
+            -- Only periods whose points would pass the cap need the running sum.
+            over AS (
+                SELECT t.customer_id, t.rule_id, t.period, coalesce(u.used, 0) AS used
+                FROM (SELECT customer_id, rule_id, period, sum(uncapped) AS total FROM b
+                      WHERE period IS NOT NULL AND uncapped > 0 GROUP BY ALL) t
+                LEFT JOIN used u USING (customer_id, rule_id, period)
+                WHERE t.total + coalesce(u.used, 0) > {cap_max.replace("rule_id", "t.rule_id")}),
+            b2 AS (
+                SELECT b.*, o.used, o.customer_id IS NOT NULL AS overflows
+                FROM b LEFT JOIN over o USING (customer_id, rule_id, period))
+            SELECT * EXCLUDE (used, overflows), uncapped AS points FROM b2
+            WHERE NOT overflows OR uncapped <= 0
             UNION ALL
-            SELECT b.* EXCLUDE (used, before),
+            SELECT * EXCLUDE (used, before, overflows),
                    least(uncapped, greatest(0, {cap_max} - used - before)) AS points
             FROM (
-                SELECT b.*, coalesce(u.used, 0) AS used,
+                SELECT *,
                        coalesce(sum(uncapped) OVER (
-                           PARTITION BY b.customer_id, b.rule_id, b.period
+                           PARTITION BY customer_id, rule_id, period
                            ORDER BY occurred_at, seq, source_id
                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
-                FROM b LEFT JOIN used u USING (customer_id, rule_id, period)
-                WHERE b.period IS NOT NULL AND b.uncapped > 0) b"""
+                FROM b2 WHERE overflows AND uncapped > 0) w"""
         )
         # Room used is appended per run and summed when read.
         ctx.q(
