@@ -55,6 +55,28 @@ def expiry_sql(ctx: RunContext, earned_on: str) -> str:
     return base
 
 
+def numbered(relation: str, where: str) -> str:
+    """The relation's rows with `n` = 1, 2, ... in (customer_id, occurred_at, kind, rule_id,
+    source_id) order: the order of entry and lot ids.
+
+    Numbered within each member and offset by the counts of the members before, which gives
+    the same numbers as one global sort but sorts member by member (much cheaper on
+    millions of rows).
+    """
+    return f"""
+        WITH c AS MATERIALIZED (SELECT * FROM ({relation}) r WHERE {where}),
+        base AS (
+            SELECT customer_id,
+                   coalesce(sum(k) OVER (ORDER BY customer_id
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS b
+            FROM (SELECT customer_id, count(*) AS k FROM c GROUP BY customer_id) per)
+        SELECT base.b + row_number() OVER (
+                   PARTITION BY c.customer_id
+                   ORDER BY c.occurred_at, c.kind, c.rule_id, c.source_id) AS n,
+               c.*
+        FROM c JOIN base USING (customer_id)"""
+
+
 def credit(ctx: RunContext, relation: str) -> int:
     """Add credits from a relation (SQL text built by the engine, not by users).
 
@@ -65,10 +87,7 @@ def credit(ctx: RunContext, relation: str) -> int:
     """
     ctx.q("DROP TABLE IF EXISTS _credits")
     ctx.q(
-        f"""CREATE TEMP TABLE _credits AS
-        SELECT row_number() OVER (ORDER BY customer_id, occurred_at, kind, rule_id, source_id)
-                 AS n, *
-        FROM ({relation}) c WHERE points > 0"""
+        f"""CREATE TEMP TABLE _credits AS {numbered(relation, "points > 0")}"""
     )
     n = int(ctx.scalar("SELECT count(*) FROM _credits"))
     if not n:
