@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import difflib
 import gzip
+import json
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -108,6 +109,8 @@ PARSE_REASON = {
     "json": "bad_json",
 }
 ORDER_STATUSES = ("completed", "cancelled")
+BOOLEAN_TRUE = ("true", "t", "1", "yes", "y")
+BOOLEAN_FALSE = ("false", "f", "0", "no", "n")
 HELD_ORDERS = "src_orders_held"
 RESERVED_COLUMNS = ("day", "event_key", "item_seq")  # added to the loaded tables
 JSON_KEY_SAMPLE = 1000  # JSON lines have no header: their columns are the keys of the first lines
@@ -155,6 +158,8 @@ class _Source:
     spec: dict
     columns: list[_Column]
     parts: list[_Part] = field(default_factory=list)
+    work: str = ""  # the typed table every file's rows are converted into, in file order
+    ordered: bool = True  # the typed table's rowid order is (file, line) order
 
 
 class _Loader:
@@ -259,22 +264,31 @@ def load_sources(
     if not _in_transaction(con):
         threshold = loader.scalar("SELECT current_setting('checkpoint_threshold')")
         con.execute("SET checkpoint_threshold = '1TB'")
+    rejects = "src_rejects"
+    tables: dict[str, str] = {}
+    counts: dict[str, dict] = {}
     try:
         for plan in plans:
             _find_files(loader, plan)
         for plan in plans:
             for part in plan.parts:
                 _read_part(loader, plan, part)
-        loader.fail_if_any()
-        rejects = "src_rejects"
-        loader.run(
-            f"CREATE OR REPLACE TEMP TABLE {rejects} (source VARCHAR, file VARCHAR, line BIGINT, "
-            '"column" VARCHAR, reason VARCHAR, key VARCHAR)'
-        )
-        tables: dict[str, str] = {}
-        counts: dict[str, dict] = {}
-        for plan in plans:
+            # Each source is checked as soon as its files are read, while its rows are still
+            # in memory; once any file has a problem the load fails and nothing is checked.
+            if loader.diagnostics or loader.db_failed:
+                continue
+            if not tables:
+                loader.run(
+                    f"CREATE OR REPLACE TEMP TABLE {rejects} (source VARCHAR, file VARCHAR, "
+                    'line BIGINT, "column" VARCHAR, reason VARCHAR, key VARCHAR)'
+                )
             tables[plan.name], counts[plan.name] = _check_source(loader, plan, rejects)
+        loader.fail_if_any()
+    except BaseException:
+        # A failed load leaves no result tables behind, however far it got.
+        if tables:
+            loader.temp += [("TABLE", t) for t in (rejects, HELD_ORDERS, *tables.values())]
+        raise
     finally:
         loader.drop_temp()
         if threshold is not None:
@@ -427,8 +441,80 @@ def _read_part(loader: _Loader, src: _Source, part: _Part) -> None:
             _read_json(loader, src, part)
         else:
             _read_parquet(loader, src, part)
+        if part.select and not loader.check_only:
+            _convert_part(loader, src, part)
     except LoyaltyError as err:
         loader.diagnostics.extend(err.diagnostics)
+
+
+def _work_table(loader: _Loader, src: _Source) -> str:
+    """The source's typed table (created empty on first use): the columns of ``src_<name>``
+    in their final order, then the bookkeeping columns ``_fileno, _err, _held, _nl``."""
+    if not src.work:
+        # CREATE TABLE with the columns' types, not CREATE TABLE AS of no rows: DuckDB 2.0
+        # loses track of the rows appended in the same transaction to a table created that
+        # way (scans of rowid or an all-NULL column then see no rows).
+        described = loader.run(
+            f"DESCRIBE {_typed_sql(loader, src, _empty_select(src))}", source=src
+        ).fetchall()
+        columns = ", ".join(f"{_ident(row[0])} {row[1]}" for row in described)
+        src.work = f"__lt_{src.name}"
+        loader.temp.append(("TABLE", src.work))
+        loader.run(f"CREATE OR REPLACE TEMP TABLE {src.work} ({columns})", source=src)
+    return src.work
+
+
+def _convert_part(loader: _Loader, src: _Source, part: _Part) -> None:
+    """Read one file's rows, convert and check them, and append them to the typed table.
+
+    Files are appended in path order and each file's rows in file order, so the typed
+    table's rowid order is (file, line) order: the loaded tables keep it without sorting.
+    """
+    work = _work_table(loader, src)
+    insert = f"INSERT INTO {work} {_typed_sql(loader, src, part.select)}"
+    if not _keeps_order(loader, insert, part, src):
+        # DuckDB would append the rows out of file order: give each row its line number
+        # first (CSV: from a table of the file's text), and sort the loaded table at the end.
+        src.ordered = False
+        if part.fmt == "csv":
+            part.select = _staged_csv(loader, src, part)
+            insert = f"INSERT INTO {work} {_typed_sql(loader, src, part.select)}"
+    loader.run(insert, part, src)
+    if part.fmt != "parquet":  # the text of the lines is no longer needed
+        loader.run(f"DROP TABLE IF EXISTS {part.table}", part, src)
+
+
+def _keeps_order(loader: _Loader, insert: str, part: _Part, src: _Source) -> bool:
+    """Whether DuckDB appends the rows of ``insert`` in the order its source reads them.
+
+    It does (a batch insert) unless an operator of the plan may reorder rows, e.g. a join,
+    or ``preserve_insertion_order`` is off. The conversions avoid such operators; this check
+    keeps the line numbers right should one ever slip in.
+    """
+    plan = loader.run(f"EXPLAIN (FORMAT json) {insert}", part, src).fetchall()
+    try:
+        top = json.loads(plan[0][1])[0]["name"]
+    except (ValueError, LookupError, TypeError):
+        return False
+    return str(top).strip().upper() == "BATCH_INSERT"
+
+
+def _staged_csv(loader: _Loader, src: _Source, part: _Part) -> str:
+    """The CSV part's select over a table of its text whose rowids give the line numbers."""
+    loader.temp_table(part.table, part.select, part, src)
+    first = loader.scalar(f"SELECT min(rowid) FROM {part.table}", part, src)
+    first_line = 2 if _csv_settings(src)["header"] else 1
+    line = f"rowid - {int(first or 0)} + {first_line}"
+    if loader.scalar(f"SELECT max(_nl) FROM {part.table}", part, src):
+        line += (
+            " + coalesce(sum(_nl) OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING "
+            "AND 1 PRECEDING), 0)"
+        )
+    names = ", ".join(_ident(c.name) for c in src.columns)
+    return (
+        f"SELECT _fileno, _file, CAST({line} AS BIGINT) AS _line, _nl, _comma, _bad_json, "
+        f"{names} FROM {part.table}"
+    )
 
 
 def _csv_settings(src: _Source) -> dict:
@@ -471,21 +557,18 @@ def _read_csv(loader: _Loader, src: _Source, part: _Part) -> None:
         f"strict_mode=true, null_padding=false)"
     )
     cols = _select_columns(src, part.columns)
+    nl = "0"
     if quote:  # a quoted value may span lines: count them to keep physical line numbers
+        has_nl = " OR ".join(f"contains({_ident(n)}, chr(10))" for n in names)
         text = "concat(" + ", ".join(_ident(n) for n in names) + ")"
-        cols += f", CAST(strlen({text}) - strlen(replace({text}, chr(10), '')) AS INTEGER) AS _nl"
-    loader.temp_table(part.table, f"SELECT {cols} FROM {read}", part, src)
-    first_line = 2 if opts["header"] else 1
-    line = f"rowid - {_first_rowid(loader, src, part)} + {first_line}"
-    if quote:
-        spans = loader.scalar(f"SELECT max(_nl) FROM {part.table}", part, src)
-        if spans:
-            line += (
-                " + coalesce(sum(_nl) OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING "
-                "AND 1 PRECEDING), 0)"
-            )
-    comma = opts["decimal"] == ","
-    part.select = _part_select(src, part, line, comma)
+        nl = f"CASE WHEN {has_nl} THEN strlen({text}) - strlen(replace({text}, chr(10), '')) END"
+    # The line is set once the rows are in the typed table, from their rowid (_set_lines).
+    comma = str(opts["decimal"] == ",").lower()
+    part.select = (
+        f"SELECT {part.fileno} AS _fileno, {sql_literal(part.rel)} AS _file, "
+        f"NULL::BIGINT AS _line, CAST(coalesce({nl}, 0) AS INTEGER) AS _nl, {comma} AS _comma, "
+        f"false AS _bad_json, {cols} FROM {read}"
+    )
 
 
 def _csv_first_record(part: _Part, opts: dict) -> list[str] | None:
@@ -583,7 +666,8 @@ def _read_json(loader: _Loader, src: _Source, part: _Part) -> None:
     )
     part.select = (
         f"SELECT {part.fileno} AS _fileno, {sql_literal(part.rel)} AS _file, _pos + 1 AS _line, "
-        f"false AS _comma, NOT coalesce(_ok, false) AS _bad_json, {values} FROM ({inner})"
+        f"0 AS _nl, false AS _comma, NOT coalesce(_ok, false) AS _bad_json, {values} "
+        f"FROM ({inner})"
     )
 
 
@@ -606,7 +690,7 @@ def _read_parquet(loader: _Loader, src: _Source, part: _Part) -> None:
     part.columns = _match_columns(loader, src, part, list(types), positional=False)
     if loader.check_only or _lacks_required(src, part):
         return
-    exprs = ["file_row_number AS _pos"]
+    exprs = []
     for c in src.columns:
         col = part.columns[c.name]
         if col is None:
@@ -615,11 +699,10 @@ def _read_parquet(loader: _Loader, src: _Source, part: _Part) -> None:
             exprs.append(f"CAST(to_json({_ident(col)}) AS VARCHAR) AS {_ident(c.name)}")
         else:
             exprs.append(f"CAST({_ident(col)} AS VARCHAR) AS {_ident(c.name)}")
-    loader.temp_table(part.table, f"SELECT {', '.join(exprs)} FROM {read}", part, src)
-    names = ", ".join(_ident(c.name) for c in src.columns)
     part.select = (
-        f"SELECT {part.fileno} AS _fileno, {sql_literal(part.rel)} AS _file, _pos + 1 AS _line, "
-        f"false AS _comma, false AS _bad_json, {names} FROM {part.table}"
+        f"SELECT {part.fileno} AS _fileno, {sql_literal(part.rel)} AS _file, "
+        "file_row_number + 1 AS _line, 0 AS _nl, false AS _comma, false AS _bad_json, "
+        f"{', '.join(exprs)} FROM {read}"
     )
 
 
@@ -635,15 +718,6 @@ def _select_columns(src: _Source, found: dict[str, str | None]) -> str:
         column = found[c.name]
         out.append(f"{_ident(column) if column else 'NULL::VARCHAR'} AS {_ident(c.name)}")
     return ", ".join(out)
-
-
-def _part_select(src: _Source, part: _Part, line: str, comma: bool) -> str:
-    """The CSV file's rows with where they came from, as every part's select has them."""
-    names = ", ".join(_ident(c.name) for c in src.columns)
-    return (
-        f"SELECT {part.fileno} AS _fileno, {sql_literal(part.rel)} AS _file, {line} AS _line, "
-        f"{str(comma).lower()} AS _comma, false AS _bad_json, {names} FROM {part.table}"
-    )
 
 
 def _match_columns(
@@ -738,46 +812,72 @@ def _unique_names(header: list[str]) -> list[str]:
 
 
 def _check_source(loader: _Loader, src: _Source, rejects: str) -> tuple[str, dict]:
-    """Convert one source, write its rejects, keep the good rows of the window, deduplicated."""
-    raw_parts = [p.select for p in src.parts if p.select]
-    if raw_parts:
-        raw = " UNION ALL ".join(f"({s})" for s in raw_parts)
-    else:  # an optional source without files, or only empty files: no rows, same columns
-        nulls = ", ".join(f"NULL::VARCHAR AS {_ident(c.name)}" for c in src.columns)
-        raw = (
-            "SELECT NULL::INTEGER AS _fileno, NULL::VARCHAR AS _file, NULL::BIGINT AS _line, "
-            f"false AS _comma, false AS _bad_json, {nulls} WHERE false"
+    """Finish one source's typed table: unknown customers, line numbers, rejects, held-back
+    rows and repeated keys go; what remains becomes ``src_<name>``, still in export order.
+
+    The typed table was filled file by file in export order (``_convert_part``), so no step
+    sorts it: rows are deleted or updated in place and the bookkeeping columns dropped.
+    """
+    work = _work_table(loader, src)
+    checks = _check_list(src, loader.currency)
+    if src.name in CUSTOMER_SOURCES:
+        # The last check: the customers are only known once their export is loaded.
+        loader.run(
+            f"UPDATE {work} SET _err = {len(checks)} WHERE _err IS NULL "
+            f"AND NOT (customer_id IN (SELECT customer_id FROM {_KNOWN}))",
+            source=src,
         )
-    typed = loader.temp_table(f"__lt_{src.name}", _typed_sql(loader, src, raw), source=src)
-    checks = [(column, reason) for column, reason, _ in _check_list(src, loader.currency)]
-    columns = "[" + ", ".join(sql_literal(c) for c, _ in checks) + "]"
-    reasons = "[" + ", ".join(sql_literal(r) for _, r in checks) + "]"
+    _set_lines(loader, src, work)
+    columns = "[" + ", ".join(sql_literal(c) for c, _, _ in checks) + "]"
+    reasons = "[" + ", ".join(sql_literal(r) for _, r, _ in checks) + "]"
+    key = _ident(KEY_COLUMN[src.name])  # a text column: the trimmed text of the export
     loader.run(
         f"INSERT INTO {rejects} SELECT {sql_literal(src.name)}, _file, _line, "
-        f"list_extract({columns}, _err), list_extract({reasons}, _err), _key FROM {typed} "
+        f"list_extract({columns}, _err), list_extract({reasons}, _err), {key} FROM {work} "
         "WHERE _err IS NOT NULL AND NOT _held ORDER BY _fileno, _line",
         source=src,
     )
-    table = f"src_{src.name}"
-    good = _good_sql(loader, src, typed)
-    loader.run(f"CREATE OR REPLACE TEMP TABLE {table} AS {good}", source=src)
+    read, held, rejected, window_good = loader.run(
+        "SELECT count(*), count(*) FILTER (_held), "
+        "count(*) FILTER (_err IS NOT NULL AND NOT _held), "
+        f"count(*) FILTER (_err IS NULL AND NOT _held) FROM {work}",
+        source=src,
+    ).fetchone()
     if src.name == "customers":
-        _known_customers(loader, typed)
+        _known_customers(loader, work)
     if src.name == "orders":
         # Orders after the run's day wait; so do their items and returns (not rejects).
         loader.run(
             f"CREATE OR REPLACE TEMP TABLE {HELD_ORDERS} AS SELECT DISTINCT order_id "
-            f"FROM {typed} WHERE _held AND order_id IS NOT NULL",
+            f"FROM {work} WHERE _held AND order_id IS NOT NULL",
             source=src,
         )
-    read, held, rejected, window_good = loader.run(
-        "SELECT count(*), count(*) FILTER (_held), "
-        "count(*) FILTER (_err IS NOT NULL AND NOT _held), "
-        f"count(*) FILTER (_err IS NULL AND NOT _held) FROM {typed}",
-        source=src,
-    ).fetchone()
-    loaded = loader.scalar(f"SELECT count(*) FROM {table}", source=src)
-    duplicates = window_good - loaded
+    if window_good != read:
+        loader.run(f"DELETE FROM {work} WHERE _err IS NOT NULL OR _held", source=src)
+    duplicates = _drop_repeats(loader, src, work, window_good)
+    if src.name == "order_items":
+        # An item's rank within its order in export order (9.19). Every row was appended
+        # with 1: only the later items of an order change. The subquery is sorted by rowid
+        # so that the update walks the table in order.
+        loader.run(
+            f"UPDATE {work} SET item_seq = s.seq FROM (SELECT rid, seq FROM (SELECT rowid "
+            "AS rid, row_number() OVER (PARTITION BY order_id ORDER BY _fileno, _line) AS seq "
+            f"FROM {work}) WHERE seq > 1 ORDER BY rid) s WHERE {work}.rowid = s.rid",
+            source=src,
+        )
+    table = f"src_{src.name}"
+    if src.ordered:
+        for column in BOOKKEEPING:
+            loader.run(f"ALTER TABLE {work} DROP COLUMN {column}", source=src)
+        loader.run(f"DROP TABLE IF EXISTS {table}", source=src)
+        loader.run(f"ALTER TABLE {work} RENAME TO {table}", source=src)
+    else:
+        loader.run(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * EXCLUDE "
+            f"({', '.join(BOOKKEEPING)}) FROM {work} ORDER BY _fileno, _line",
+            source=src,
+        )
+    src.work = ""
     if duplicates:
         loader.warnings.append(_duplicates_warning(src.name, duplicates))
     counts = {
@@ -787,9 +887,110 @@ def _check_source(loader: _Loader, src: _Source, rejects: str) -> tuple[str, dic
         "held_back": held,
         "rejected": rejected,
         "duplicates_in_export": duplicates,
-        "loaded": loaded,
+        "loaded": window_good - duplicates,
     }
     return table, counts
+
+
+# Columns of the typed table that only the checks use, dropped before it becomes src_<name>.
+BOOKKEEPING = ("_fileno", "_err", "_held", "_nl")
+
+
+def _set_lines(loader: _Loader, src: _Source, work: str) -> None:
+    """Line numbers of CSV rows from their rowid (JSON lines and Parquet rows have theirs).
+
+    One INSERT appends a file's rows with consecutive rowids in file order, so a row's line is
+    its rowid minus the file's first rowid plus the header line; a quoted value spanning
+    several lines adds its extra lines to the rows below it.
+    """
+    if not any(p.fmt == "csv" and p.select for p in src.parts):
+        return
+    first_line = 2 if _csv_settings(src)["header"] else 1
+    parts = loader.run(
+        f"SELECT _fileno, min(rowid), max(_nl) FROM {work} WHERE _line IS NULL "
+        "GROUP BY _fileno ORDER BY _fileno",
+        source=src,
+    ).fetchall()
+    plain = [(fileno, first) for fileno, first, spans in parts if not spans]
+    if plain:
+        whens = " ".join(f"WHEN {fileno} THEN {first}" for fileno, first in plain)
+        where = f" WHERE _line IS NULL AND _fileno IN ({', '.join(str(f) for f, _ in plain)})"
+        if len(plain) == len(parts) and all(p.fmt == "csv" for p in src.parts if p.select):
+            where = ""  # every row: an update without a filter is a lot cheaper
+        loader.run(
+            f"UPDATE {work} SET _line = rowid - (CASE _fileno {whens} END) + {first_line}"
+            + where,
+            source=src,
+        )
+    for fileno, first, spans in parts:
+        if not spans:
+            continue
+        line = (
+            f"rowid - {first} + {first_line} + coalesce(sum(_nl) OVER (ORDER BY rowid "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)"
+        )
+        loader.run(
+            f"UPDATE {work} SET _line = s.line FROM (SELECT rowid AS rid, {line} AS line "
+            f"FROM {work} WHERE _fileno = {fileno} ORDER BY rid) s WHERE {work}.rowid = s.rid",
+            source=src,
+        )
+
+
+def _drop_repeats(loader: _Loader, src: _Source, work: str, rows: int) -> int:
+    """Delete the rows whose key repeats (the first row of a key is kept, the last one for
+    customers, whose export is upserted; items of an order are taken from the first file
+    listing it). Returns how many rows went. ``work`` holds the good rows of the window.
+    """
+    if src.name == "order_items":
+        if len(src.parts) < 2:
+            return 0
+        return _delete_rows(
+            loader,
+            src,
+            work,
+            "SELECT rowid AS rid, _fileno <> min(_fileno) OVER (PARTITION BY order_id) AS gone "
+            f"FROM {work}",
+        )
+    key = _dedupe_key(src)
+    if key is None or rows < 2 or not _may_repeat(loader, src, work, key):
+        return 0
+    latest = " DESC" if src.name == "customers" else ""
+    return _delete_rows(
+        loader,
+        src,
+        work,
+        f"SELECT rowid AS rid, row_number() OVER (PARTITION BY {key} "
+        f"ORDER BY _fileno{latest}, _line{latest}) > 1 AS gone FROM {work}",
+    )
+
+
+def _delete_rows(loader: _Loader, src: _Source, work: str, flagged: str) -> int:
+    """Delete the rows that ``flagged`` (rid, gone) marks; the number deleted."""
+    row = loader.run(
+        f"DELETE FROM {work} WHERE rowid IN (SELECT rid FROM ({flagged}) WHERE gone)",
+        source=src,
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _may_repeat(loader: _Loader, src: _Source, work: str, key: str) -> bool:
+    """False when no key of ``work`` repeats; True when one may (then the rows are ranked).
+
+    Keys that rise strictly from row to row (ids exported in order) cannot repeat: one
+    streaming pass shows it. Otherwise distinct hashes prove distinct keys; a collision
+    only costs the exact ranking.
+    """
+    if "," not in key:
+        rising = loader.scalar(
+            f"SELECT bool_and(k IS NOT NULL AND (p IS NULL OR k > p)) "
+            f"FROM (SELECT {key} AS k, lag({key}) OVER () AS p FROM {work})",
+            source=src,
+        )
+        if rising:
+            return False
+    return bool(
+        loader.scalar(f"SELECT count(*) > count(DISTINCT hash({key})) FROM {work}", source=src)
+    )
 
 
 def _duplicates_warning(name: str, n: int) -> str:
@@ -803,17 +1004,37 @@ def _duplicates_warning(name: str, n: int) -> str:
     return f"{name}: {n} rows repeat a key already in the export; the first was kept"
 
 
-def _typed_sql(loader: _Loader, src: _Source, raw: str) -> str:
-    """One pass: trimmed text -> typed values -> the first failing check, the hold-back flag."""
-    trimmed = ", ".join(
-        f"NULLIF(trim({_ident(c.name)}), '') AS {_ident('r__' + c.name)}" for c in src.columns
+def _empty_select(src: _Source) -> str:
+    """A part's select without rows: the columns of every part's select, typed."""
+    nulls = ", ".join(f"NULL::VARCHAR AS {_ident(c.name)}" for c in src.columns)
+    return (
+        "SELECT NULL::INTEGER AS _fileno, NULL::VARCHAR AS _file, NULL::BIGINT AS _line, "
+        f"0 AS _nl, false AS _comma, false AS _bad_json, {nulls} WHERE false"
     )
-    level_a = f"SELECT _fileno, _file, _line, _comma, _bad_json, {trimmed} FROM ({raw})"
+
+
+def _typed_sql(loader: _Loader, src: _Source, raw: str) -> str:
+    """One pass: trimmed text -> typed values -> the first failing check, the hold-back flag.
+
+    The unknown customer check, the last one, is left to ``_check_source``: the customers are
+    only known once their export is loaded.
+    """
+    trimmed = ", ".join(
+        f"{_trim_sql(_ident(c.name))} AS {_ident('r__' + c.name)}" for c in src.columns
+    )
+    level_a = f"SELECT _fileno, _file, _line, _nl, _comma, _bad_json, {trimmed} FROM ({raw})"
+    stamps = [c for c in src.columns if c.kind == "timestamp"]
+    if stamps:  # the plain reading of a timestamp, computed once
+        naive = ", ".join(
+            f"TRY_CAST({_ident('r__' + c.name)} AS TIMESTAMP) AS {_ident('_t__' + c.name)}"
+            for c in stamps
+        )
+        level_a = f"SELECT *, {naive} FROM ({level_a})"
     typed = [f"{_convert(loader, src, c)} AS {_ident(c.name)}" for c in src.columns]
-    if src.name in CUSTOMER_SOURCES:
-        typed.append(f"r__customer_id IN (SELECT customer_id FROM {_KNOWN}) AS _known")
     level_b = f"SELECT *, {', '.join(typed)} FROM ({level_a})"
     conditions = [cond for _, _, cond in _check_list(src, loader.currency)]
+    if src.name in CUSTOMER_SOURCES:
+        conditions = conditions[:-1]  # unknown customer: set by _check_source
     err = "CASE " + " ".join(f"WHEN {c} THEN {i}" for i, c in enumerate(conditions, 1)) + " END"
     time_col = TIME_COLUMN.get(src.name)
     held = (
@@ -821,14 +1042,39 @@ def _typed_sql(loader: _Loader, src: _Source, raw: str) -> str:
         if time_col
         else "false"
     )
-    out = ["_fileno", "_file", "_line", f"{err} AS _err", f"{held} AS _held"]
-    out.append(f"{_ident('r__' + KEY_COLUMN[src.name])} AS _key")
-    out += [_ident(c.name) for c in src.columns]
+    out = [_ident(c.name) for c in src.columns]
     if time_col:
         out.append(f"CAST({_ident(time_col)} AS DATE) AS day")
     if src.name == "events":
         out.append(f"{_event_key_sql()} AS event_key")
+    if src.name == "order_items":
+        out.append("1::BIGINT AS item_seq")  # the rank in the order: _check_source
+    # The bookkeeping columns as narrow as they can be: they take memory on every row.
+    fileno = "UTINYINT" if len(src.parts) <= 256 else "UINTEGER"
+    err_type = "UTINYINT" if len(conditions) < 255 else "USMALLINT"
+    out += [
+        "_file",
+        "_line",
+        f"CAST(_fileno AS {fileno}) AS _fileno",
+        f"CAST({err} AS {err_type}) AS _err",
+        f"{held} AS _held",
+        "_nl",
+    ]
     return f"SELECT {', '.join(out)} FROM ({level_b})"
+
+
+def _trim_sql(text: str) -> str:
+    """SQL: the text without surrounding spaces, NULL when empty (docs/data.md, Values).
+
+    ``trim`` removes Unicode space separators and walks every character to find them. Text
+    that is all ASCII and neither starts nor ends with a space (almost every value) has none
+    to remove: it is taken as it is after three constant-time tests and one byte scan.
+    """
+    plain = (
+        f"strlen({text}) > 0 AND NOT prefix({text}, ' ') AND NOT suffix({text}, ' ') "
+        f"AND strlen({text}) = length({text})"
+    )
+    return f"CASE WHEN {plain} THEN {text} ELSE NULLIF(trim({text}), '') END"
 
 
 _KNOWN = "__ls_known_customers"
@@ -858,14 +1104,15 @@ def _convert(loader: _Loader, src: _Source, col: _Column) -> str:
     if kind == "decimal":
         return _decimal_sql(r, comma=_csv_settings(src)["decimal"] == ",")
     if kind == "boolean":
-        return (
-            f"CASE WHEN lower({r}) IN ('true', 't', '1', 'yes', 'y') THEN true "
-            f"WHEN lower({r}) IN ('false', 'f', '0', 'no', 'n') THEN false END"
-        )
+        # CASE, not IN: DuckDB plans an IN list of five values as a join, which would
+        # give up the file order of the rows (see _keeps_order).
+        words = [(w, "true") for w in BOOLEAN_TRUE] + [(w, "false") for w in BOOLEAN_FALSE]
+        whens = " ".join(f"WHEN {sql_literal(w)} THEN {v}" for w, v in words)
+        return f"CASE lower({r}) {whens} END"
     if kind == "date":
         return f"TRY_CAST({r} AS DATE)"
     if kind == "timestamp":
-        return local_timestamp_sql(r, loader.timezone)
+        return local_timestamp_sql(r, loader.timezone, naive=_ident("_t__" + col.name))
     if kind == "list":
         items = (
             f"CASE WHEN starts_with({r}, '[') AND json_valid({r}) "
@@ -875,8 +1122,8 @@ def _convert(loader: _Loader, src: _Source, col: _Column) -> str:
             f"CASE WHEN {r} IS NULL THEN []::VARCHAR[] ELSE list_filter(list_transform({items}, "
             "lambda t: trim(t)), lambda t: t IS NOT NULL AND t <> '') END"
         )
-    if kind == "json":
-        return f"CASE WHEN {_is_object(r)} THEN json({r}) END"
+    if kind == "json":  # an object (r is trimmed); try: json() refuses what is not JSON
+        return f"CASE WHEN starts_with({r}, '{{') THEN try(json({r})) END"
     raise ValueError(f"unknown column type {kind!r}")  # the config schema prevents this
 
 
@@ -976,38 +1223,6 @@ def _dedupe_key(src: _Source) -> str | None:
     if src.name == "events":
         return "event_key"
     return _ident(KEY_COLUMN[src.name])
-
-
-def _good_sql(loader: _Loader, src: _Source, typed: str) -> str:
-    """Good rows of the window, repeated keys dropped, in export order (file, line).
-
-    The first row of a key is kept, except for customers where the last one wins (the export
-    is upserted). Items of an order are taken from the first file listing that order. When
-    no key repeats (the usual case) the rows are copied without a window.
-    """
-    cols = [_ident(c.name) for c in src.columns]
-    if src.name in TIME_COLUMN:
-        cols.append("day")
-    if src.name == "events":
-        cols.append("event_key")
-    window = f"FROM {typed} WHERE _err IS NULL AND NOT _held"
-    order = "ORDER BY _fileno, _line"
-    key = _dedupe_key(src)
-    qualify = ""
-    if src.name == "order_items":
-        cols.append(f"row_number() OVER (PARTITION BY order_id {order}) AS item_seq")
-        if len(src.parts) > 1:
-            qualify = "QUALIFY _fileno = min(_fileno) OVER (PARTITION BY order_id)"
-    elif key is not None:
-        repeats = loader.scalar(f"SELECT count(*) > count(DISTINCT ({key})) {window}", source=src)
-        if repeats:
-            latest = "DESC" if src.name == "customers" else ""
-            qualify = (
-                f"QUALIFY row_number() OVER (PARTITION BY {key} "
-                f"ORDER BY _fileno {latest}, _line {latest}) = 1"
-            )
-    cols += ["_file", "_line"]
-    return f"SELECT {', '.join(cols)} {window} {qualify} {order}"
 
 
 def _reject_rate_verdict(counts: dict[str, dict], max_rate: float) -> str | None:
