@@ -12,7 +12,7 @@ the total and the process's peak RSS.
 ``--digest`` also prints, per loaded table, its row count and a hash of its rows in order,
 to check that a change of the loader keeps its results (compare the output of two versions).
 
-Usage: python bench/bench_load.py [DATA] [--digest] [--top N]
+Usage: python bench/bench_load.py [DATA] [--digest] [--top N] [--sources events,...]
 """
 
 from __future__ import annotations
@@ -36,19 +36,25 @@ DEFAULT_DATA = Path("/tmp/loyalty-bench/data-100000-730")
 AS_OF = date(2025, 12, 30)
 
 _LABEL_RES = (
-    re.compile(r"^\s*CREATE (?:OR REPLACE )?(?:TEMP )?TABLE (\S+)", re.I),
-    re.compile(r"^\s*INSERT INTO (\S+)", re.I),
-    re.compile(r"\bFROM\s+([A-Za-z_][A-Za-z0-9_]*)", re.I),
+    ("create", re.compile(r"^CREATE (?:OR REPLACE )?(?:TEMP )?TABLE (\S+)", re.I)),
+    ("insert", re.compile(r"^INSERT INTO (\S+)", re.I)),
+    ("update", re.compile(r"^UPDATE (\S+)", re.I)),
+    ("delete", re.compile(r"^DELETE FROM (\S+)", re.I)),
+    ("alter", re.compile(r"^ALTER TABLE (\S+)", re.I)),
+    ("drop", re.compile(r"^DROP TABLE (?:IF EXISTS )?(\S+)", re.I)),
+    ("explain", re.compile(r"^EXPLAIN .*?INSERT INTO (\S+)", re.I)),
+    ("describe", re.compile(r"^DESCRIBE ", re.I)),
+    ("select", re.compile(r"\bFROM\s+([A-Za-z_][A-Za-z0-9_]*)", re.I)),
 )
 
 
 def label(sql: str) -> str:
-    """A short name for a statement: the table it creates or fills, else the one it reads."""
+    """A short name for a statement: what it does and the table it creates, changes or reads."""
     head = " ".join(sql.split())
-    for kind, pattern in zip(("create", "insert", "select"), _LABEL_RES):
+    for kind, pattern in _LABEL_RES:
         m = pattern.search(head)
         if m:
-            return f"{kind} {m.group(1)}"
+            return f"{kind} {m.group(1)}" if m.groups() else kind
     return head[:60]
 
 
@@ -58,6 +64,8 @@ class TimedConnection:
     def __init__(self, con):
         self._con = con
         self.log: list[tuple[str, float, str]] = []
+        self.peak_mib = 0
+        self.peaks: list[tuple[str, int]] = []  # statements after which peak RSS rose
 
     def execute(self, sql, *args, **kwargs):
         start = time.perf_counter()
@@ -65,6 +73,10 @@ class TimedConnection:
             return self._con.execute(sql, *args, **kwargs)
         finally:
             self.log.append((label(sql), time.perf_counter() - start, sql))
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            if peak > self.peak_mib + 20:
+                self.peaks.append((label(sql), peak))
+            self.peak_mib = max(self.peak_mib, peak)
 
     def __getattr__(self, name):
         return getattr(self._con, name)
@@ -84,6 +96,9 @@ def main() -> int:
     parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--digest", action="store_true", help="hash every loaded table")
     parser.add_argument("--top", type=int, default=25, help="slowest statements shown")
+    parser.add_argument(
+        "--sources", help="comma-separated sources to load (customers and orders always)"
+    )
     args = parser.parse_args()
     if not (args.data / "events.csv").exists():
         print(
@@ -94,6 +109,9 @@ def main() -> int:
         return 2
     program = load_program(HERE / "program.yaml")
     sources = program.data["sources"]
+    if args.sources:
+        keep = {"customers", "orders", *args.sources.split(",")}
+        sources = {name: spec for name, spec in sources.items() if name in keep}
 
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         raw = state.connect(Path(tmp) / "state.duckdb")
@@ -121,13 +139,19 @@ def main() -> int:
         per_table: dict[str, float] = defaultdict(float)
         for name, seconds, _ in con.log:
             per_table[name.split(" ", 1)[-1]] += seconds
-        print(f"\n{'table (all its statements)':<44} {'seconds':>8}")
+        print(f"\n{'table (all statements on it)':<44} {'seconds':>8}")
         for name, seconds in sorted(per_table.items(), key=lambda e: -e[1])[:15]:
             print(f"{name:<44} {seconds:8.2f}")
+        memory = raw.execute(
+            "SELECT sum(memory_usage_bytes), sum(temporary_storage_bytes) FROM duckdb_memory()"
+        ).fetchone()
         sql_seconds = sum(s for _, s, _ in con.log)
         print(f"\nstatements: {len(con.log)}, in SQL {sql_seconds:.2f} s")
         print(f"total: {total:.2f} s")
         print(f"peak RSS: {peak_mib:.0f} MiB")
+        print("peak RSS rose after: " + ", ".join(f"{n} ({m} MiB)" for n, m in con.peaks))
+        in_memory, spilled = (m / 2**20 for m in memory)
+        print(f"DuckDB at the end: {in_memory:.0f} MiB in memory, {spilled:.0f} MiB spilled")
         print("\nsource          read     held  rejected  dupes    loaded")
         for name, c in result.counts.items():
             print(

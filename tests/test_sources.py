@@ -814,3 +814,104 @@ def test_a_broken_file_inside_the_callers_transaction_is_still_a_loyalty_error(t
     # the aborted transaction does not hide the real problem nor add false ones
     assert [(d.code, d.line) for d in caught.value.diagnostics] == [("D603", 2), ("D602", 1)]
     con.execute("ROLLBACK")
+
+
+# -- export order without sorting ---------------------------------------------------------------
+
+
+def _every_kind(tmp_path):
+    """Files and sources with every column kind, repeats, rejects, held rows and two files."""
+    customers = (
+        "customer_id,joined_at,birth_date,email_consent,vip,score,tags\n"
+        "C1,2026-01-01,1990-02-28,yes,TRUE,1.5,a;b\n"
+        " C2 ,2026-01-02T10:00:00Z,,n,f,2,\n"
+        "C1,2026-01-03,,maybe,,x,\n"
+    )
+    orders = (
+        "order_id,customer_id,ordered_at,total,currency,status,channel\n"
+        'O1,C1,2026-05-01 10:00,"1 234,50",pln,paid,"web\nshop"\n'
+        "O2,C2,2026-05-02,12,,,app\n"
+        "O1,C1,2026-05-03,3,,,\n"
+        "O3,C9,2026-05-04,4,,,\n"
+        "O4,C1,2027-01-01,4,,,\n"
+    )
+    items = "order_id,sku,quantity,unit_price,tags\nO1,S1,1,2,new;sale\nO2,S2,2,3,\nO1,S3,x,1,\n"
+    items2 = 'order_id,sku,quantity,unit_price,tags\nO1,S9,1,1,\nO2,S4,1,1,["a"]\n'
+    events = (
+        "event_id,customer_id,type,occurred_at,properties\n"
+        'E2,C1,view,2026-05-01,"{""b"": 1, ""a"": 2}"\n'
+        ",C2,like,2026-05-01T08:00:00+02:00,\n"
+        "E1,C1,view,2026-05-02,[1]\n"
+        "E2,C1,view,2026-05-03,\n"
+    )
+    files = {
+        "customers.csv": customers,
+        "orders.csv": orders,
+        "items-1.csv": items,
+        "items-2.csv": items2,
+        "events.csv": events,
+    }
+    sources = base(order_items={"path": "items-*.csv"}, events={"path": "events.csv"})
+    sources["customers"]["extra"] = {"vip": "boolean", "score": "decimal", "tags": "list"}
+    sources["orders"]["csv"] = {"decimal": ","}
+    sources["orders"]["status_map"] = {"paid": "completed"}
+    return files, sources
+
+
+def _snapshot(con, result):
+    out = {"counts": result.counts, "warnings": result.warnings}
+    for name, table in result.tables.items():
+        out[name] = (
+            con.execute(f"DESCRIBE {table}").fetchall(),
+            con.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall(),
+        )
+    out["rejects"] = con.execute(f"SELECT * FROM {result.rejects_table} ORDER BY rowid").fetchall()
+    return out
+
+
+def test_rows_are_converted_in_export_order_without_a_sort(tmp_path, monkeypatch):
+    """Every conversion keeps DuckDB's order-preserving insert, so no table is ever sorted."""
+    from loyalty_cli.engine import sources as loader
+
+    seen = []
+    keeps = loader._keeps_order
+    monkeypatch.setattr(loader, "_keeps_order", lambda *a: seen.append(keeps(*a)) or seen[-1])
+    files, sources = _every_kind(tmp_path)
+    con, result = load(tmp_path, files, sources)
+    assert seen and all(seen)
+    assert rows(con, result.tables["order_items"], "order_id, sku, item_seq, _file, _line") == [
+        ("O1", "S1", 1, "items-1.csv", 2),
+        ("O2", "S2", 1, "items-1.csv", 3),
+    ]
+    assert rows(con, result.tables["orders"], "order_id, _line") == [("O1", 2), ("O2", 4)]
+
+
+def test_an_insert_that_would_lose_the_order_falls_back_to_sorting(tmp_path, monkeypatch):
+    """Should a conversion ever reorder rows, line numbers and results stay the same."""
+    from loyalty_cli.engine import sources as loader
+
+    files, sources = _every_kind(tmp_path)
+    for tx in (False, True):
+        con = duckdb.connect()
+        if tx:
+            con.execute("BEGIN TRANSACTION")
+        expected = _snapshot(*load(tmp_path, files, sources, con=con))
+        monkeypatch.setattr(loader, "_keeps_order", lambda *a: False)
+        con = duckdb.connect()
+        if tx:
+            con.execute("BEGIN TRANSACTION")
+        assert _snapshot(*load(tmp_path, files, sources, con=con)) == expected
+        monkeypatch.undo()
+
+
+def test_a_failed_load_leaves_no_result_tables(tmp_path):
+    files = {
+        "customers.csv": CUSTOMERS,
+        "orders.csv": HEADER + "O1,C1,2026-05-01,1\n",
+        "events.csv": "event_id,customer_id,type,occurred_at\nE1,C1,a,2026-05-01,5\n",
+    }
+    con = duckdb.connect()
+    with pytest.raises(LoyaltyError) as caught:
+        load(tmp_path, files, base(events={"path": "events.csv"}), con=con)
+    assert [(d.code, d.line) for d in caught.value.diagnostics] == [("D603", 2)]
+    assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone() == (0,)

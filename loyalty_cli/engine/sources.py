@@ -2,12 +2,14 @@
 
 SPEC 3 (data contract), 5 step 1, 9.1-9.4 and 9.19-9.22.
 
-Each export file is read once, every value as text, into a temporary table that remembers
-where each row came from (file and physical line). One set-based SQL pass per source then
-converts the text to the canonical typed columns, gives every bad row exactly one reject
-(the first failing check wins, in the order of ``_check_list``), holds back rows dated after the
-run's day and drops repeated keys. No Python code ever looks at a single row, so tens of
-millions of rows cost what DuckDB's CSV reader costs.
+Each export file is read once: one INSERT per file reads every value as text, converts it
+to the canonical typed columns and finds the row's first failing check (in the order of
+``_check_list``) and whether it waits for a later run, appending the rows to the source's
+typed table in file order. That table then becomes ``src_<name>`` in place: line numbers come
+from rowids, unknown customers and line numbers are updated, rejects are copied out, bad,
+held-back and repeated rows are deleted and the bookkeeping columns dropped, so the rows are
+never copied or sorted again. No Python code ever looks at a single row, so tens of millions
+of rows cost little more than what DuckDB's CSV reader costs.
 
 Problems with a file as a whole (nothing matched, a required column missing, a file that
 cannot be parsed) are collected for all sources and raised together as one ``LoyaltyError``
@@ -185,6 +187,7 @@ class _Loader:
         self.known_table = known_table
         self.diagnostics: list[Diagnostic] = []
         self.warnings: list[str] = []
+        self.check_warnings: list[str] = []  # about rows; they follow those about files
         self.temp: list[tuple[str, str]] = []  # (kind, name) to drop at the end
         self.check_only = False  # read headers only: the load already failed
         self.db_failed = False  # a statement failed: DuckDB may refuse any further one
@@ -284,6 +287,7 @@ def load_sources(
                 )
             tables[plan.name], counts[plan.name] = _check_source(loader, plan, rejects)
         loader.fail_if_any()
+        loader.warnings += loader.check_warnings
     except BaseException:
         # A failed load leaves no result tables behind, however far it got.
         if tables:
@@ -878,8 +882,8 @@ def _check_source(loader: _Loader, src: _Source, rejects: str) -> tuple[str, dic
             source=src,
         )
     src.work = ""
-    if duplicates:
-        loader.warnings.append(_duplicates_warning(src.name, duplicates))
+    if duplicates:  # after the warnings of all the files, as when sources were checked last
+        loader.check_warnings.append(_duplicates_warning(src.name, duplicates))
     counts = {
         "files": len(src.parts),
         "rows_read": read,
@@ -918,8 +922,7 @@ def _set_lines(loader: _Loader, src: _Source, work: str) -> None:
         if len(plain) == len(parts) and all(p.fmt == "csv" for p in src.parts if p.select):
             where = ""  # every row: an update without a filter is a lot cheaper
         loader.run(
-            f"UPDATE {work} SET _line = rowid - (CASE _fileno {whens} END) + {first_line}"
-            + where,
+            f"UPDATE {work} SET _line = rowid - (CASE _fileno {whens} END) + {first_line}" + where,
             source=src,
         )
     for fileno, first, spans in parts:
@@ -1118,9 +1121,12 @@ def _convert(loader: _Loader, src: _Source, col: _Column) -> str:
             f"CASE WHEN starts_with({r}, '[') AND json_valid({r}) "
             f"THEN try(from_json({r}, '[\"VARCHAR\"]')) ELSE string_split_regex({r}, '[;,]') END"
         )
+        # One tag (no separator, not a JSON array) is the trimmed text itself: no lambdas.
+        single = f"NOT starts_with({r}, '[') AND NOT contains({r}, ';') AND NOT contains({r}, ',')"
         return (
-            f"CASE WHEN {r} IS NULL THEN []::VARCHAR[] ELSE list_filter(list_transform({items}, "
-            "lambda t: trim(t)), lambda t: t IS NOT NULL AND t <> '') END"
+            f"CASE WHEN {r} IS NULL THEN []::VARCHAR[] WHEN {single} THEN [{r}] "
+            f"ELSE list_filter(list_transform({items}, lambda t: trim(t)), "
+            "lambda t: t IS NOT NULL AND t <> '') END"
         )
     if kind == "json":  # an object (r is trimmed); try: json() refuses what is not JSON
         return f"CASE WHEN starts_with({r}, '{{') THEN try(json({r})) END"
