@@ -86,9 +86,7 @@ def credit(ctx: RunContext, relation: str) -> int:
     `kind` and an available lot. Returns the number of entries made.
     """
     ctx.q("DROP TABLE IF EXISTS _credits")
-    ctx.q(
-        f"""CREATE TEMP TABLE _credits AS {numbered(relation, "points > 0")}"""
-    )
+    ctx.q(f"""CREATE TEMP TABLE _credits AS {numbered(relation, "points > 0")}""")
     n = int(ctx.scalar("SELECT count(*) FROM _credits"))
     if not n:
         return 0
