@@ -101,6 +101,15 @@ def _locked_error(path: Path, exc: Exception) -> LoyaltyError:
     )
 
 
+def state_error(
+    path: str | Path, message: str, hint: str = "Pass the DuckDB file written by `loyalty run`."
+) -> LoyaltyError:
+    """D605: the state file cannot be opened or read (exit 1)."""
+    return LoyaltyError(
+        Diagnostic(code="D605", path=str(path), message=message, hint=hint), ExitCode.INVALID
+    )
+
+
 def connect(path: str | Path | None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the state file and bring its schema up to date."""
     if path is None or str(path) == ":memory:":
@@ -122,25 +131,13 @@ def connect(path: str | Path | None, *, read_only: bool = False) -> duckdb.DuckD
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise _locked_error(p, exc) from None
-            raise LoyaltyError(
-                Diagnostic(
-                    code="D605",
-                    path=str(p),
-                    message=f"cannot open the state file: {exc}",
-                    hint="Check the path; the state file is a DuckDB database.",
-                ),
-                ExitCode.INVALID,
+            raise state_error(
+                p,
+                f"cannot open the state file: {exc}",
+                "Check the path; the state file is a DuckDB database.",
             ) from None
         except duckdb.Error as exc:
-            raise LoyaltyError(
-                Diagnostic(
-                    code="D605",
-                    path=str(p),
-                    message=f"not a valid state file: {exc}",
-                    hint="Pass the DuckDB file written by `loyalty run`.",
-                ),
-                ExitCode.INVALID,
-            ) from None
+            raise state_error(p, f"not a valid state file: {exc}") from None
     configure(con)
     if not read_only:
         migrate(con)

@@ -183,15 +183,7 @@ def plan(
             con.execute("COPY FROM DATABASE src TO memory")
             con.execute("DETACH src")
         except duckdb.Error as exc:
-            raise LoyaltyError(
-                Diagnostic(
-                    code="D605",
-                    path=str(state_path),
-                    message=f"cannot read the state file: {exc}",
-                    hint="Pass the DuckDB file written by `loyalty run`.",
-                ),
-                ExitCode.INVALID,
-            ) from None
+            raise state.state_error(state_path, f"cannot read the state file: {exc}") from None
     state.migrate(con)
     last = last_run_day(con)
     if last is not None and as_of < last:
