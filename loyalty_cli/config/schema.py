@@ -100,38 +100,42 @@ def _to_diagnostics(doc: YamlDoc, error: ValidationError, kind: str) -> list[Dia
         return out
     pos = doc.pos(path)
     line, col = (pos.line, pos.col) if pos else (None, None)
+
+    def at(code: str, message: str, hint: str, line=line, col=col) -> list[Diagnostic]:
+        """One diagnostic at the value (or the given position) of this error."""
+        return [
+            Diagnostic(
+                code=code,
+                path=doc.path,
+                line=line,
+                col=col,
+                where=where,
+                message=message,
+                hint=hint,
+            )
+        ]
+
     if v == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         desc = ((sch.get("properties") or {}).get(missing) or {}).get("description", "")
         kp = doc.key_pos(path) if path else None
         if kp:
             line, col = kp.line, kp.col
-        return [
-            Diagnostic(
-                code="S203",
-                path=doc.path,
-                line=line or 1,
-                col=col or 1,
-                where=where,
-                message=f"missing required key '{missing}'" + (f" in {where}" if where else ""),
-                hint=f"Add '{missing}:'." + (f" ({desc})" if desc else ""),
-            )
-        ]
+        return at(
+            "S203",
+            f"missing required key '{missing}'" + (f" in {where}" if where else ""),
+            f"Add '{missing}:'." + (f" ({desc})" if desc else ""),
+            line=line or 1,
+            col=col or 1,
+        )
     if v == "type":
         expected = sch.get("type")
         exp = " or ".join(expected) if isinstance(expected, list) else str(expected)
-        return [
-            Diagnostic(
-                code="S202",
-                path=doc.path,
-                line=line,
-                col=col,
-                where=where,
-                message=f"{where or 'document'} should be {exp}, "
-                f"not {_describe_type(error.instance)}",
-                hint=sch.get("description", ""),
-            )
-        ]
+        return at(
+            "S202",
+            f"{where or 'document'} should be {exp}, not {_describe_type(error.instance)}",
+            sch.get("description", ""),
+        )
     if v in ("enum", "const"):
         allowed = sch.get("enum") or [sch.get("const")]
         shown = ", ".join(json.dumps(a) for a in allowed)
@@ -141,60 +145,40 @@ def _to_diagnostics(doc: YamlDoc, error: ValidationError, kind: str) -> list[Dia
             else []
         )
         hint = f"Did you mean {close[0]!r}? " if close else ""
-        return [
-            Diagnostic(
-                code="S204",
-                path=doc.path,
-                line=line,
-                col=col,
-                where=where,
-                message=f"{where or 'value'}: {json.dumps(error.instance, default=str)} is not "
-                f"allowed; use one of {shown}",
-                hint=(hint + sch.get("description", "")).strip(),
-            )
-        ]
+        return at(
+            "S204",
+            f"{where or 'value'}: {json.dumps(error.instance, default=str)} is not "
+            f"allowed; use one of {shown}",
+            (hint + sch.get("description", "")).strip(),
+        )
     if v == "pattern" and "day|days" in str(error.validator_value):
         from loyalty_cli.config.durations import DURATION_HINT
 
-        return [
-            Diagnostic(
-                code="R304",
-                path=doc.path,
-                line=line,
-                col=col,
-                where=where,
-                message=f"malformed duration {error.instance!r} at {where}",
-                hint=DURATION_HINT + " At most 4 digits.",
-            )
-        ]
+        return at(
+            "R304",
+            f"malformed duration {error.instance!r} at {where}",
+            DURATION_HINT + " At most 4 digits.",
+        )
     if v == "not" and isinstance(error.validator_value, dict):
         why = error.validator_value.get("description")
         kp = doc.key_pos(path) if path else None
         if kp:
             line, col = kp.line, kp.col
         if why:
-            return [
-                Diagnostic(
-                    code="S201" if path else "S205",
-                    path=doc.path,
-                    line=line,
-                    col=col,
-                    where=where,
-                    message=f"{where or 'value'}: {why}",
-                    hint="Remove this key or change the entry's type.",
-                )
-            ]
-    return [
-        Diagnostic(
-            code="S205",
-            path=doc.path,
-            line=line,
-            col=col,
-            where=where,
-            message=f"{where or 'value'}: {_short(error.message)}",
-            hint=sch.get("description", ""),
-        )
-    ]
+            return at(
+                "S201" if path else "S205",
+                f"{where or 'value'}: {why}",
+                "Remove this key or change the entry's type.",
+                line=line,
+                col=col,
+            )
+    return at(
+        "S205",
+        f"{where or 'value'}: {_short(error.message)}",
+        sch.get("description", ""),
+        line=line,
+        col=col,
+    )
 
 
 def _short(message: str) -> str:
