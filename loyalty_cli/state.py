@@ -13,7 +13,7 @@ import duckdb
 
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Points are BIGINT, money DECIMAL(18,2), dates and timestamps local to the program's timezone.
 MIGRATIONS: dict[int, list[str]] = {
@@ -85,6 +85,25 @@ MIGRATIONS: dict[int, list[str]] = {
         """CREATE TABLE coupon_codes (
             pool_id VARCHAR, code VARCHAR, valid_until DATE, seq BIGINT,
             assigned_to VARCHAR, assigned_for VARCHAR, assigned_on DATE)""",
+    ],
+    # Cap periods as numbers (engine/earning.py period_key_sql): cheaper to group and join.
+    2: [
+        """CREATE TABLE cap_usage_v2 (
+            customer_id VARCHAR, rule_id VARCHAR, period BIGINT, used BIGINT)""",
+        """INSERT INTO cap_usage_v2
+        SELECT customer_id, rule_id,
+               CASE WHEN period = 'ever' THEN 0
+                    WHEN period LIKE '____-W__' THEN CAST(substr(period, 1, 4) AS BIGINT) * 100
+                        + CAST(substr(period, 7, 2) AS BIGINT)
+                    WHEN length(period) = 10
+                        THEN CAST(TRY_CAST(period AS DATE) - DATE '1970-01-01' AS BIGINT)
+                    WHEN length(period) = 7 THEN CAST(substr(period, 1, 4) AS BIGINT) * 100
+                        + CAST(substr(period, 6, 2) AS BIGINT)
+                    ELSE TRY_CAST(period AS BIGINT) END,
+               used
+        FROM cap_usage""",
+        "DROP TABLE cap_usage",
+        "ALTER TABLE cap_usage_v2 RENAME TO cap_usage",
     ],
 }
 

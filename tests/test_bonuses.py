@@ -179,7 +179,8 @@ def test_welcome_once_in_the_run_holding_the_join_day(con):
     lot = con.execute(
         "SELECT customer_id, earned_on, available_on, amount, status, kind, rule_id FROM lots"
     ).fetchall()
-    assert lot == [("A", D(2026, 3, 10), D(2026, 3, 10), 100, "available", "bonus", "welcome")]
+    # Available points go to the member's lot of their expiry day (here: none, one lot).
+    assert lot == [("A", D(2026, 3, 10), D(2026, 3, 10), 100, "available", "points", None)]
     assert con.execute("SELECT occurred_at FROM ledger").fetchone()[0] == T(2026, 3, 10, 9, 30)
 
     # The same day again: nothing more.
@@ -508,8 +509,8 @@ def test_adjustments_credit_debit_and_shortfall(con):
         ("adj3", "A", 0, "noop", D(2026, 3, 1)),
         ("adj4", "B", -40, "fraud", D(2026, 3, 1)),
     ]
-    # The debit takes the oldest lot first: the welcome lot (Mar 1, created first).
+    # Welcome and goodwill points share a lot (no expiry): 150 credited, 30 taken.
     assert con.execute(
         "SELECT kind, amount, remaining, earned_on FROM lots WHERE customer_id = 'A' "
         "ORDER BY lot_id"
-    ).fetchall() == [("bonus", 100, 70, D(2026, 3, 1)), ("adjust", 50, 50, D(2026, 3, 1))]
+    ).fetchall() == [("points", 150, 120, D(2026, 3, 1))]

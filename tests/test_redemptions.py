@@ -27,11 +27,12 @@ REWARDS = [
 ]
 
 
-def make_program(tmp_path: Path, codes: list[str]) -> Program:
+def make_program(tmp_path: Path, codes: list[str], expiry: dict | None = None) -> Program:
     (tmp_path / "r20.csv").write_text("code\n" + "".join(f"{c}\n" for c in codes))
     data = {
         "version": 1,
         "program": {"id": "club", "name": "Club", "currency": "PLN", "timezone": "Europe/Warsaw"},
+        **({"expiry": expiry} if expiry else {}),
         "tiers": {"levels": LEVELS},
         "rewards": REWARDS,
         "coupons": {"pools": [{"id": "r20", "source": "file", "path": "r20.csv"}]},
@@ -247,13 +248,14 @@ def test_a_rejection_frees_nothing_and_a_later_cheaper_request_still_fits(con, t
 
 
 def test_points_are_taken_from_the_oldest_lot_first(con, tmp_path):
-    ctx = make_ctx(con, make_program(tmp_path, []))
+    # Points expire 365 days after the day they were earned: one lot per earning day.
+    ctx = make_ctx(con, make_program(tmp_path, [], expiry={"after": "365 days"}))
     members(con, {"ann": "gold"})
     # Created newest first, so the order comes from earned_on, not from creation.
     lot(ctx, "ann", 200, date(2026, 3, 1), "march")
     lot(ctx, "ann", 500, date(2026, 2, 1), "february")
     lot(ctx, "ann", 300, date(2026, 1, 1), "january")
-    lot(ctx, "ann", 400, date(2026, 2, 1), "february-2")  # same day: by lot creation order
+    lot(ctx, "ann", 400, date(2026, 2, 1), "february-2")  # same day, same expiry: same lot
     requests(con, [("a1", "ann", "spa", "2026-03-31 09:00:00")])  # 2000 > 1400
     apply_redemptions(ctx)
     assert outcomes(con)["a1"][:2] == ("rejected", "insufficient_points")
@@ -267,11 +269,16 @@ def test_points_are_taken_from_the_oldest_lot_first(con, tmp_path):
     )
     apply_redemptions(ctx)
     lots = con.execute(
-        "SELECT source_id, l.remaining FROM lots l JOIN ledger g USING (lot_id) "
-        "ORDER BY l.earned_on, l.lot_id"
+        "SELECT l.earned_on, l.expires_on, l.amount, l.remaining, "
+        "string_agg(g.source_id, ',' ORDER BY g.entry_id) FROM lots l JOIN ledger g "
+        "USING (lot_id) GROUP BY ALL ORDER BY l.earned_on"
     ).fetchall()
-    # 600 taken: january 300, then february (created first) 300 of its 500.
-    assert lots == [("january", 0), ("february", 200), ("february-2", 400), ("march", 200)]
+    # 600 taken: january's 300, then 300 of february's 900 (500 + 400).
+    assert lots == [
+        (date(2026, 1, 1), date(2027, 1, 1), 300, 0, "january"),
+        (date(2026, 2, 1), date(2027, 2, 1), 900, 600, "february,february-2"),
+        (date(2026, 3, 1), date(2027, 3, 1), 200, 200, "march"),
+    ]
     assert balance(con, "ann") == 800
 
 

@@ -32,9 +32,8 @@ import datetime as dt
 from loyalty_cli import expr as expressions
 from loyalty_cli.engine import ledger
 from loyalty_cli.engine.context import RunContext
-from loyalty_cli.engine.earning import ROW_FROM as _FROM
 from loyalty_cli.engine.earning import ROW_WHERE as _WHERE
-from loyalty_cli.engine.earning import period_sql
+from loyalty_cli.engine.earning import period_sql, row_from
 
 # customer_id, occurred_at, day, row key, seq of a challenge row per `on`.
 _KEYS = {
@@ -248,7 +247,7 @@ def _challenge(ctx: RunContext, bonus: dict) -> int:
         FROM (
             SELECT {_KEYS[on]},
                    CAST(coalesce(({value}), 0) AS DECIMAL(18,2)) AS value
-            FROM {_FROM[on]}
+            FROM {row_from(on, value, cond)}
             WHERE {_WHERE[on]} AND {cond} {since}) t(customer_id, occurred_at, day, row_key,
                                                     seq, value)"""
     )

@@ -14,19 +14,28 @@ from loyalty_cli import expr as expressions
 from loyalty_cli.engine import ledger
 from loyalty_cli.engine.context import RunContext
 
-# The rows a rule (or a challenge) sees, per `on`, joined to the customer and member view.
-ROW_FROM = {
-    "order": """new_orders AS "order"
-        JOIN cust_view AS "customer" ON "customer".customer_id = "order".customer_id
-        JOIN member_view AS "member" ON "member".customer_id = "order".customer_id""",
+# The rows a rule (or a challenge) sees, per `on`; see row_from().
+_ROWS = {
+    "order": 'new_orders AS "order"',
     "order_item": """new_items AS "item"
-        JOIN new_orders AS "order" ON "order".order_id = "item".order_id
-        JOIN cust_view AS "customer" ON "customer".customer_id = "order".customer_id
-        JOIN member_view AS "member" ON "member".customer_id = "order".customer_id""",
-    "event": """new_events AS "event"
-        JOIN cust_view AS "customer" ON "customer".customer_id = "event".customer_id
-        JOIN member_view AS "member" ON "member".customer_id = "event".customer_id""",
+        JOIN new_orders AS "order" ON "order".order_id = "item".order_id""",
+    "event": 'new_events AS "event"',
 }
+_OWNER = {"order": '"order".customer_id', "order_item": '"order".customer_id'}
+
+
+def row_from(on: str, *sql: str) -> str:
+    """FROM clause of the rows of `on`, joined to the customer and member view where the
+    compiled expressions in `sql` use them (the joins filter nothing: every row's customer
+    is known, unknown ones were rejected on load)."""
+    owner = _OWNER.get(on, '"event".customer_id')
+    text = " ".join(sql)
+    clause = _ROWS[on]
+    if '"customer".' in text:
+        clause += f' JOIN cust_view AS "customer" ON "customer".customer_id = {owner}'
+    if '"member".' in text:
+        clause += f' JOIN member_view AS "member" ON "member".customer_id = {owner}'
+    return clause
 
 # customer_id, source_id, order_id, occurred_at, day, seq per kind of rule.
 _KEYS = {
@@ -55,7 +64,8 @@ def rounding_sql(rounding: str, x: str) -> str:
 
 
 def period_sql(per: str, day: str) -> str:
-    """Cap period key of a local day: day, ISO week (keyed by ISO year), month, year, ever."""
+    """Challenge period key of a local day: day, ISO week (keyed by ISO year), month, year,
+    ever (text, as stored in bonus_grants and challenge_progress)."""
     if per == "day":
         return f"strftime({day}, '%Y-%m-%d')"
     if per == "week":
@@ -67,6 +77,20 @@ def period_sql(per: str, day: str) -> str:
     if per == "year":
         return f"CAST(year({day}) AS VARCHAR)"
     return "'ever'"
+
+
+def period_key_sql(per: str, day: str) -> str:
+    """Cap period of a local day as a number (cap_usage.period): days since 1970-01-01,
+    ISO year * 100 + ISO week, year * 100 + month, the year, or 0 for `ever`."""
+    if per == "day":
+        return f"CAST({day} - DATE '1970-01-01' AS BIGINT)"
+    if per == "week":
+        return f"CAST(isoyear({day}) * 100 + week({day}) AS BIGINT)"
+    if per == "month":
+        return f"CAST(year({day}) * 100 + month({day}) AS BIGINT)"
+    if per == "year":
+        return f"CAST(year({day}) AS BIGINT)"
+    return "CAST(0 AS BIGINT)"
 
 
 def _multiplier_relation(ctx: RunContext) -> str:
@@ -89,6 +113,17 @@ def _multiplier_relation(ctx: RunContext) -> str:
         SELECT *, CAST(1 AS DECIMAL(9,4)) AS multiplier FROM earn_raw WHERE on_kind = 'event'"""
 
 
+def _positions(ctx: RunContext) -> dict[str, int]:
+    """Offsets that make (offset + _pos) unique over this run's orders, items and events
+    (_pos is a row's place in its loaded export), and the total span after the last."""
+    offsets, at = {}, 0
+    for on, table in (("order", "new_orders"), ("order_item", "new_items"), ("event", "new_events")):
+        offsets[on] = at
+        at += int(ctx.scalar(f"SELECT coalesce(max(_pos), -1) + 1 FROM {table}"))
+    offsets["span"] = at
+    return offsets
+
+
 def apply_earning(ctx: RunContext) -> None:
     """Evaluate every rule, cap, book credits (pending or available) and debits."""
     program = ctx.program
@@ -98,14 +133,16 @@ def apply_earning(ctx: RunContext) -> None:
         for name, src in (program.data.get("sources") or {}).items()
     }
     has_rfm = any(s.get("type") == "rfm" for s in program.data.get("segments") or [])
+    rules = program.rules
+    offsets = _positions(ctx)
     ctx.q("DROP TABLE IF EXISTS earn_raw")
     ctx.q(
         """CREATE TEMP TABLE earn_raw (
             rule_idx INTEGER, rule_id VARCHAR, on_kind VARCHAR, customer_id VARCHAR,
             source_id VARCHAR, order_id VARCHAR, occurred_at TIMESTAMP, day DATE, seq BIGINT,
-            raw BIGINT)"""
+            ordinal BIGINT, raw BIGINT)"""
     )
-    for idx, rule in enumerate(program.rules):
+    for idx, rule in enumerate(rules):
         on = rule["on"]
         ectx = expressions.ExprContext.for_rule(on, extras, rfm=has_rfm)
         points = expressions.compile_expression(rule["points"], ectx, kind="value")
@@ -115,83 +152,41 @@ def apply_earning(ctx: RunContext) -> None:
             cond = (
                 f"coalesce(({expressions.compile_expression(when, ectx, kind='condition')}), false)"
             )
+        # A row's entry number: its place over all new rows, times the rules, plus the rule.
+        pos = '"item"._pos' if on == "order_item" else f'"{_ALIAS[on]}"._pos'
+        ordinal = f"({offsets[on]} + {pos}) * {len(rules)} + {idx}"
         ctx.q(
             f"""INSERT INTO earn_raw
-            SELECT ?, ?, ?, {_KEYS[on]}, {rounding_sql(rnd, f"({points})")}
-            FROM {ROW_FROM[on]}
+            SELECT ?, ?, ?, {_KEYS[on]}, {ordinal}, {rounding_sql(rnd, f"({points})")}
+            FROM {row_from(on, points, cond)}
             WHERE {ROW_WHERE[on]} AND {cond}""",
             [idx, rule["id"], on],
         )
 
-    # Points after multiplier and caps, in one pass (9.5, 9.6).
-    capped = {r["id"]: r["cap"] for r in program.rules if r.get("cap")}
-    period = "CAST(NULL AS VARCHAR)"
+    # Points after the multiplier (9.5); caps below (9.6).
+    capped = {i: r["cap"] for i, r in enumerate(rules) if r.get("cap")}
+    period = "CAST(NULL AS BIGINT)"
     if capped:
         period = (
-            "CASE rule_id "
+            "CASE rule_idx "
             + " ".join(
-                f"WHEN {_lit(rid)} THEN {period_sql(cap['per'], 'day')}"
-                for rid, cap in capped.items()
+                f"WHEN {i} THEN {period_key_sql(cap['per'], 'day')}" for i, cap in capped.items()
             )
             + " END"
         )
-        cap_max = (
-            "CASE rule_id "
-            + " ".join(f"WHEN {_lit(rid)} THEN {int(cap['max'])}" for rid, cap in capped.items())
-            + " END"
-        )
-    ctx.q("DROP TABLE IF EXISTS earn_rows")
     uncapped = (
         f"CASE WHEN on_kind = 'event' THEN raw ELSE {rounding_sql(rnd, 'raw * multiplier')} END"
     )
+    ctx.q("DROP TABLE IF EXISTS earn_rows")
+    ctx.q(
+        f"""CREATE TEMP TABLE earn_rows AS
+        SELECT *, {uncapped} AS uncapped, {period} AS period, {uncapped} AS points
+        FROM ({_multiplier_relation(ctx)}) m WHERE raw IS NOT NULL"""
+    )
     if capped:
-        ctx.q(
-            f"""CREATE TEMP TABLE earn_rows AS
-            WITH b AS (
-                SELECT *, {uncapped} AS uncapped, {period} AS period
-                FROM ({_multiplier_relation(ctx)}) m WHERE raw IS NOT NULL),
-            used AS (
-                SELECT customer_id, rule_id, period, sum(used) AS used FROM cap_usage
-                WHERE rule_id IN (SELECT DISTINCT rule_id FROM b WHERE period IS NOT NULL)
-                  AND period IN (SELECT DISTINCT period FROM b WHERE period IS NOT NULL)
-                GROUP BY ALL),
-            -- Only periods whose points would pass the cap need the running sum.
-            over AS (
-                SELECT t.customer_id, t.rule_id, t.period, coalesce(u.used, 0) AS used
-                FROM (SELECT customer_id, rule_id, period, sum(uncapped) AS total FROM b
-                      WHERE period IS NOT NULL AND uncapped > 0 GROUP BY ALL) t
-                LEFT JOIN used u USING (customer_id, rule_id, period)
-                WHERE t.total + coalesce(u.used, 0) > {cap_max.replace("rule_id", "t.rule_id")}),
-            b2 AS (
-                SELECT b.*, o.used, o.customer_id IS NOT NULL AS overflows
-                FROM b LEFT JOIN over o USING (customer_id, rule_id, period))
-            SELECT * EXCLUDE (used, overflows), uncapped AS points FROM b2
-            WHERE NOT overflows OR uncapped <= 0
-            UNION ALL
-            SELECT * EXCLUDE (used, before, overflows),
-                   least(uncapped, greatest(0, {cap_max} - used - before)) AS points
-            FROM (
-                SELECT *,
-                       coalesce(sum(uncapped) OVER (
-                           PARTITION BY customer_id, rule_id, period
-                           ORDER BY occurred_at, seq, source_id
-                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
-                FROM b2 WHERE overflows AND uncapped > 0) w"""
-        )
-        # Room used is appended per run and summed when read.
-        ctx.q(
-            """INSERT INTO cap_usage
-            SELECT customer_id, rule_id, period, sum(points) FROM earn_rows
-            WHERE period IS NOT NULL AND points > 0 GROUP BY ALL"""
-        )
-    else:
-        ctx.q(
-            f"""CREATE TEMP TABLE earn_rows AS
-            SELECT *, {uncapped} AS uncapped, {period} AS period, {uncapped} AS points
-            FROM ({_multiplier_relation(ctx)}) m WHERE raw IS NOT NULL"""
-        )
+        _apply_caps(ctx, capped)
 
-    qualifying_ids = [r["id"] for r in program.rules if r.get("qualifying")]
+    qualifying_ids = [r["id"] for r in rules if r.get("qualifying")]
     qual = (
         "FALSE"
         if not qualifying_ids
@@ -214,8 +209,9 @@ def apply_earning(ctx: RunContext) -> None:
                    day AS earned_on,
                    CASE WHEN on_kind = 'event' THEN CAST(NULL AS DATE)
                         ELSE {pending_until} END AS pending_until,
-                   order_id, CAST(NULL AS VARCHAR) AS reason
+                   order_id, CAST(NULL AS VARCHAR) AS reason, ordinal
             FROM earn_rows WHERE points > 0""",
+        ordinal_span=offsets["span"] * len(rules),
     )
     ledger.debit(
         ctx,
@@ -230,6 +226,62 @@ def apply_earning(ctx: RunContext) -> None:
     ).fetchall():
         ctx.count("earning", f"{rule_id}.points", int(pts))
         ctx.count("earning", f"{rule_id}.rows", int(rows))
+
+
+_ALIAS = {"order": "order", "order_item": "item", "event": "event"}
+
+
+def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
+    """Cap earn_rows.points per member, rule and period (9.6) and record the room used.
+
+    Room is summed per member, rule and period over this run's positive points plus what
+    earlier runs used (cap_usage, appended per run). Only the periods that pass the cap need
+    the running sum in row order; the row that crosses the cap gets the remainder.
+    """
+    cap_max = (
+        "CASE rule_idx "
+        + " ".join(f"WHEN {i} THEN {int(cap['max'])}" for i, cap in capped.items())
+        + " END"
+    )
+    ctx.q("DROP TABLE IF EXISTS _capg")
+    ctx.q(
+        f"""CREATE TEMP TABLE _capg AS
+        WITH g AS (
+            SELECT customer_id, rule_idx, rule_id, period, sum(uncapped) AS total
+            FROM earn_rows WHERE period IS NOT NULL AND uncapped > 0
+            GROUP BY customer_id, rule_idx, rule_id, period),
+        u AS (
+            SELECT customer_id, rule_id, period, sum(used) AS used FROM cap_usage
+            WHERE rule_id IN (SELECT DISTINCT rule_id FROM g)
+              AND period IN (SELECT DISTINCT period FROM g)
+            GROUP BY ALL)
+        SELECT g.*, coalesce(u.used, 0) AS used, {cap_max} AS cap
+        FROM g LEFT JOIN u USING (customer_id, rule_id, period)"""
+    )
+    ctx.q(
+        """UPDATE earn_rows SET points = w.points FROM (
+            SELECT r.rowid AS rid,
+                   least(r.uncapped, greatest(0, o.cap - o.used - coalesce(sum(r.uncapped) OVER (
+                       PARTITION BY r.customer_id, r.rule_idx, r.period
+                       ORDER BY r.occurred_at, r.seq, r.source_id
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))) AS points
+            FROM earn_rows r
+            JOIN (SELECT * FROM _capg WHERE total + used > cap) o
+              USING (customer_id, rule_idx, period)
+            WHERE r.uncapped > 0) w
+        WHERE earn_rows.rowid = w.rid AND earn_rows.points <> w.points"""
+    )
+    # Room used is appended per run and summed when read.
+    ctx.q(
+        """INSERT INTO cap_usage
+        SELECT customer_id, rule_id, period, used FROM (
+            SELECT customer_id, rule_id, period,
+                   CASE WHEN total + used > cap THEN greatest(0, least(total, cap - used))
+                        ELSE total END AS used
+            FROM _capg) x
+        WHERE used > 0"""
+    )
+    ctx.q("DROP TABLE _capg")
 
 
 def _lit(text: str) -> str:

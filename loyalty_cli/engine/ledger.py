@@ -77,40 +77,98 @@ def numbered(relation: str, where: str) -> str:
         FROM c JOIN base USING (customer_id)"""
 
 
-def credit(ctx: RunContext, relation: str) -> int:
+def credit(ctx: RunContext, relation: str, *, ordinal_span: int | None = None) -> int:
     """Add credits from a relation (SQL text built by the engine, not by users).
 
     Columns: customer_id, kind, points (> 0), rule_id, source_id, occurred_at, earned_on,
     pending_until (DATE or NULL: pending until the start of that day), order_id, reason.
-    Pending credits make a `pending` entry and a pending lot; the others an entry of
-    `kind` and an available lot. Returns the number of entries made.
+    Each credit makes a ledger entry: `pending` for pending credits, else one of `kind`.
+    Returns the number of entries made.
+
+    Lots: a pending credit goes to the pending lot of its order and rule; an available one to the member's lot of kind `points` for its expiry day, which collects
+    every available credit that expires that day (or, without `expiry.after`, every one).
+    Debits take lots oldest first and all points of one expiry day expire together, so
+    which of that day's credits a debit took changes nothing a member or a file can see;
+    one lot per day keeps the table small (a member has a few lots, not one per event).
+
+    With `ordinal_span`, the relation also has `ordinal`: a number in [0, ordinal_span)
+    fixed by the rows' positions in the exports, unique per row. Entry ids are then
+    base + 1 + ordinal (with gaps), which spares sorting millions of credits to number them.
     """
     ctx.q("DROP TABLE IF EXISTS _credits")
-    ctx.q(f"""CREATE TEMP TABLE _credits AS {numbered(relation, "points > 0")}""")
-    n = int(ctx.scalar("SELECT count(*) FROM _credits"))
+    if ordinal_span is None:
+        ctx.q(f"""CREATE TEMP TABLE _credits AS {numbered(relation, "points > 0")}""")
+        cred = "SELECT * FROM _credits"
+        n = int(ctx.scalar("SELECT count(*) FROM _credits"))
+        span = n
+    else:
+        cred = f"SELECT ordinal + 1 AS n, * FROM ({relation}) r WHERE points > 0"
+        n = int(ctx.scalar(f"SELECT count(*) FROM ({cred}) c"))
+        span = int(ordinal_span)
     if not n:
+        ctx.q("DROP TABLE IF EXISTS _credits")
         return 0
-    entry0 = _reserve(ctx, "ledger", n)
-    lot0 = _reserve(ctx, "lots", n)
+    entry0 = _reserve(ctx, "ledger", span)
     run_on = ctx.sql_date()
+    keyed = f"""SELECT c.*,
+               CASE WHEN pending_until IS NOT NULL THEN order_id ELSE '' END AS k_order,
+               CASE WHEN pending_until IS NOT NULL THEN rule_id ELSE '' END AS k_rule,
+               coalesce({expiry_sql(ctx, "earned_on")}, DATE '9999-12-31') AS k_exp
+        FROM ({cred}) c"""
+    # One row per lot the credits go to, with the id of the lot when it exists already.
+    ctx.q("DROP TABLE IF EXISTS _lotk")
+    ctx.q(
+        f"""CREATE TEMP TABLE _lotk AS
+        WITH k AS (
+            SELECT customer_id, k_order, k_rule, k_exp, min(pending_until) AS pending_until,
+                   min(earned_on) AS earned_on, sum(points) AS amount
+            FROM ({keyed}) x GROUP BY customer_id, k_order, k_rule, k_exp),
+        b AS (
+            SELECT customer_id, coalesce(expires_on, DATE '9999-12-31') AS k_exp,
+                   min(lot_id) AS lot_id
+            FROM lots WHERE kind = 'points' AND status = 'available'
+              AND customer_id IN (SELECT customer_id FROM k WHERE k_order = '')
+            GROUP BY ALL)
+        SELECT k.*, b.lot_id AS existing,
+               CASE WHEN b.lot_id IS NULL THEN row_number() OVER (
+                   PARTITION BY b.lot_id IS NULL
+                   ORDER BY k.customer_id, k.k_exp, k.k_order, k.k_rule)
+               END AS new_n
+        FROM k LEFT JOIN b ON k.k_order = '' AND b.customer_id = k.customer_id
+                          AND b.k_exp = k.k_exp"""
+    )
+    ctx.q(
+        """UPDATE lots SET amount = lots.amount + k.amount, remaining = lots.remaining + k.amount,
+                          earned_on = least(lots.earned_on, k.earned_on),
+                          available_on = least(lots.available_on, k.earned_on)
+        FROM _lotk k WHERE lots.lot_id = k.existing"""
+    )
+    new_lots = int(ctx.scalar("SELECT count(*) FROM _lotk WHERE existing IS NULL"))
+    lot0 = _reserve(ctx, "lots", new_lots)
     ctx.q(
         f"""INSERT INTO lots
-        SELECT {lot0} + n, customer_id, earned_on, coalesce(pending_until, earned_on),
-               {expiry_sql(ctx, "earned_on")}, points, points,
-               CASE WHEN pending_until IS NOT NULL THEN 'pending' ELSE 'available' END,
-               order_id, kind, rule_id, {run_on}
-        FROM _credits"""
+        SELECT {lot0} + new_n, customer_id, earned_on, coalesce(pending_until, earned_on),
+               CASE WHEN k_exp < DATE '9999-12-31' THEN k_exp END, amount, amount,
+               CASE WHEN k_order <> '' THEN 'pending' ELSE 'available' END,
+               CASE WHEN k_order <> '' THEN k_order END,
+               CASE WHEN k_order <> '' THEN 'earn' ELSE 'points' END,
+               CASE WHEN k_order <> '' THEN k_rule END, {run_on}
+        FROM _lotk WHERE existing IS NULL ORDER BY new_n"""
     )
     ctx.q(
         f"""INSERT INTO ledger ({LEDGER_COLUMNS})
-        SELECT {entry0} + n, {run_on}, customer_id,
-               CASE WHEN pending_until IS NOT NULL THEN 'pending' ELSE kind END,
-               CASE WHEN pending_until IS NOT NULL THEN 0 ELSE points END,
-               CASE WHEN pending_until IS NOT NULL THEN points ELSE 0 END,
-               rule_id, source_id, occurred_at, CAST(occurred_at AS DATE), reason, 0, {lot0} + n
-        FROM _credits"""
+        SELECT {entry0} + c.n, {run_on}, c.customer_id,
+               CASE WHEN c.pending_until IS NOT NULL THEN 'pending' ELSE c.kind END,
+               CASE WHEN c.pending_until IS NOT NULL THEN 0 ELSE c.points END,
+               CASE WHEN c.pending_until IS NOT NULL THEN c.points ELSE 0 END,
+               c.rule_id, c.source_id, c.occurred_at, CAST(c.occurred_at AS DATE), c.reason, 0,
+               coalesce(k.existing, {lot0} + k.new_n)
+        FROM ({keyed}) c
+        JOIN _lotk k ON k.customer_id = c.customer_id AND k.k_order = c.k_order
+                    AND k.k_rule = c.k_rule AND k.k_exp = c.k_exp"""
     )
-    ctx.q("DROP TABLE _credits")
+    ctx.q("DROP TABLE _lotk")
+    ctx.q("DROP TABLE IF EXISTS _credits")
     return n
 
 

@@ -445,7 +445,7 @@ def _prepare(ctx: RunContext, loaded) -> None:
     # Orders first processed in this run; re-exported orders that turned cancelled.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE new_orders AS
-        SELECT s.* FROM {t["orders"]} s
+        SELECT s.*, s.rowid AS _pos FROM {t["orders"]} s
         WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = s.order_id)"""
     )
     con.execute(
@@ -461,7 +461,7 @@ def _prepare(ctx: RunContext, loaded) -> None:
     items = t.get("order_items")
     if items:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE new_items AS SELECT i.* FROM {items} i "
+            f"CREATE OR REPLACE TEMP TABLE new_items AS SELECT i.*, i.rowid AS _pos FROM {items} i "
             "WHERE i.order_id IN (SELECT order_id FROM new_orders)"
         )
         ignored = con.execute(
@@ -483,14 +483,14 @@ def _prepare(ctx: RunContext, loaded) -> None:
     else:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE new_items AS SELECT NULL::VARCHAR AS order_id, "
-            "0::BIGINT AS item_seq WHERE FALSE"
+            "0::BIGINT AS item_seq, 0::BIGINT AS _pos WHERE FALSE"
         )
 
     events = t.get("events")
     if events:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE new_events AS
-            SELECT e.* FROM {events} e
+            SELECT e.*, e.rowid AS _pos FROM {events} e
             WHERE NOT EXISTS (
                 SELECT 1 FROM events_seen s
                 WHERE s.event_key = e.event_key
@@ -499,7 +499,7 @@ def _prepare(ctx: RunContext, loaded) -> None:
     else:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE new_events AS SELECT NULL::VARCHAR AS event_key, "
-            "NULL::VARCHAR AS customer_id, NULL::DATE AS day WHERE FALSE"
+            "NULL::VARCHAR AS customer_id, NULL::DATE AS day, 0::BIGINT AS _pos WHERE FALSE"
         )
 
     rets = t.get("returns")
