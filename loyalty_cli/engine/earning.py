@@ -39,12 +39,13 @@ def row_from(on: str, *sql: str) -> str:
 
 # customer_id, source_id, order_id, occurred_at, day, seq per kind of rule.
 _KEYS = {
-    "order": """"order".customer_id, "order".order_id, "order".order_id,
-        "order".ordered_at, "order".day, 0""",
-    "order_item": """"order".customer_id, "order".order_id || '#' || "item".item_seq,
-        "order".order_id, "order".ordered_at, "order".day, "item".item_seq""",
-    "event": """"event".customer_id, "event".event_key, NULL,
-        "event".occurred_at, "event".day, 0""",
+    "order": """"order".customer_id, "order".order_id AS source_id, "order".order_id,
+        "order".ordered_at AS occurred_at, "order".day, 0 AS seq""",
+    "order_item": """"order".customer_id, "order".order_id || '#' || "item".item_seq AS source_id,
+        "order".order_id, "order".ordered_at AS occurred_at, "order".day,
+        "item".item_seq AS seq""",
+    "event": """"event".customer_id, "event".event_key AS source_id,
+        CAST(NULL AS VARCHAR) AS order_id, "event".occurred_at, "event".day, 0 AS seq""",
 }
 
 ROW_WHERE = {
@@ -93,24 +94,18 @@ def period_key_sql(per: str, day: str) -> str:
     return "CAST(0 AS BIGINT)"
 
 
-def _multiplier_relation(ctx: RunContext) -> str:
-    """earn_raw plus the member's tier multiplier as of the start of each row's day.
-
-    Event rules take no multiplier; without any tier change yet (a first run) everyone is
-    at the lowest level, so no join is needed.
-    """
+def _with_multiplier(ctx: RunContext, rows: str, on: str) -> str:
+    """`rows` plus `multiplier`: the member's tier multiplier as of the start of each row's
+    day for order and order_item rules, 1 for event rules (9.5). Without any tier change
+    yet (a first run) everyone is at the lowest level, so no join is needed."""
     from loyalty_cli.engine import tiers
 
-    lowest = ctx.program.levels[0].get("multiplier", 1) if ctx.program.tiers else 1
-    constant = f"CAST({float(lowest)!r} AS DECIMAL(9,4))"
-    has_changes = ctx.program.tiers and ctx.scalar("SELECT count(*) FROM tier_changes") > 0
-    if not has_changes:
-        return f"SELECT *, {constant} AS multiplier FROM earn_raw"
-    with_tier = tiers.tier_as_of_sql(ctx, "SELECT * FROM earn_raw WHERE on_kind <> 'event'", "day")
-    return f"""
-        SELECT * EXCLUDE (tier) FROM ({with_tier}) t
-        UNION ALL
-        SELECT *, CAST(1 AS DECIMAL(9,4)) AS multiplier FROM earn_raw WHERE on_kind = 'event'"""
+    if on == "event" or not ctx.program.tiers:
+        return f"SELECT *, CAST(1 AS DECIMAL(9,4)) AS multiplier FROM ({rows}) r"
+    if not ctx.scalar("SELECT count(*) FROM tier_changes"):
+        lowest = ctx.program.levels[0].get("multiplier", 1)
+        return f"SELECT *, CAST({float(lowest)!r} AS DECIMAL(9,4)) AS multiplier FROM ({rows}) r"
+    return f"SELECT * EXCLUDE (tier) FROM ({tiers.tier_as_of_sql(ctx, rows, 'day')}) t"
 
 
 def _positions(ctx: RunContext) -> dict[str, int]:
@@ -135,12 +130,13 @@ def apply_earning(ctx: RunContext) -> None:
     has_rfm = any(s.get("type") == "rfm" for s in program.data.get("segments") or [])
     rules = program.rules
     offsets = _positions(ctx)
-    ctx.q("DROP TABLE IF EXISTS earn_raw")
+    ctx.q("DROP TABLE IF EXISTS earn_rows")
     ctx.q(
-        """CREATE TEMP TABLE earn_raw (
+        """CREATE TEMP TABLE earn_rows (
             rule_idx INTEGER, rule_id VARCHAR, on_kind VARCHAR, customer_id VARCHAR,
             source_id VARCHAR, order_id VARCHAR, occurred_at TIMESTAMP, day DATE, seq BIGINT,
-            ordinal BIGINT, raw BIGINT)"""
+            ordinal BIGINT, raw BIGINT, multiplier DECIMAL(9,4), uncapped BIGINT,
+            period BIGINT, points BIGINT)"""
     )
     for idx, rule in enumerate(rules):
         on = rule["on"]
@@ -153,36 +149,25 @@ def apply_earning(ctx: RunContext) -> None:
                 f"coalesce(({expressions.compile_expression(when, ectx, kind='condition')}), false)"
             )
         # A row's entry number: its place over all new rows, times the rules, plus the rule.
-        pos = '"item"._pos' if on == "order_item" else f'"{_ALIAS[on]}"._pos'
-        ordinal = f"({offsets[on]} + {pos}) * {len(rules)} + {idx}"
-        ctx.q(
-            f"""INSERT INTO earn_raw
-            SELECT ?, ?, ?, {_KEYS[on]}, {ordinal}, {rounding_sql(rnd, f"({points})")}
+        ordinal = f'({offsets[on]} + "{_ALIAS[on]}"._pos) * {len(rules)} + {idx}'
+        rows = f"""SELECT {_KEYS[on]}, {ordinal} AS ordinal,
+                   {rounding_sql(rnd, f"({points})")} AS raw
             FROM {row_from(on, points, cond)}
-            WHERE {ROW_WHERE[on]} AND {cond}""",
+            WHERE {ROW_WHERE[on]} AND {cond}"""
+        # Points after the multiplier (9.5), before the cap (9.6, _apply_caps).
+        uncapped = "raw" if on == "event" else rounding_sql(rnd, "raw * multiplier")
+        period = "NULL"
+        if rule.get("cap"):
+            period = period_key_sql(rule["cap"]["per"], "day")
+        ctx.q(
+            f"""INSERT INTO earn_rows
+            SELECT ?, ?, ?, customer_id, source_id, order_id, occurred_at, day, seq, ordinal,
+                   raw, multiplier, {uncapped}, {period}, {uncapped}
+            FROM ({_with_multiplier(ctx, rows, on)}) m
+            WHERE raw IS NOT NULL""",
             [idx, rule["id"], on],
         )
-
-    # Points after the multiplier (9.5); caps below (9.6).
     capped = {i: r["cap"] for i, r in enumerate(rules) if r.get("cap")}
-    period = "CAST(NULL AS BIGINT)"
-    if capped:
-        period = (
-            "CASE rule_idx "
-            + " ".join(
-                f"WHEN {i} THEN {period_key_sql(cap['per'], 'day')}" for i, cap in capped.items()
-            )
-            + " END"
-        )
-    uncapped = (
-        f"CASE WHEN on_kind = 'event' THEN raw ELSE {rounding_sql(rnd, 'raw * multiplier')} END"
-    )
-    ctx.q("DROP TABLE IF EXISTS earn_rows")
-    ctx.q(
-        f"""CREATE TEMP TABLE earn_rows AS
-        SELECT *, {uncapped} AS uncapped, {period} AS period, {uncapped} AS points
-        FROM ({_multiplier_relation(ctx)}) m WHERE raw IS NOT NULL"""
-    )
     if capped:
         _apply_caps(ctx, capped)
 

@@ -110,11 +110,17 @@ def credit(ctx: RunContext, relation: str, *, ordinal_span: int | None = None) -
         return 0
     entry0 = _reserve(ctx, "ledger", span)
     run_on = ctx.sql_date()
+    # Expiry days per earning day, computed once per day rather than once per credit.
+    ctx.q("DROP TABLE IF EXISTS _expday")
+    ctx.q(
+        f"""CREATE TEMP TABLE _expday AS
+        SELECT earned_on, coalesce({expiry_sql(ctx, "earned_on")}, DATE '9999-12-31') AS k_exp
+        FROM (SELECT DISTINCT earned_on FROM ({cred}) c) d"""
+    )
     keyed = f"""SELECT c.*,
                CASE WHEN pending_until IS NOT NULL THEN order_id ELSE '' END AS k_order,
-               CASE WHEN pending_until IS NOT NULL THEN rule_id ELSE '' END AS k_rule,
-               coalesce({expiry_sql(ctx, "earned_on")}, DATE '9999-12-31') AS k_exp
-        FROM ({cred}) c"""
+               CASE WHEN pending_until IS NOT NULL THEN rule_id ELSE '' END AS k_rule, e.k_exp
+        FROM ({cred}) c JOIN _expday e USING (earned_on)"""
     # One row per lot the credits go to, with the id of the lot when it exists already.
     ctx.q("DROP TABLE IF EXISTS _lotk")
     ctx.q(
@@ -167,8 +173,8 @@ def credit(ctx: RunContext, relation: str, *, ordinal_span: int | None = None) -
         JOIN _lotk k ON k.customer_id = c.customer_id AND k.k_order = c.k_order
                     AND k.k_rule = c.k_rule AND k.k_exp = c.k_exp"""
     )
-    ctx.q("DROP TABLE _lotk")
-    ctx.q("DROP TABLE IF EXISTS _credits")
+    for table in ("_lotk", "_expday", "_credits"):
+        ctx.q(f"DROP TABLE IF EXISTS {table}")
     return n
 
 
@@ -179,22 +185,24 @@ def release_due(ctx: RunContext, *, created_before_run: bool = False) -> int:
     ctx.q("DROP TABLE IF EXISTS _release")
     ctx.q(
         f"""CREATE TEMP TABLE _release AS
-        SELECT row_number() OVER (ORDER BY customer_id, available_on, lot_id) AS n, *
-        FROM lots WHERE status = 'pending' AND available_on <= {run_on} {created}"""
+        SELECT * FROM lots WHERE status = 'pending' AND available_on <= {run_on} {created}"""
     )
-    n, released = ctx.q(
-        "SELECT count(*), coalesce(sum(remaining), 0) FROM _release WHERE remaining > 0"
+    n, released, first, last = ctx.q(
+        "SELECT count(*), coalesce(sum(remaining), 0), min(lot_id), max(lot_id) FROM _release "
+        "WHERE remaining > 0"
     ).fetchone()
     n = int(n)
     ctx.count("release", "points", int(released))
-    entry0 = _reserve(ctx, "ledger", n)
-    ctx.q(
-        f"""INSERT INTO ledger ({LEDGER_COLUMNS})
-        SELECT {entry0} + row_number() OVER (ORDER BY n), {run_on}, customer_id, 'release',
-               remaining, -remaining, rule_id, order_id,
-               CAST(available_on AS TIMESTAMP), available_on, NULL, 0, lot_id
-        FROM _release WHERE remaining > 0"""
-    )
+    if n:
+        # Entries numbered by lot id (lots are numbered per member): no sort needed.
+        entry0 = _reserve(ctx, "ledger", int(last) - int(first) + 1)
+        ctx.q(
+            f"""INSERT INTO ledger ({LEDGER_COLUMNS})
+            SELECT {entry0} + 1 + lot_id - {int(first)}, {run_on}, customer_id, 'release',
+                   remaining, -remaining, rule_id, order_id,
+                   CAST(available_on AS TIMESTAMP), available_on, NULL, 0, lot_id
+            FROM _release WHERE remaining > 0"""
+        )
     ctx.q("UPDATE lots SET status = 'available' FROM _release r WHERE lots.lot_id = r.lot_id")
     ctx.q("DROP TABLE _release")
     return n

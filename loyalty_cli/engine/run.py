@@ -486,19 +486,34 @@ def _prepare(ctx: RunContext, loaded) -> None:
             "0::BIGINT AS item_seq, 0::BIGINT AS _pos WHERE FALSE"
         )
 
+    # new_events is a view: over the loaded rows themselves when no processed key can be
+    # among them (a first run, or exports of days not seen yet), else over those left after
+    # the processed keys of the export's days are taken out.
     events = t.get("events")
+    con.execute("DROP TABLE IF EXISTS _new_events")
     if events:
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE new_events AS
-            SELECT e.*, e.rowid AS _pos FROM {events} e
-            WHERE NOT EXISTS (
-                SELECT 1 FROM events_seen s
-                WHERE s.event_key = e.event_key
-                  AND s.day >= (SELECT min(day) FROM {events}))"""
-        )
+        overlap = con.execute(
+            f"""SELECT count(*) FROM (SELECT 1 FROM events_seen
+            WHERE day >= (SELECT min(day) FROM {events}) LIMIT 1) s"""
+        ).fetchone()[0]
+        if overlap:
+            con.execute(
+                f"""CREATE TEMP TABLE _new_events AS
+                SELECT e.*, e.rowid AS _pos FROM {events} e
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM events_seen s
+                    WHERE s.event_key = e.event_key
+                      AND s.day >= (SELECT min(day) FROM {events}))"""
+            )
+            con.execute("CREATE OR REPLACE TEMP VIEW new_events AS SELECT * FROM _new_events")
+        else:
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW new_events AS "
+                f"SELECT e.*, e.rowid AS _pos FROM {events} e"
+            )
     else:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE new_events AS SELECT NULL::VARCHAR AS event_key, "
+            "CREATE OR REPLACE TEMP VIEW new_events AS SELECT NULL::VARCHAR AS event_key, "
             "NULL::VARCHAR AS customer_id, NULL::DATE AS day, 0::BIGINT AS _pos WHERE FALSE"
         )
 
