@@ -98,7 +98,7 @@ def write_all(ctx: RunContext, out: Path, rejects_table: str) -> None:
         f"""SELECT {neutral("customer_id")} AS customer_id, kind, points, pending,
                    {neutral("rule_id")} AS rule_id, {neutral("source_id")} AS source_id,
                    occurred_on, {neutral("reason")} AS reason, shortfall
-            FROM ledger WHERE run_on = {d} ORDER BY customer_id, entry_id""",
+            FROM ledger WHERE run_on = {d} ORDER BY entry_id""",
         out / "ledger.csv",
     )
     _copy(
