@@ -204,3 +204,22 @@ def test_sigkill_leaves_state_as_before(tmp_path, sample_data, stage):
     ref.run("2026-02-10")
     assert dump_state(shop.state) == dump_state(ref.state)
     assert dump_outputs(shop.out) == dump_outputs(ref.out)
+
+
+def test_customers_export_updates_changed_rows_and_keeps_first_seen(tmp_path):
+    shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: 1}\n")
+    shop.add("customers", customer("A"), customer("B", locale="pl-PL"))
+    shop.run("2026-03-01")
+    # Next night: A changes e-mail, B is the same, C is new.
+    shop.rows["customers"][0]["email"] = "ann@new.example"
+    shop.add("customers", customer("C", joined="2026-03-02 08:00:00"))
+    shop.run("2026-03-02")
+    rows = shop.query(
+        "SELECT customer_id, email, locale, join_day, first_seen_on FROM customers "
+        "ORDER BY customer_id"
+    )
+    assert rows == [
+        ("A", "ann@new.example", None, dt.date(2025, 1, 1), dt.date(2026, 3, 1)),
+        ("B", "b@example.com", "pl-PL", dt.date(2025, 1, 1), dt.date(2026, 3, 1)),
+        ("C", "c@example.com", None, dt.date(2026, 3, 2), dt.date(2026, 3, 2)),
+    ]

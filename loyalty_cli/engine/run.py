@@ -398,12 +398,34 @@ def _prepare(ctx: RunContext, loaded) -> None:
         if cust_extra
         else "CAST(NULL AS JSON)"
     )
+    # Only new and changed customers are written: the export is usually the full list.
+    changed = " OR ".join(
+        f"s.{col} IS DISTINCT FROM c.{col}"
+        for col in (
+            "email",
+            "phone",
+            "first_name",
+            "last_name",
+            "birth_date",
+            "joined_at",
+            "email_consent",
+            "sms_consent",
+            "referred_by",
+            "locale",
+        )
+    )
     con.execute(
         f"""INSERT OR REPLACE INTO customers
-        SELECT s.customer_id, s.email, s.phone, s.first_name, s.last_name, s.birth_date,
-               s.joined_at, CAST(s.joined_at AS DATE), s.email_consent, s.sms_consent,
-               s.referred_by, s.locale, {extra_json}, coalesce(c.first_seen_on, {d})
-        FROM {t["customers"]} s LEFT JOIN customers c USING (customer_id)"""
+        SELECT * EXCLUDE (_write) FROM (
+            SELECT s.customer_id, s.email, s.phone, s.first_name, s.last_name, s.birth_date,
+                   s.joined_at, CAST(s.joined_at AS DATE), s.email_consent, s.sms_consent,
+                   s.referred_by, s.locale, {extra_json} AS extra,
+                   coalesce(c.first_seen_on, {d}),
+                   c.customer_id IS NULL OR {changed}
+                       OR CAST({extra_json} AS VARCHAR) IS DISTINCT FROM CAST(c.extra AS VARCHAR)
+                       AS _write
+            FROM {t["customers"]} s LEFT JOIN customers c USING (customer_id)) x
+        WHERE _write"""
     )
     extra_cols = "".join(
         f", CAST(json_extract{'_string' if typ != 'list' else ''}(extra, '$.{k}') AS "
