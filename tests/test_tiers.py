@@ -376,3 +376,18 @@ def test_without_tiers_nothing_happens(con):
         ("a", D + timedelta(days=1), None, Decimal("1.0000"))
     ]
     assert con.execute(member_tiers_sql(ctx)).fetchall() == [("a", None)]
+
+
+def test_lowest_level_members_are_not_rewritten_to_renew(con):
+    # Nobody drops below the lowest level, so its renewal day is not kept up to date;
+    # members above it are renewed as of D when they still qualify.
+    program = make_program({})
+    add_customer(con, "low")
+    add_customer(con, "high")
+    add_order(con, "high", D - timedelta(days=3), "1200")
+    set_tier(con, "low", "bronze", date(2026, 1, 1))
+    set_tier(con, "high", "silver", date(2026, 1, 1))
+    run(con, program, D)
+    assert tier_of(con, "low") == ("bronze", date(2026, 1, 1), date(2026, 1, 1))
+    assert tier_of(con, "high") == ("silver", D, date(2026, 1, 1))
+    assert changes(con) == []

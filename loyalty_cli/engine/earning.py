@@ -37,6 +37,7 @@ def row_from(on: str, *sql: str) -> str:
         clause += f' JOIN member_view AS "member" ON "member".customer_id = {owner}'
     return clause
 
+
 # customer_id, source_id, order_id, occurred_at, day, seq per kind of rule.
 _KEYS = {
     "order": """"order".customer_id, "order".order_id AS source_id, "order".order_id,
@@ -112,7 +113,11 @@ def _positions(ctx: RunContext) -> dict[str, int]:
     """Offsets that make (offset + _pos) unique over this run's orders, items and events
     (_pos is a row's place in its loaded export), and the total span after the last."""
     offsets, at = {}, 0
-    for on, table in (("order", "new_orders"), ("order_item", "new_items"), ("event", "new_events")):
+    for on, table in (
+        ("order", "new_orders"),
+        ("order_item", "new_items"),
+        ("event", "new_events"),
+    ):
         offsets[on] = at
         at += int(ctx.scalar(f"SELECT coalesce(max(_pos), -1) + 1 FROM {table}"))
     offsets["span"] = at

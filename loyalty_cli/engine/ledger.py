@@ -85,8 +85,9 @@ def credit(ctx: RunContext, relation: str, *, ordinal_span: int | None = None) -
     Each credit makes a ledger entry: `pending` for pending credits, else one of `kind`.
     Returns the number of entries made.
 
-    Lots: a pending credit goes to the pending lot of its order and rule; an available one to the member's lot of kind `points` for its expiry day, which collects
-    every available credit that expires that day (or, without `expiry.after`, every one).
+    Lots: a pending credit goes to the pending lot of its order and rule; an available one
+    to the member's lot of kind `points` for its expiry day, which collects every
+    available credit that expires that day (or, without `expiry.after`, every one).
     Debits take lots oldest first and all points of one expiry day expire together, so
     which of that day's credits a debit took changes nothing a member or a file can see;
     one lot per day keeps the table small (a member has a few lots, not one per event).
@@ -121,14 +122,42 @@ def credit(ctx: RunContext, relation: str, *, ordinal_span: int | None = None) -
                CASE WHEN pending_until IS NOT NULL THEN order_id ELSE '' END AS k_order,
                CASE WHEN pending_until IS NOT NULL THEN rule_id ELSE '' END AS k_rule, e.k_exp
         FROM ({cred}) c JOIN _expday e USING (earned_on)"""
-    # One row per lot the credits go to, with the id of the lot when it exists already.
+    _add_to_lots(
+        ctx,
+        f"""SELECT customer_id, k_order, k_rule, k_exp, min(pending_until) AS pending_until,
+                   min(earned_on) AS earned_on, sum(points) AS amount
+            FROM ({keyed}) x GROUP BY customer_id, k_order, k_rule, k_exp""",
+    )
+    ctx.q(
+        f"""INSERT INTO ledger ({LEDGER_COLUMNS})
+        SELECT {entry0} + c.n, {run_on}, c.customer_id,
+               CASE WHEN c.pending_until IS NOT NULL THEN 'pending' ELSE c.kind END,
+               CASE WHEN c.pending_until IS NOT NULL THEN 0 ELSE c.points END,
+               CASE WHEN c.pending_until IS NOT NULL THEN c.points ELSE 0 END,
+               c.rule_id, c.source_id, c.occurred_at, CAST(c.occurred_at AS DATE), c.reason, 0,
+               k.lot_id
+        FROM ({keyed}) c
+        JOIN _lotk k ON k.customer_id = c.customer_id AND k.k_order = c.k_order
+                    AND k.k_rule = c.k_rule AND k.k_exp = c.k_exp"""
+    )
+    for table in ("_lotk", "_expday", "_credits"):
+        ctx.q(f"DROP TABLE IF EXISTS {table}")
+    return n
+
+
+def _add_to_lots(ctx: RunContext, groups: str) -> None:
+    """Add points to lots and leave `_lotk`: the groups with the lot_id each went to.
+
+    `groups` has customer_id, k_order, k_rule, k_exp (expiry day, 9999-12-31 for none),
+    pending_until, earned_on, amount. A group with k_order '' adds to the member's
+    `points` lot of that expiry day, made when missing; the others are pending lots of
+    order k_order and rule k_rule. New lots are numbered by member.
+    """
+    run_on = ctx.sql_date()
     ctx.q("DROP TABLE IF EXISTS _lotk")
     ctx.q(
         f"""CREATE TEMP TABLE _lotk AS
-        WITH k AS (
-            SELECT customer_id, k_order, k_rule, k_exp, min(pending_until) AS pending_until,
-                   min(earned_on) AS earned_on, sum(points) AS amount
-            FROM ({keyed}) x GROUP BY customer_id, k_order, k_rule, k_exp),
+        WITH k AS ({groups}),
         b AS (
             SELECT customer_id, coalesce(expires_on, DATE '9999-12-31') AS k_exp,
                    min(lot_id) AS lot_id
@@ -162,24 +191,14 @@ def credit(ctx: RunContext, relation: str, *, ordinal_span: int | None = None) -
         FROM _lotk WHERE existing IS NULL ORDER BY new_n"""
     )
     ctx.q(
-        f"""INSERT INTO ledger ({LEDGER_COLUMNS})
-        SELECT {entry0} + c.n, {run_on}, c.customer_id,
-               CASE WHEN c.pending_until IS NOT NULL THEN 'pending' ELSE c.kind END,
-               CASE WHEN c.pending_until IS NOT NULL THEN 0 ELSE c.points END,
-               CASE WHEN c.pending_until IS NOT NULL THEN c.points ELSE 0 END,
-               c.rule_id, c.source_id, c.occurred_at, CAST(c.occurred_at AS DATE), c.reason, 0,
-               coalesce(k.existing, {lot0} + k.new_n)
-        FROM ({keyed}) c
-        JOIN _lotk k ON k.customer_id = c.customer_id AND k.k_order = c.k_order
-                    AND k.k_rule = c.k_rule AND k.k_exp = c.k_exp"""
+        f"""CREATE OR REPLACE TEMP TABLE _lotk AS
+        SELECT *, coalesce(existing, {lot0} + new_n) AS lot_id FROM _lotk"""
     )
-    for table in ("_lotk", "_expday", "_credits"):
-        ctx.q(f"DROP TABLE IF EXISTS {table}")
-    return n
 
 
 def release_due(ctx: RunContext, *, created_before_run: bool = False) -> int:
-    """Pending lots whose day has come become available (a `release` entry each)."""
+    """Pending lots whose day has come are released (a `release` entry each): their points
+    move to the member's lot of their expiry day and the pending lot is left `released`."""
     run_on = ctx.sql_date()
     created = f"AND created_on < {run_on}" if created_before_run else ""
     ctx.q("DROP TABLE IF EXISTS _release")
@@ -203,7 +222,20 @@ def release_due(ctx: RunContext, *, created_before_run: bool = False) -> int:
                    CAST(available_on AS TIMESTAMP), available_on, NULL, 0, lot_id
             FROM _release WHERE remaining > 0"""
         )
-    ctx.q("UPDATE lots SET status = 'available' FROM _release r WHERE lots.lot_id = r.lot_id")
+        # The released points join the member's lot of their expiry day.
+        _add_to_lots(
+            ctx,
+            """SELECT customer_id, '' AS k_order, '' AS k_rule,
+                      coalesce(expires_on, DATE '9999-12-31') AS k_exp,
+                      CAST(NULL AS DATE) AS pending_until, min(earned_on) AS earned_on,
+                      sum(remaining) AS amount
+               FROM _release WHERE remaining > 0 GROUP BY ALL""",
+        )
+        ctx.q("DROP TABLE _lotk")
+    ctx.q(
+        "UPDATE lots SET status = 'released', remaining = 0 "
+        "FROM _release r WHERE lots.lot_id = r.lot_id"
+    )
     ctx.q("DROP TABLE _release")
     return n
 

@@ -173,6 +173,8 @@ def apply_tiers(ctx: RunContext) -> None:
     )
 
     # `since` is the day the current tier was entered: the member's latest change, if any.
+    # The renewal day only matters above the lowest level (nobody drops below it), so a
+    # member who stays at the lowest level keeps the stored row: no write every night.
     ctx.q(
         f"""INSERT OR REPLACE INTO tiers (customer_id, tier, renewed_on, since)
         SELECT s.customer_id, s.new_tier, s.new_renewed_on,
@@ -183,7 +185,7 @@ def apply_tiers(ctx: RunContext) -> None:
                         s.join_day) END
         FROM _tier_step s
         WHERE s.stored_tier IS NULL OR s.change IS NOT NULL
-           OR s.stored_renewed_on IS DISTINCT FROM s.new_renewed_on"""
+           OR (s.stored_renewed_on IS DISTINCT FROM s.new_renewed_on AND s.new_rank > 0)"""
     )
 
     promoted, demoted, renewed = ctx.q(
