@@ -223,3 +223,19 @@ def test_customers_export_updates_changed_rows_and_keeps_first_seen(tmp_path):
         ("B", "b@example.com", "pl-PL", dt.date(2025, 1, 1), dt.date(2026, 3, 1)),
         ("C", "c@example.com", None, dt.date(2026, 3, 2), dt.date(2026, 3, 2)),
     ]
+
+
+def test_ledger_written_in_parts_is_the_same_file(tmp_path, sample_data, monkeypatch):
+    from loyalty_cli.engine import outputs
+
+    whole = make_shop(tmp_path / "whole", sample_data)
+    whole.run("2026-03-01")
+    monkeypatch.setattr(outputs, "LEDGER_PART_ROWS", 7)
+    parts = make_shop(tmp_path / "parts", sample_data)
+    parts.run("2026-03-01")
+    text = (whole.out / "2026-03-01" / "ledger.csv").read_bytes()
+    assert text.count(b"\n") > 100  # many parts, one header
+    assert (parts.out / "2026-03-01" / "ledger.csv").read_bytes() == text
+    assert sorted(p.name for p in (parts.out / "2026-03-01").iterdir()) == sorted(
+        p.name for p in (whole.out / "2026-03-01").iterdir()
+    )

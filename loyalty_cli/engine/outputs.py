@@ -8,6 +8,7 @@ that begin with = + - @ tab or CR are neutralised for spreadsheets.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from loyalty_cli.engine.context import RunContext
@@ -18,10 +19,55 @@ def neutral(col: str) -> str:
     return f"CASE WHEN regexp_matches({col}, '^[=+\\-@\\t\\r]') THEN '''' || {col} ELSE {col} END"
 
 
-def _copy(ctx: RunContext, query: str, path: Path) -> None:
+def _copy(ctx: RunContext, query: str, path: Path, *, header: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     target = str(path).replace("'", "''")
-    ctx.q(f"COPY ({query}) TO '{target}' (FORMAT csv, HEADER true, NEW_LINE '\\n')")
+    ctx.q(
+        f"COPY ({query}) TO '{target}' "
+        f"(FORMAT csv, HEADER {str(header).lower()}, NEW_LINE '\\n')"
+    )
+
+
+# Rows per part when a run's ledger.csv is written in parts (see _write_ledger).
+LEDGER_PART_ROWS = 1_500_000
+
+
+def _write_ledger(ctx: RunContext, path: Path) -> None:
+    """ledger.csv: the entries of runs for D in entry order.
+
+    A first run over years of history makes millions of entries; sorting them all at once
+    would spill to disk under the memory cap. They are written in ranges of entry ids,
+    each sorted on its own, and the parts joined: the same bytes, far less memory.
+    """
+    d = ctx.sql_date()
+    select = f"""SELECT {neutral("customer_id")} AS customer_id, kind, points, pending,
+                   {neutral("rule_id")} AS rule_id, {neutral("source_id")} AS source_id,
+                   occurred_on, {neutral("reason")} AS reason, shortfall
+            FROM ledger WHERE run_on = {d}"""
+    n, low, high = ctx.q(
+        f"SELECT count(*), min(entry_id), max(entry_id) FROM ledger WHERE run_on = {d}"
+    ).fetchone()
+    parts = max(1, -(-int(n) // LEDGER_PART_ROWS))
+    if parts == 1:
+        _copy(ctx, f"{select} ORDER BY entry_id", path)
+        return
+    width = -(-(int(high) - int(low) + 1) // parts)
+    pieces = []
+    for i in range(parts):
+        lo, hi = int(low) + i * width, int(low) + (i + 1) * width
+        piece = path.with_name(f".{path.name}.{i}")
+        _copy(
+            ctx,
+            f"{select} AND entry_id >= {lo} AND entry_id < {hi} ORDER BY entry_id",
+            piece,
+            header=i == 0,
+        )
+        pieces.append(piece)
+    with path.open("wb") as out:
+        for piece in pieces:
+            with piece.open("rb") as fh:
+                shutil.copyfileobj(fh, out, 1 << 20)
+            piece.unlink()
 
 
 LIFETIME_SQL = """
@@ -93,14 +139,7 @@ def write_all(ctx: RunContext, out: Path, rejects_table: str) -> None:
             FROM balances_now ORDER BY balances_now.customer_id""",
         out / "balances.csv",
     )
-    _copy(
-        ctx,
-        f"""SELECT {neutral("customer_id")} AS customer_id, kind, points, pending,
-                   {neutral("rule_id")} AS rule_id, {neutral("source_id")} AS source_id,
-                   occurred_on, {neutral("reason")} AS reason, shortfall
-            FROM ledger WHERE run_on = {d} ORDER BY entry_id""",
-        out / "ledger.csv",
-    )
+    _write_ledger(ctx, out / "ledger.csv")
     _copy(
         ctx,
         f"""SELECT {neutral("customer_id")} AS customer_id, from_tier, to_tier, change,
