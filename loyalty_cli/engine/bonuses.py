@@ -172,6 +172,9 @@ def _referral(ctx: RunContext, bonus: dict) -> int:
             WHERE (status = 'completed' OR returned > 0)
               AND customer_id IN (SELECT customer_id FROM customers
                                   WHERE referred_by IS NOT NULL)
+              -- Referees granted already never count again: skip their orders early.
+              AND customer_id NOT IN (SELECT customer_id FROM bonus_grants
+                                      WHERE bonus_id = $bonus AND period = 'once')
             QUALIFY row_number() OVER (PARTITION BY customer_id
                                        ORDER BY ordered_at, order_id) = 1)
         SELECT c.customer_id AS referee, c.referred_by AS referrer, f.order_id,
