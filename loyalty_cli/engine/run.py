@@ -286,6 +286,7 @@ def run_day(
         if program.tiers:
             tiers.apply_tiers(ctx)
         t = lap("tiers", t)
+        segments.refresh_order_days(ctx)
         if program.data.get("segments"):
             segments.apply_segments(ctx)
         t = lap("segments", t)

@@ -103,26 +103,67 @@ def apply_segments(ctx: RunContext) -> dict[str, float]:
 # --------------------------------------------------------------------------- shared inputs
 
 
-def _order_days(ctx: RunContext, shared: _Shared) -> None:
-    """`seg_days`: one row per member and order day, with the day's spend net of returns.
+def refresh_order_days(ctx: RunContext, *, everyone: bool = False) -> None:
+    """Bring `order_days` up to date with the orders after this run's earning and returns.
 
-    An order re-exported as cancelled in this run (`cancelled_now`) is left out already,
-    so that the run and a rerun of the same day see the same orders.
+    `order_days` holds one row per member and order day of completed orders: the day's
+    spend net of returns and the gap in days since the member's previous order day. Only
+    members whose orders changed in this run are recomputed (orders first processed on D,
+    orders returned in this run, orders re-exported as cancelled), so a nightly run does
+    not regroup every order ever made. An order re-exported as cancelled in this run
+    (`cancelled_now`) is left out already, so that the run and a rerun of the same day see
+    the same orders. `everyone` recomputes all members.
     """
+    d = ctx.sql_date()
+    has = {
+        name
+        for (name,) in ctx.q(
+            "SELECT table_name FROM duckdb_tables() "
+            "WHERE table_name IN ('cancelled_now', 'new_returns')"
+        ).fetchall()
+    }
+    cancelled = (
+        "AND o.order_id NOT IN (SELECT order_id FROM cancelled_now)"
+        if "cancelled_now" in has
+        else ""
+    )
+    if everyone:
+        who = "SELECT customer_id FROM orders"
+    else:
+        touched = [f"SELECT customer_id FROM orders WHERE processed_on = {d}"]
+        for table in sorted(has):
+            touched.append(
+                f"SELECT customer_id FROM orders WHERE order_id IN (SELECT order_id FROM {table})"
+            )
+        who = " UNION ".join(touched)
+    ctx.q(f"CREATE OR REPLACE TEMP TABLE _od_who AS SELECT DISTINCT customer_id FROM ({who}) w")
+    ctx.q("DELETE FROM order_days WHERE customer_id IN (SELECT customer_id FROM _od_who)")
+    ctx.q(
+        f"""INSERT INTO order_days
+        SELECT customer_id, day, spend,
+               CAST(day - lag(day) OVER (PARTITION BY customer_id ORDER BY day) AS INTEGER)
+        FROM (
+            SELECT o.customer_id, o.day, sum(greatest(o.total - o.returned, 0)) AS spend
+            FROM orders o
+            WHERE o.status = 'completed' {cancelled}
+              AND o.customer_id IN (SELECT customer_id FROM _od_who)
+            GROUP BY o.customer_id, o.day) x"""
+    )
+    ctx.q("DROP TABLE _od_who")
+
+
+def _order_days(ctx: RunContext, shared: _Shared) -> None:
+    """`seg_days`: one row per member and order day (to D), spend net of returns and the
+    gap since the previous order day, from `order_days` (see refresh_order_days)."""
     if shared.days:
         return
     start = time.perf_counter()
     d = ctx.sql_date()
-    cancelled = ""
-    if ctx.scalar("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'cancelled_now'"):
-        cancelled = "AND o.order_id NOT IN (SELECT order_id FROM cancelled_now)"
     ctx.q(
         f"""CREATE OR REPLACE TEMP TABLE seg_days AS
-        SELECT o.customer_id, o.day, sum(greatest(o.total - o.returned, 0)) AS spend
-        FROM orders o
-        WHERE o.status = 'completed' AND o.day <= {d} {cancelled}
-          AND o.customer_id NOT IN (SELECT customer_id FROM customers WHERE join_day > {d})
-        GROUP BY o.customer_id, o.day"""
+        SELECT customer_id, day, spend, gap FROM order_days
+        WHERE day <= {d}
+          AND customer_id NOT IN (SELECT customer_id FROM customers WHERE join_day > {d})"""
     )
     shared.days = True
     shared.timings["order_days"] = time.perf_counter() - start
@@ -294,11 +335,7 @@ def _churn_interval(ctx: RunContext, seg: dict, shared: _Shared) -> None:
     _order_days(ctx, shared)
     ctx.q(
         f"""INSERT INTO {_NEW}
-        WITH gaps AS (
-            SELECT customer_id, day,
-                   CAST(day - lag(day) OVER (PARTITION BY customer_id ORDER BY day) AS BIGINT)
-                       AS gap
-            FROM seg_days),
+        WITH gaps AS (SELECT customer_id, day, CAST(gap AS BIGINT) AS gap FROM seg_days),
         per_member AS (
             SELECT customer_id, max(day) AS last_day, median(gap) AS usual_gap
             FROM gaps GROUP BY customer_id),
