@@ -480,3 +480,40 @@ def test_inactivity_expires_everything_after_no_order_for_that_long(tmp_path):
     # Jan 15 - Jan 5 = 10 days >= 10: all 55 available points expire in the run of Jan 15.
     assert shop.ledger("A", "2026-01-15") == [("expire", -55, 0, None, 0)]
     assert shop.query("SELECT reason FROM ledger WHERE kind = 'expire'") == [("inactivity",)]
+
+
+def test_rules_see_the_member_view_as_of_the_start_of_the_run(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          pending_days: 0
+          rules:
+            - {id: first, on: order, when: "orders_count = 0", points: 100}
+            - {id: regular, on: order, when: "lifetime_spend >= 100", points: 7}
+            - {id: rich, on: event, when: "balance >= 100 and days_since_last_order = 1",
+               points: 1}
+        """,
+    )
+    shop.add("customers", customer("A"))
+
+    def order(oid: str, at: str, total: str) -> dict:
+        return {"order_id": oid, "customer_id": "A", "ordered_at": at, "total": total}
+
+    def event(eid: str, at: str) -> dict:
+        return {"event_id": eid, "customer_id": "A", "type": "page_view", "occurred_at": at}
+
+    shop.add("orders", order("O1", "2026-03-01 10:00:00", "120.00"))
+    shop.add("events", event("E1", "2026-03-01 11:00:00"))
+    shop.run("2026-03-01")
+    # At the start of Mar 1: no orders, no spend, no points.
+    assert shop.ledger("A", "2026-03-01") == [("earn", 100, 0, "first", 0)]
+    shop.add("orders", order("O2", "2026-03-02 10:00:00", "50.00"))
+    shop.add("events", event("E2", "2026-03-02 11:00:00"))
+    shop.run("2026-03-02")
+    # At the start of Mar 2: one order, 120.00 spent, 100 points, last order a day ago.
+    assert shop.ledger("A", "2026-03-02") == [
+        ("earn", 7, 0, "regular", 0),
+        ("earn", 1, 0, "rich", 0),
+    ]
+    assert shop.balance("A") == (108, 0)

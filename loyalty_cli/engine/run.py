@@ -382,6 +382,20 @@ def _write_refused(ctx, loaded, tmp_dir, final_dir, timings, t0) -> RunResult:
     return result
 
 
+def _expression_text(program: Program) -> str:
+    """Every expression the engine evaluates against the member view, as one text: rule
+    points and conditions, bonus conditions and goals, segment conditions and groups."""
+    parts: list[str] = []
+    for rule in (program.data.get("earning") or {}).get("rules") or []:
+        parts += [str(rule.get("points", "")), str(rule.get("when", ""))]
+    for bonus in program.data.get("bonuses") or []:
+        parts += [str(bonus.get("when", "")), str((bonus.get("goal") or {}).get("sum", ""))]
+    for seg in program.data.get("segments") or []:
+        parts.append(str(seg.get("when", "")))
+        parts += [str(v) for v in (seg.get("groups") or {}).values()]
+    return "\n".join(parts)
+
+
 def _extra_columns(program: Program, source: str) -> dict[str, str]:
     extra = ((program.data.get("sources") or {}).get(source) or {}).get("extra") or {}
     return {k: v for k, v in extra.items() if _IDENT.match(k)}
@@ -441,6 +455,25 @@ def _prepare(ctx: RunContext, loaded) -> None:
     rfm = next(
         (s["id"] for s in ctx.program.data.get("segments") or [] if s["type"] == "rfm"), None
     )
+    # Member-view columns that need a pass over all lots or all orders are computed only
+    # when an expression of the program names them (they are NULL/0 otherwise, unused).
+    names = set(re.findall(r"[A-Za-z_]+", _expression_text(ctx.program)))
+    balances = (
+        """(SELECT customer_id,
+                   sum(CASE WHEN status = 'available' THEN remaining ELSE 0 END) AS balance,
+                   sum(CASE WHEN status = 'pending' THEN remaining ELSE 0 END) AS pending
+            FROM lots GROUP BY customer_id)"""
+        if names & {"balance", "pending"}
+        else "(SELECT NULL::VARCHAR AS customer_id, 0 AS balance, 0 AS pending WHERE FALSE)"
+    )
+    order_stats = (
+        """(SELECT customer_id, max(day) AS last_day, count(*) AS n,
+                   sum(greatest(total - returned, 0)) AS spend
+            FROM orders WHERE status = 'completed' GROUP BY customer_id)"""
+        if names & {"days_since_last_order", "orders_count", "lifetime_spend"}
+        else "(SELECT NULL::VARCHAR AS customer_id, NULL::DATE AS last_day, 0 AS n, "
+        "CAST(0 AS DECIMAL(18,2)) AS spend WHERE FALSE)"
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE member_view AS
         SELECT c.customer_id,
@@ -452,14 +485,8 @@ def _prepare(ctx: RunContext, loaded) -> None:
                s.r, s.f, s.m
         FROM customers c
         LEFT JOIN tiers t USING (customer_id)
-        LEFT JOIN (SELECT customer_id,
-                          sum(CASE WHEN status = 'available' THEN remaining ELSE 0 END) AS balance,
-                          sum(CASE WHEN status = 'pending' THEN remaining ELSE 0 END) AS pending
-                   FROM lots GROUP BY customer_id) b USING (customer_id)
-        LEFT JOIN (SELECT customer_id, max(day) AS last_day, count(*) AS n,
-                          sum(greatest(total - returned, 0)) AS spend
-                   FROM orders WHERE status = 'completed' GROUP BY customer_id) o
-               USING (customer_id)
+        LEFT JOIN {balances} b USING (customer_id)
+        LEFT JOIN {order_stats} o USING (customer_id)
         LEFT JOIN (SELECT customer_id, r, f, m FROM segment_members WHERE segment_id = ?) s
                USING (customer_id)""",
         [lowest, rfm],
