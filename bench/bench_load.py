@@ -6,8 +6,9 @@ Loads the sources of bench/program.yaml from DATA (default
 ``loyalty run`` does: into a fresh state file (memory_limit 1500MB unless
 LOYALTY_MEMORY_LIMIT says otherwise), inside ``BEGIN TRANSACTION``, with the state's
 ``customers`` table as the known customers. Prints the seconds of every SQL statement the
-loader runs (labelled by what it creates, inserts into or reads), the seconds per table,
-the total and the process's peak RSS.
+loader runs (labelled by what it creates, inserts into or reads) with the CPU seconds
+(user + sys, all threads) it took, the seconds per table, the totals and the process's
+peak RSS. The machine may be shared: compare CPU seconds as well as wall seconds.
 
 ``--digest`` also prints, per loaded table, its row count and a hash of its rows in order,
 to check that a change of the loader keeps its results (compare the output of two versions).
@@ -58,21 +59,33 @@ def label(sql: str) -> str:
     return head[:60]
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (every thread)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def sys_seconds() -> float:
+    """System CPU seconds of this process so far: page faults, spilling, file reads."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
 class TimedConnection:
-    """A DuckDB connection whose execute() records (label, seconds, sql) per statement."""
+    """A DuckDB connection whose execute() records (label, seconds, sql, cpu) per statement."""
 
     def __init__(self, con):
         self._con = con
-        self.log: list[tuple[str, float, str]] = []
+        self.log: list[tuple[str, float, str, float]] = []
         self.peak_mib = 0
         self.peaks: list[tuple[str, int]] = []  # statements after which peak RSS rose
 
     def execute(self, sql, *args, **kwargs):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds()
         try:
             return self._con.execute(sql, *args, **kwargs)
         finally:
-            self.log.append((label(sql), time.perf_counter() - start, sql))
+            seconds = time.perf_counter() - start
+            self.log.append((label(sql), seconds, sql, cpu_seconds() - cpu))
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
             if peak > self.peak_mib + 20:
                 self.peaks.append((label(sql), peak))
@@ -118,7 +131,7 @@ def main() -> int:
         limit = raw.execute("SELECT current_setting('memory_limit')").fetchone()[0]
         con = TimedConnection(raw)
         raw.execute("BEGIN TRANSACTION")
-        start = time.perf_counter()
+        start, cpu, system = time.perf_counter(), cpu_seconds(), sys_seconds()
         result = load_sources(
             con,
             sources,
@@ -128,26 +141,31 @@ def main() -> int:
             "PLN",
             known_customer_ids_table="customers",
         )
-        total = time.perf_counter() - start
+        total, total_cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        total_sys = sys_seconds() - system
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
         print(f"load_sources {args.data} as of {AS_OF} (memory_limit {limit})")
-        print(f"\n{'statement':<44} {'seconds':>8}")
+        print(f"\n{'statement':<44} {'seconds':>8} {'cpu':>8}")
         slow = sorted(con.log, key=lambda e: -e[1])[: args.top]
-        for name, seconds, _ in sorted(slow, key=lambda e: con.log.index(e)):
-            print(f"{name:<44} {seconds:8.2f}")
-        per_table: dict[str, float] = defaultdict(float)
-        for name, seconds, _ in con.log:
-            per_table[name.split(" ", 1)[-1]] += seconds
-        print(f"\n{'table (all statements on it)':<44} {'seconds':>8}")
-        for name, seconds in sorted(per_table.items(), key=lambda e: -e[1])[:15]:
-            print(f"{name:<44} {seconds:8.2f}")
+        for name, seconds, _, cpu in sorted(slow, key=lambda e: con.log.index(e)):
+            print(f"{name:<44} {seconds:8.2f} {cpu:8.2f}")
+        per_table: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for name, seconds, _, cpu in con.log:
+            per_table[name.split(" ", 1)[-1]][0] += seconds
+            per_table[name.split(" ", 1)[-1]][1] += cpu
+        print(f"\n{'table (all statements on it)':<44} {'seconds':>8} {'cpu':>8}")
+        for name, (seconds, cpu) in sorted(per_table.items(), key=lambda e: -e[1][0])[:15]:
+            print(f"{name:<44} {seconds:8.2f} {cpu:8.2f}")
         memory = raw.execute(
             "SELECT sum(memory_usage_bytes), sum(temporary_storage_bytes) FROM duckdb_memory()"
         ).fetchone()
-        sql_seconds = sum(s for _, s, _ in con.log)
+        sql_seconds = sum(e[1] for e in con.log)
         print(f"\nstatements: {len(con.log)}, in SQL {sql_seconds:.2f} s")
-        print(f"total: {total:.2f} s")
+        print(
+            f"total: {total:.2f} s, cpu {total_cpu:.2f} s "
+            f"(user {total_cpu - total_sys:.2f} + sys {total_sys:.2f})"
+        )
         print(f"peak RSS: {peak_mib:.0f} MiB")
         print("peak RSS rose after: " + ", ".join(f"{n} ({m} MiB)" for n, m in con.peaks))
         in_memory, spilled = (m / 2**20 for m in memory)
