@@ -274,3 +274,26 @@ def test_order_days_kept_up_to_date_night_by_night(tmp_path):
     )
     # A: Mar 1 = (100 - 30) + 50, Mar 3 = 40, two days later; B's only order is cancelled.
     assert rows == [("A", "2026-03-01", 120.0, None), ("A", "2026-03-03", 40.0, 2)]
+
+
+def test_output_cells_that_look_like_formulas_are_neutralised(tmp_path):
+    shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: event, points: 1}\n")
+    ids = ["=SUM(A1)", "+1", "-2", "@me", "\tT", "plain", "a=b"]
+    shop.add("customers", *(customer(cid) for cid in ids))
+    shop.add(
+        "events",
+        *(
+            {
+                "event_id": f"e{i}",
+                "customer_id": cid,
+                "type": "x",
+                "occurred_at": "2026-03-01 10:00",
+            }
+            for i, cid in enumerate(ids)
+        ),
+    )
+    shop.run("2026-03-01")
+    balances = [row["customer_id"] for row in shop.csv("2026-03-01", "balances.csv")]
+    assert sorted(balances) == sorted(["'=SUM(A1)", "'+1", "'-2", "'@me", "'\tT", "plain", "a=b"])
+    ledger = {row["customer_id"] for row in shop.csv("2026-03-01", "ledger.csv")}
+    assert ledger == {"'=SUM(A1)", "'+1", "'-2", "'@me", "'\tT", "plain", "a=b"}

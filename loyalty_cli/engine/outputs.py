@@ -16,15 +16,17 @@ from loyalty_cli.engine.context import RunContext
 
 def neutral(col: str) -> str:
     """SQL neutralising a text cell that a spreadsheet would read as a formula."""
-    return f"CASE WHEN regexp_matches({col}, '^[=+\\-@\\t\\r]') THEN '''' || {col} ELSE {col} END"
+    return (
+        f"CASE WHEN left({col}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) "
+        f"THEN '''' || {col} ELSE {col} END"
+    )
 
 
 def _copy(ctx: RunContext, query: str, path: Path, *, header: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     target = str(path).replace("'", "''")
     ctx.q(
-        f"COPY ({query}) TO '{target}' "
-        f"(FORMAT csv, HEADER {str(header).lower()}, NEW_LINE '\\n')"
+        f"COPY ({query}) TO '{target}' (FORMAT csv, HEADER {str(header).lower()}, NEW_LINE '\\n')"
     )
 
 
