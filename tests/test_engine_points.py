@@ -517,3 +517,38 @@ def test_rules_see_the_member_view_as_of_the_start_of_the_run(tmp_path):
         ("earn", 1, 0, "rich", 0),
     ]
     assert shop.balance("A") == (108, 0)
+
+
+def test_cap_room_left_by_one_run_is_used_by_late_rows_in_the_next(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          rules:
+            - {id: visit, on: event, points: 1, cap: {max: 5, per: day}}
+            - {id: like, on: event, when: "event.type = 'like'", points: 2,
+               cap: {max: 3, per: month}}
+        """,
+    )
+    shop.add("customers", customer("A"))
+
+    def event(eid: str, at: str, kind: str = "view") -> dict:
+        return {"event_id": eid, "customer_id": "A", "type": kind, "occurred_at": at}
+
+    shop.add("events", *(event(f"v{i}", f"2026-03-01 1{i}:00") for i in range(3)))
+    shop.add("events", event("l1", "2026-03-01 15:00", "like"))
+    shop.run("2026-03-01")
+    # visit: 3 views + 1 like = 4 of 5 on Mar 1; like: 2 of 3 in March.
+    assert shop.balance("A") == (6, 0)
+    # Late rows of Mar 1 arrive with Mar 2's: 1 point of room left on Mar 1 for visits.
+    shop.add("events", event("v3", "2026-03-01 18:00"), event("v4", "2026-03-01 19:00"))
+    shop.add("events", event("l2", "2026-03-02 09:00", "like"))
+    shop.run("2026-03-02")
+    rows = shop.query(
+        "SELECT source_id, rule_id, points FROM ledger WHERE run_on = DATE '2026-03-02' "
+        "ORDER BY source_id, rule_id"
+    )
+    # v3 takes the last visit point of Mar 1, v4 gets none; l2 is a visit on Mar 2 (1)
+    # and the last like point of March (3 - 2 = 1).
+    assert rows == [("l2", "like", 1), ("l2", "visit", 1), ("v3", "visit", 1)]
+    assert shop.balance("A") == (9, 0)

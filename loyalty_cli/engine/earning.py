@@ -233,20 +233,27 @@ def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
         + " ".join(f"WHEN {i} THEN {int(cap['max'])}" for i, cap in capped.items())
         + " END"
     )
+    rules = ctx.program.rules
+    rule_id = (
+        "CASE rule_idx "
+        + " ".join(f"WHEN {i} THEN {_lit(rules[i]['id'])}" for i in capped)
+        + " END"
+    )
     ctx.q("DROP TABLE IF EXISTS _capg")
     ctx.q(
         f"""CREATE TEMP TABLE _capg AS
         WITH g AS (
-            SELECT customer_id, rule_idx, rule_id, period, sum(uncapped) AS total
+            SELECT customer_id, rule_idx, period, sum(uncapped) AS total
             FROM earn_rows WHERE period IS NOT NULL AND uncapped > 0
-            GROUP BY customer_id, rule_idx, rule_id, period),
+            GROUP BY customer_id, rule_idx, period),
         u AS (
             SELECT customer_id, rule_id, period, sum(used) AS used FROM cap_usage
-            WHERE rule_id IN (SELECT DISTINCT rule_id FROM g)
+            WHERE rule_id IN ({", ".join(_lit(rules[i]["id"]) for i in capped)})
               AND period IN (SELECT DISTINCT period FROM g)
             GROUP BY ALL)
-        SELECT g.*, coalesce(u.used, 0) AS used, {cap_max} AS cap
-        FROM g LEFT JOIN u USING (customer_id, rule_id, period)"""
+        SELECT g.*, {rule_id} AS rule_id, coalesce(u.used, 0) AS used, {cap_max} AS cap
+        FROM g LEFT JOIN u ON u.customer_id = g.customer_id AND u.period = g.period
+                          AND u.rule_id = {rule_id.replace("rule_idx", "g.rule_idx")}"""
     )
     ctx.q(
         """UPDATE earn_rows SET points = w.points FROM (
