@@ -173,19 +173,31 @@ def apply_tiers(ctx: RunContext) -> None:
     )
 
     # `since` is the day the current tier was entered: the member's latest change, if any.
-    # The renewal day only matters above the lowest level (nobody drops below it), so a
-    # member who stays at the lowest level keeps the stored row: no write every night.
-    ctx.q(
-        f"""INSERT OR REPLACE INTO tiers (customer_id, tier, renewed_on, since)
-        SELECT s.customer_id, s.new_tier, s.new_renewed_on,
-               CASE WHEN s.change IS NULL AND s.stored_since IS NOT NULL THEN s.stored_since
+    # New members get a row; members whose tier changed get theirs updated. A renewal only
+    # moves the renewal day, written as one constant (cheap to store, unlike rewriting the
+    # rows); nobody drops below the lowest level, so there it is not kept up to date.
+    since = f"""CASE WHEN s.change IS NULL AND s.stored_since IS NOT NULL THEN s.stored_since
                     ELSE coalesce(
                         (SELECT max(effective_on) FROM tier_changes x
                          WHERE x.customer_id = s.customer_id AND x.effective_on <= {day}),
-                        s.join_day) END
-        FROM _tier_step s
-        WHERE s.stored_tier IS NULL OR s.change IS NOT NULL
-           OR (s.stored_renewed_on IS DISTINCT FROM s.new_renewed_on AND s.new_rank > 0)"""
+                        s.join_day) END"""
+    ctx.q(
+        f"""INSERT INTO tiers (customer_id, tier, renewed_on, since)
+        SELECT s.customer_id, s.new_tier, s.new_renewed_on, {since}
+        FROM _tier_step s WHERE s.stored_tier IS NULL"""
+    )
+    ctx.q(
+        f"""UPDATE tiers SET tier = u.new_tier, renewed_on = u.new_renewed_on, since = u.since
+        FROM (SELECT s.customer_id, s.new_tier, s.new_renewed_on, {since} AS since
+              FROM _tier_step s WHERE s.stored_tier IS NOT NULL AND s.change IS NOT NULL) u
+        WHERE tiers.customer_id = u.customer_id"""
+    )
+    ctx.q(
+        f"""UPDATE tiers SET renewed_on = {day}
+        WHERE customer_id IN (
+            SELECT customer_id FROM _tier_step
+            WHERE stored_tier IS NOT NULL AND change IS NULL AND new_rank > 0
+              AND new_renewed_on = {day} AND stored_renewed_on IS DISTINCT FROM {day})"""
     )
 
     promoted, demoted, renewed = ctx.q(
