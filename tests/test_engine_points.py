@@ -552,3 +552,48 @@ def test_cap_room_left_by_one_run_is_used_by_late_rows_in_the_next(tmp_path):
     # and the last like point of March (3 - 2 = 1).
     assert rows == [("l2", "like", 1), ("l2", "visit", 1), ("v3", "visit", 1)]
     assert shop.balance("A") == (9, 0)
+
+
+def test_entry_ids_come_from_export_positions_and_stay_small(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          pending_days: 0
+          rules:
+            - {id: base, on: order, points: 10}
+            - {id: visit, on: event, points: 1}
+        """,
+    )
+    shop.add("customers", customer("A"), customer("B"))
+    shop.add(
+        "orders",
+        *(
+            {
+                "order_id": f"O{i}",
+                "customer_id": "AB"[i % 2],
+                "ordered_at": "2026-03-01 10:00",
+                "total": "10.00",
+                "currency": "PLN",
+            }
+            for i in range(3)
+        ),
+    )
+    shop.add(
+        "events",
+        {"event_id": "e1", "customer_id": "A", "type": "x", "occurred_at": "2026-03-01 11:00"},
+        {"event_id": "e2", "customer_id": "B", "type": "x", "occurred_at": "2026-03-01 12:00"},
+    )
+    shop.run("2026-03-01")
+    # Ordinal = (row's place over orders then events) x 2 rules + rule index; id = 1 + that.
+    ids = shop.query("SELECT entry_id, source_id FROM ledger ORDER BY entry_id")
+    assert ids == [(1, "O0"), (3, "O1"), (5, "O2"), (8, "e1"), (10, "e2")]
+    # The next run numbers after the 10 ids the first one reserved (5 rows x 2 rules). Its
+    # only new row, e3, is the third row of the events export, and no order is new:
+    # ordinal (0 + 2) x 2 + 1 = 5, id 10 + 1 + 5.
+    shop.add(
+        "events",
+        {"event_id": "e3", "customer_id": "A", "type": "x", "occurred_at": "2026-03-02 09:00"},
+    )
+    shop.run("2026-03-02")
+    assert shop.query("SELECT entry_id, source_id FROM ledger WHERE entry_id > 10") == [(16, "e3")]

@@ -30,8 +30,14 @@ def _reserve(ctx: RunContext, table: str, count: int) -> int:
         column = _ID_COLUMNS[table]
         ctx.last_ids[table] = int(ctx.scalar(f"SELECT coalesce(max({column}), 0) FROM {table}"))
     base = ctx.last_ids[table]
+    if base + int(count) >= _ID_LIMIT:
+        raise RuntimeError(f"{table} ids would pass {_ID_LIMIT}: {base} + {count}")
     ctx.last_ids[table] = base + int(count)
     return base
+
+
+# Ids stay far below BIGINT's limit (2^63): a run reserves at most rows x rules of them.
+_ID_LIMIT = 2**62
 
 
 def last_entry_id(ctx: RunContext) -> int:

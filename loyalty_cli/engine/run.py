@@ -382,6 +382,13 @@ def _write_refused(ctx, loaded, tmp_dir, final_dir, timings, t0) -> RunResult:
     return result
 
 
+def _first_rowid(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """The smallest rowid of a loaded table. `_pos` = rowid minus this is a row's place in
+    its export (rowids of rows added in an open transaction start very high)."""
+    row = con.execute(f"SELECT min(rowid) FROM {table}").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def _expression_text(program: Program) -> str:
     """Every expression the engine evaluates against the member view, as one text: rule
     points and conditions, bonus conditions and goals, segment conditions and groups."""
@@ -506,7 +513,7 @@ def _prepare(ctx: RunContext, loaded) -> None:
     # Orders first processed in this run; re-exported orders that turned cancelled.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE new_orders AS
-        SELECT s.*, s.rowid AS _pos FROM {t["orders"]} s
+        SELECT s.*, s.rowid - {_first_rowid(con, t["orders"])} AS _pos FROM {t["orders"]} s
         WHERE NOT EXISTS (SELECT 1 FROM _stored_orders o WHERE o.order_id = s.order_id)"""
     )
     con.execute(
@@ -522,7 +529,8 @@ def _prepare(ctx: RunContext, loaded) -> None:
     items = t.get("order_items")
     if items:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE new_items AS SELECT i.*, i.rowid AS _pos FROM {items} i "
+            f"CREATE OR REPLACE TEMP TABLE new_items AS "
+            f"SELECT i.*, i.rowid - {_first_rowid(con, items)} AS _pos FROM {items} i "
             "WHERE i.order_id IN (SELECT order_id FROM new_orders)"
         )
         ignored = con.execute(
@@ -553,6 +561,7 @@ def _prepare(ctx: RunContext, loaded) -> None:
     events = t.get("events")
     con.execute("DROP TABLE IF EXISTS _new_events")
     if events:
+        first_event = _first_rowid(con, events)
         overlap = con.execute(
             f"""SELECT count(*) FROM (SELECT 1 FROM events_seen
             WHERE day >= (SELECT min(day) FROM {events}) LIMIT 1) s"""
@@ -560,7 +569,7 @@ def _prepare(ctx: RunContext, loaded) -> None:
         if overlap:
             con.execute(
                 f"""CREATE TEMP TABLE _new_events AS
-                SELECT e.*, e.rowid AS _pos FROM {events} e
+                SELECT e.*, e.rowid - {first_event} AS _pos FROM {events} e
                 WHERE NOT EXISTS (
                     SELECT 1 FROM events_seen s
                     WHERE s.event_key = e.event_key
@@ -570,7 +579,7 @@ def _prepare(ctx: RunContext, loaded) -> None:
         else:
             con.execute(
                 f"CREATE OR REPLACE TEMP VIEW new_events AS "
-                f"SELECT e.*, e.rowid AS _pos FROM {events} e"
+                f"SELECT e.*, e.rowid - {first_event} AS _pos FROM {events} e"
             )
     else:
         con.execute(
