@@ -585,12 +585,12 @@ def test_entry_ids_come_from_export_positions_and_stay_small(tmp_path):
         {"event_id": "e2", "customer_id": "B", "type": "x", "occurred_at": "2026-03-01 12:00"},
     )
     shop.run("2026-03-01")
-    # Ordinal = (row's place over orders then events) x 2 rules + rule index; id = 1 + that.
+    # Ordinal = rule index x 5 rows + the row's place over orders then events; id = 1 + that.
     ids = shop.query("SELECT entry_id, source_id FROM ledger ORDER BY entry_id")
-    assert ids == [(1, "O0"), (3, "O1"), (5, "O2"), (8, "e1"), (10, "e2")]
+    assert ids == [(1, "O0"), (2, "O1"), (3, "O2"), (9, "e1"), (10, "e2")]
     # The next run numbers after the 10 ids the first one reserved (5 rows x 2 rules). Its
-    # only new row, e3, is the third row of the events export, and no order is new:
-    # ordinal (0 + 2) x 2 + 1 = 5, id 10 + 1 + 5.
+    # only new row, e3, is the third row of the events export, and no order is new (span 3):
+    # ordinal 1 x 3 + 2 = 5, id 10 + 1 + 5.
     shop.add(
         "events",
         {"event_id": "e3", "customer_id": "A", "type": "x", "occurred_at": "2026-03-02 09:00"},

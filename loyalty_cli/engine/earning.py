@@ -153,8 +153,9 @@ def apply_earning(ctx: RunContext) -> None:
             cond = (
                 f"coalesce(({expressions.compile_expression(when, ectx, kind='condition')}), false)"
             )
-        # A row's entry number: its place over all new rows, times the rules, plus the rule.
-        ordinal = f'({offsets[on]} + "{_ALIAS[on]}"._pos) * {len(rules)} + {idx}'
+        # A row's entry number: the rule's block, then the row's place over all new rows
+        # (rules are evaluated in that order, so entries are made in id order).
+        ordinal = f'{idx} * {offsets["span"]} + {offsets[on]} + "{_ALIAS[on]}"._pos'
         rows = f"""SELECT {_KEYS[on]}, {ordinal} AS ordinal,
                    {rounding_sql(rnd, f"({points})")} AS raw
             FROM {row_from(on, points, cond)}
