@@ -470,31 +470,10 @@ def record_membership(ctx: RunContext, segment_id: str) -> None:
             EXCEPT SELECT customer_id, grp FROM seg_before)""",
         [segment_id],
     )
-    # The stored membership becomes the new one: leavers deleted, stayers updated in place
-    # (their group only where it changed), newcomers added. Rewriting every row each night
-    # would cost far more to commit than these few changes.
-    ctx.q(
-        f"""DELETE FROM segment_members WHERE segment_id = $1
-        AND customer_id NOT IN (SELECT customer_id FROM {_NEW})""",
-        [segment_id],
-    )
-    ctx.q(
-        f"""UPDATE segment_members SET grp = n.grp FROM {_NEW} n
-        WHERE segment_members.segment_id = $1 AND segment_members.customer_id = n.customer_id
-          AND segment_members.grp IS DISTINCT FROM n.grp""",
-        [segment_id],
-    )
-    ctx.q(
-        f"""UPDATE segment_members SET r = n.r, f = n.f, m = n.m, value = n.value, as_of = {d}
-        FROM {_NEW} n
-        WHERE segment_members.segment_id = $1 AND segment_members.customer_id = n.customer_id""",
-        [segment_id],
-    )
+    ctx.q("DELETE FROM segment_members WHERE segment_id = ?", [segment_id])
     ctx.q(
         f"""INSERT INTO segment_members
-        SELECT $1, customer_id, grp, r, f, m, value, {d} FROM {_NEW}
-        WHERE customer_id NOT IN (
-            SELECT customer_id FROM segment_members WHERE segment_id = $1)""",
+        SELECT $1, customer_id, grp, r, f, m, value, {d} FROM {_NEW}""",
         [segment_id],
     )
     ctx.q("DROP TABLE seg_before")
