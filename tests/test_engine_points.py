@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from enginekit import Shop, customer
 
 
@@ -597,3 +599,50 @@ def test_entry_ids_come_from_export_positions_and_stay_small(tmp_path):
     )
     shop.run("2026-03-02")
     assert shop.query("SELECT entry_id, source_id FROM ledger WHERE entry_id > 10") == [(16, "e3")]
+
+
+def test_released_points_join_the_lot_of_their_expiry_day(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          pending_days: 14
+          rules:
+            - {id: base, on: order, points: order.total}
+            - {id: visit, on: event, points: 5}
+        expiry:
+          after: 30 days
+          at: end_of_month
+        """,
+    )
+    shop.add("customers", customer("A"))
+    shop.add(
+        "orders",
+        {
+            "order_id": "O1",
+            "customer_id": "A",
+            "ordered_at": "2026-03-05 10:00",
+            "total": "80.00",
+            "currency": "PLN",
+        },
+    )
+    shop.add(
+        "events",
+        {"event_id": "e1", "customer_id": "A", "type": "x", "occurred_at": "2026-03-10 10:00"},
+    )
+    shop.run("2026-03-10")
+    shop.run("2026-03-19")
+    lots = shop.query(
+        "SELECT kind, rule_id, order_id, earned_on, available_on, expires_on, amount, remaining, "
+        "status FROM lots ORDER BY lot_id"
+    )
+    d = dt.date
+    # Both expire at the end of April (Mar 5 / Mar 10 + 30 days, to the month's end): the
+    # 80 released on Mar 19 join the event's lot, which takes the earlier earning day and
+    # keeps the first day any of its points was available; the order's pending lot stays,
+    # emptied, as `released`.
+    assert lots == [
+        ("points", None, None, d(2026, 3, 5), d(2026, 3, 10), d(2026, 4, 30), 85, 85, "available"),
+        ("earn", "base", "O1", d(2026, 3, 5), d(2026, 3, 19), d(2026, 4, 30), 80, 0, "released"),
+    ]
+    assert shop.balance("A") == (85, 0)

@@ -131,7 +131,8 @@ def credit(ctx: RunContext, relation: str, *, ordinal_span: int | None = None) -
     _add_to_lots(
         ctx,
         f"""SELECT customer_id, k_order, k_rule, k_exp, min(pending_until) AS pending_until,
-                   min(earned_on) AS earned_on, sum(points) AS amount
+                   min(earned_on) AS earned_on,
+                   min(coalesce(pending_until, earned_on)) AS available_on, sum(points) AS amount
             FROM ({keyed}) x GROUP BY customer_id, k_order, k_rule, k_exp""",
     )
     ctx.q(
@@ -155,9 +156,10 @@ def _add_to_lots(ctx: RunContext, groups: str) -> None:
     """Add points to lots and leave `_lotk`: the groups with the lot_id each went to.
 
     `groups` has customer_id, k_order, k_rule, k_exp (expiry day, 9999-12-31 for none),
-    pending_until, earned_on, amount. A group with k_order '' adds to the member's
-    `points` lot of that expiry day, made when missing; the others are pending lots of
-    order k_order and rule k_rule. New lots are numbered by member.
+    pending_until, earned_on, available_on, amount. A group with k_order '' adds to the
+    member's `points` lot of that expiry day, made when missing (its available_on is the
+    first day any of its points was available); the others are pending lots of order
+    k_order and rule k_rule. New lots are numbered by member.
     """
     run_on = ctx.sql_date()
     ctx.q("DROP TABLE IF EXISTS _lotk")
@@ -181,14 +183,14 @@ def _add_to_lots(ctx: RunContext, groups: str) -> None:
     ctx.q(
         """UPDATE lots SET amount = lots.amount + k.amount, remaining = lots.remaining + k.amount,
                           earned_on = least(lots.earned_on, k.earned_on),
-                          available_on = least(lots.available_on, k.earned_on)
+                          available_on = least(lots.available_on, k.available_on)
         FROM _lotk k WHERE lots.lot_id = k.existing"""
     )
     new_lots = int(ctx.scalar("SELECT count(*) FROM _lotk WHERE existing IS NULL"))
     lot0 = _reserve(ctx, "lots", new_lots)
     ctx.q(
         f"""INSERT INTO lots
-        SELECT {lot0} + new_n, customer_id, earned_on, coalesce(pending_until, earned_on),
+        SELECT {lot0} + new_n, customer_id, earned_on, available_on,
                CASE WHEN k_exp < DATE '9999-12-31' THEN k_exp END, amount, amount,
                CASE WHEN k_order <> '' THEN 'pending' ELSE 'available' END,
                CASE WHEN k_order <> '' THEN k_order END,
@@ -234,6 +236,7 @@ def release_due(ctx: RunContext, *, created_before_run: bool = False) -> int:
             """SELECT customer_id, '' AS k_order, '' AS k_rule,
                       coalesce(expires_on, DATE '9999-12-31') AS k_exp,
                       CAST(NULL AS DATE) AS pending_until, min(earned_on) AS earned_on,
+                      min(available_on) AS available_on,
                       sum(remaining) AS amount
                FROM _release WHERE remaining > 0 GROUP BY ALL""",
         )
