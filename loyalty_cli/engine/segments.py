@@ -36,8 +36,6 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from loyalty_cli import expr as expressions
 from loyalty_cli.config.durations import Duration, parse_duration
 from loyalty_cli.engine.context import RunContext
@@ -196,6 +194,8 @@ def _member_history(ctx: RunContext, shared: _Shared) -> None:
 
 def _bgnbd_fit(ctx: RunContext, seg: dict, shared: _Shared) -> BgNbdFit:
     """The run's BG/NBD fit over all members with an order day (fitted once per run)."""
+    import numpy as np
+
     _member_history(ctx, shared)
     if shared.bgnbd is not None:
         return shared.bgnbd
@@ -381,6 +381,8 @@ def _churn_bgnbd(ctx: RunContext, seg: dict, shared: _Shared) -> None:
 
 def _clv(ctx: RunContext, seg: dict, shared: _Shared) -> None:
     """Expected spend over `horizon` (BG/NBD x Gamma-Gamma); the top share is `top`."""
+    import numpy as np
+
     bg = _bgnbd_fit(ctx, seg, shared)
     start = time.perf_counter()
     hist = ctx.q("SELECT x, t_x, big_t, mean_spend FROM seg_history ORDER BY idx").fetchnumpy()
