@@ -4,32 +4,28 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 from loyalty_cli import state
+from loyalty_cli.columns import SOURCE_COLUMNS
 from loyalty_cli.engine.run import RunResult, backfill, run
 
+# The export files' columns: the data contract's canonical columns, in its order.
 HEADERS = {
-    "customers": [
-        "customer_id",
-        "email",
-        "phone",
-        "first_name",
-        "last_name",
-        "birth_date",
-        "joined_at",
-        "email_consent",
-        "sms_consent",
-        "referred_by",
-        "locale",
-    ],
-    "orders": ["order_id", "customer_id", "ordered_at", "total", "currency", "status", "channel"],
-    "order_items": ["order_id", "sku", "quantity", "unit_price", "category", "tags"],
-    "returns": ["order_id", "returned_at", "amount"],
-    "events": ["event_id", "customer_id", "type", "occurred_at", "properties"],
-    "redemptions": ["redemption_id", "customer_id", "reward_id", "requested_at"],
-    "adjustments": ["adjustment_id", "customer_id", "points", "reason", "created_at"],
+    source: list(SOURCE_COLUMNS[source])
+    for source in (
+        "customers",
+        "orders",
+        "order_items",
+        "returns",
+        "events",
+        "redemptions",
+        "adjustments",
+    )
 }
 
 BASE = """\
@@ -90,6 +86,29 @@ class Shop:
         )
         check_invariants(self.state)
         return results[-1]
+
+    def run_cli(
+        self, day: str, env: dict | None = None, timeout: int = 300
+    ) -> subprocess.CompletedProcess:
+        """`loyalty run` for day in a process of its own (exit code, stdout, stderr)."""
+        cmd = [
+            sys.executable,
+            "-m",
+            "loyalty_cli.cli",
+            "run",
+            str(self.program),
+            "--data",
+            str(self.data),
+            "--as-of",
+            day,
+            "--state",
+            str(self.state),
+            "--out",
+            str(self.out),
+        ]
+        return subprocess.run(
+            cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+        )
 
     def backfill(self, first: str, last: str) -> list[RunResult]:
         results = backfill(

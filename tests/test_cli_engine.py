@@ -205,26 +205,7 @@ def test_second_run_on_a_locked_state_is_refused(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "loyalty_cli.cli",
-                "run",
-                str(shop.program),
-                "--data",
-                str(shop.data),
-                "--as-of",
-                "2026-03-02",
-                "--state",
-                str(shop.state),
-                "--out",
-                str(shop.out),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = shop.run_cli("2026-03-02", timeout=120)
     finally:
         holder.kill()
         holder.wait()

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -164,27 +161,6 @@ def test_reject_rate_over_threshold_refuses_the_run(tmp_path):
     assert shop.query("SELECT count(*) FROM runs")[0][0] == 0
 
 
-def _run_cli(shop: Shop, day: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "loyalty_cli.cli",
-        "run",
-        str(shop.program),
-        "--data",
-        str(shop.data),
-        "--as-of",
-        day,
-        "--state",
-        str(shop.state),
-        "--out",
-        str(shop.out),
-    ]
-    return subprocess.run(
-        cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300
-    )
-
-
 @pytest.mark.parametrize(
     "stage", ["load", "earning", "returns", "expiry", "tiers", "outputs", "commit"]
 )
@@ -194,12 +170,12 @@ def test_sigkill_leaves_state_as_before(tmp_path, sample_data, stage):
     for s in (shop, ref):
         s.run("2026-02-01")
     before = dump_state(shop.state)
-    proc = _run_cli(shop, "2026-02-10", {"LOYALTY_KILL_AT": stage})
+    proc = shop.run_cli("2026-02-10", {"LOYALTY_KILL_AT": stage})
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert dump_state(shop.state) == before
     check_invariants(shop.state)
     # A rerun gives what an uninterrupted run gives.
-    ok = _run_cli(shop, "2026-02-10")
+    ok = shop.run_cli("2026-02-10")
     assert ok.returncode == 0, ok.stderr
     ref.run("2026-02-10")
     assert dump_state(shop.state) == dump_state(ref.state)

@@ -410,7 +410,7 @@ def _extra_columns(program: Program, source: str) -> dict[str, str]:
 
 def _prepare(ctx: RunContext, loaded) -> None:
     """Upsert customers, build the member view, and pick this run's new rows."""
-    from loyalty_cli.columns import DUCKDB_TYPES
+    from loyalty_cli.columns import DUCKDB_TYPES, SOURCE_COLUMNS
 
     con, d = ctx.con, ctx.sql_date()
     t = loaded.tables
@@ -423,18 +423,8 @@ def _prepare(ctx: RunContext, loaded) -> None:
     # Only new and changed customers are written: the export is usually the full list.
     changed = " OR ".join(
         f"s.{col} IS DISTINCT FROM c.{col}"
-        for col in (
-            "email",
-            "phone",
-            "first_name",
-            "last_name",
-            "birth_date",
-            "joined_at",
-            "email_consent",
-            "sms_consent",
-            "referred_by",
-            "locale",
-        )
+        for col in SOURCE_COLUMNS["customers"]
+        if col != "customer_id"
     )
     con.execute(
         f"""INSERT OR REPLACE INTO customers
