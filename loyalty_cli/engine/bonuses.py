@@ -32,8 +32,8 @@ import datetime as dt
 from loyalty_cli import expr as expressions
 from loyalty_cli.engine import ledger
 from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.earning import OWNER_ALIAS, period_sql, row_from
 from loyalty_cli.engine.earning import ROW_WHERE as _WHERE
-from loyalty_cli.engine.earning import period_sql, row_from
 
 # customer_id, occurred_at, day, row key, seq of a challenge row per `on`.
 _KEYS = {
@@ -241,7 +241,7 @@ def _challenge(ctx: RunContext, bonus: dict) -> int:
         reached = "total0 + total_run >= CAST($target AS DECIMAL(18,2))"
         target = str(goal["at_least"])
     first = starts_on(ctx)
-    since = f'AND "{_day_alias(on)}".day >= {ctx.sql_date(first)}' if first is not None else ""
+    since = f'AND "{OWNER_ALIAS[on]}".day >= {ctx.sql_date(first)}' if first is not None else ""
     ctx.q("DROP TABLE IF EXISTS _ch_rows")
     ctx.q(
         f"""CREATE TEMP TABLE _ch_rows AS
@@ -335,10 +335,6 @@ def _has_rows(ctx: RunContext, on: str) -> bool:
     }[on]
     columns = {c[0] for c in ctx.q(f"SELECT * FROM {table} LIMIT 0").description}
     return needed in columns and (on != "order_item" or _has_rows(ctx, "order"))
-
-
-def _day_alias(on: str) -> str:
-    return "event" if on == "event" else "order"
 
 
 _TRIGGERS = {

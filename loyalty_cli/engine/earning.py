@@ -21,14 +21,17 @@ _ROWS = {
         JOIN new_orders AS "order" ON "order".order_id = "item".order_id""",
     "event": 'new_events AS "event"',
 }
-_OWNER = {"order": '"order".customer_id', "order_item": '"order".customer_id'}
+# The alias of a row's own table (its place in the export) and of the table that holds
+# its customer and day (an item's are its order's).
+ROW_ALIAS = {"order": "order", "order_item": "item", "event": "event"}
+OWNER_ALIAS = {"order": "order", "order_item": "order", "event": "event"}
 
 
 def row_from(on: str, *sql: str) -> str:
     """FROM clause of the rows of `on`, joined to the customer and member view where the
     compiled expressions in `sql` use them (the joins filter nothing: every row's customer
     is known, unknown ones were rejected on load)."""
-    owner = _OWNER.get(on, '"event".customer_id')
+    owner = f'"{OWNER_ALIAS[on]}".customer_id'
     text = " ".join(sql)
     clause = _ROWS[on]
     if '"customer".' in text:
@@ -95,7 +98,7 @@ def period_key_sql(per: str, day: str) -> str:
     return "CAST(0 AS BIGINT)"
 
 
-def _with_multiplier(ctx: RunContext, rows: str, on: str) -> str:
+def _with_multiplier(ctx: RunContext, rows: str, on: str, tier_changes: bool) -> str:
     """`rows` plus `multiplier`: the member's tier multiplier as of the start of each row's
     day for order and order_item rules, 1 for event rules (9.5). Without any tier change
     yet (a first run) everyone is at the lowest level, so no join is needed."""
@@ -103,7 +106,7 @@ def _with_multiplier(ctx: RunContext, rows: str, on: str) -> str:
 
     if on == "event" or not ctx.program.tiers:
         return f"SELECT *, CAST(1 AS DECIMAL(9,4)) AS multiplier FROM ({rows}) r"
-    if not ctx.scalar("SELECT count(*) FROM tier_changes"):
+    if not tier_changes:
         lowest = ctx.program.levels[0].get("multiplier", 1)
         return f"SELECT *, CAST({float(lowest)!r} AS DECIMAL(9,4)) AS multiplier FROM ({rows}) r"
     return f"SELECT * EXCLUDE (tier) FROM ({tiers.tier_as_of_sql(ctx, rows, 'day')}) t"
@@ -135,6 +138,7 @@ def apply_earning(ctx: RunContext) -> None:
     has_rfm = any(s.get("type") == "rfm" for s in program.data.get("segments") or [])
     rules = program.rules
     offsets = _positions(ctx)
+    tier_changes = bool(ctx.scalar("SELECT count(*) FROM tier_changes"))
     ctx.q("DROP TABLE IF EXISTS earn_rows")
     ctx.q(
         """CREATE TEMP TABLE earn_rows (
@@ -155,7 +159,7 @@ def apply_earning(ctx: RunContext) -> None:
             )
         # A row's entry number: the rule's block, then the row's place over all new rows
         # (rules are evaluated in that order, so entries are made in id order).
-        ordinal = f'{idx} * {offsets["span"]} + {offsets[on]} + "{_ALIAS[on]}"._pos'
+        ordinal = f'{idx} * {offsets["span"]} + {offsets[on]} + "{ROW_ALIAS[on]}"._pos'
         rows = f"""SELECT {_KEYS[on]}, {ordinal} AS ordinal,
                    {rounding_sql(rnd, f"({points})")} AS raw
             FROM {row_from(on, points, cond)}
@@ -169,7 +173,7 @@ def apply_earning(ctx: RunContext) -> None:
             f"""INSERT INTO earn_rows
             SELECT ?, ?, ?, customer_id, source_id, order_id, occurred_at, day, seq, ordinal,
                    raw, multiplier, {uncapped}, {period}, {uncapped}
-            FROM ({_with_multiplier(ctx, rows, on)}) m
+            FROM ({_with_multiplier(ctx, rows, on, tier_changes)}) m
             WHERE raw IS NOT NULL""",
             [idx, rule["id"], on],
         )
@@ -217,9 +221,6 @@ def apply_earning(ctx: RunContext) -> None:
     ).fetchall():
         ctx.count("earning", f"{rule_id}.points", int(pts))
         ctx.count("earning", f"{rule_id}.rows", int(rows))
-
-
-_ALIAS = {"order": "order", "order_item": "item", "event": "event"}
 
 
 def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:

@@ -106,24 +106,24 @@ def credit(ctx: RunContext, relation: str, *, ordinal_span: int | None = None) -
     if ordinal_span is None:
         ctx.q(f"""CREATE TEMP TABLE _credits AS {numbered(relation, "points > 0")}""")
         cred = "SELECT * FROM _credits"
-        n = int(ctx.scalar("SELECT count(*) FROM _credits"))
-        span = n
     else:
         cred = f"SELECT ordinal + 1 AS n, * FROM ({relation}) r WHERE points > 0"
-        n = int(ctx.scalar(f"SELECT count(*) FROM ({cred}) c"))
-        span = int(ordinal_span)
-    if not n:
-        ctx.q("DROP TABLE IF EXISTS _credits")
-        return 0
-    entry0 = _reserve(ctx, "ledger", span)
-    run_on = ctx.sql_date()
-    # Expiry days per earning day, computed once per day rather than once per credit.
+    # Expiry days per earning day, computed once per day rather than once per credit; the
+    # credits per day give their number without another pass.
     ctx.q("DROP TABLE IF EXISTS _expday")
     ctx.q(
         f"""CREATE TEMP TABLE _expday AS
-        SELECT earned_on, coalesce({expiry_sql(ctx, "earned_on")}, DATE '9999-12-31') AS k_exp
-        FROM (SELECT DISTINCT earned_on FROM ({cred}) c) d"""
+        SELECT earned_on, coalesce({expiry_sql(ctx, "earned_on")}, DATE '9999-12-31') AS k_exp,
+               credits
+        FROM (SELECT earned_on, count(*) AS credits FROM ({cred}) c GROUP BY earned_on) d"""
     )
+    n = int(ctx.scalar("SELECT coalesce(sum(credits), 0) FROM _expday"))
+    if not n:
+        for table in ("_expday", "_credits"):
+            ctx.q(f"DROP TABLE IF EXISTS {table}")
+        return 0
+    entry0 = _reserve(ctx, "ledger", n if ordinal_span is None else int(ordinal_span))
+    run_on = ctx.sql_date()
     keyed = f"""SELECT c.*,
                CASE WHEN pending_until IS NOT NULL THEN order_id ELSE '' END AS k_order,
                CASE WHEN pending_until IS NOT NULL THEN rule_id ELSE '' END AS k_rule, e.k_exp
