@@ -22,6 +22,7 @@ import csv
 import difflib
 import gzip
 import json
+import os
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -123,6 +124,21 @@ HEADER_PEEK = 1 << 20  # bytes read to find a CSV header line
 # Its line limit (DuckDB's default, 2 MB) must then be given too, or it grows with the buffer.
 CSV_BUFFER_SIZE = 64 << 20
 MAX_LINE_SIZE = 2_000_000
+# A file smaller than two large buffers would be read by one thread: a nightly's 10 MB
+# customers file converts in 0.10 s with 8 MB buffers against 0.15 s with one 64 MB buffer.
+SMALL_CSV_BUFFER_SIZE = 8 << 20
+
+
+def csv_buffer_size(path: str | os.PathLike) -> int:
+    """DuckDB's read buffer for one CSV file: large for files from 32 MB (and compressed
+    ones, read by one thread anyway), smaller for the rest."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return CSV_BUFFER_SIZE
+    if str(path).lower().endswith(".gz") or size >= 4 * SMALL_CSV_BUFFER_SIZE:
+        return CSV_BUFFER_SIZE
+    return SMALL_CSV_BUFFER_SIZE
 
 
 @dataclass
@@ -564,7 +580,7 @@ def _read_csv(loader: _Loader, src: _Source, part: _Part) -> None:
         f"read_csv({sql_literal(str(part.shown))}, columns={struct}, auto_detect=false, "
         f"header={str(opts['header']).lower()}, delim={sql_literal(opts['delimiter'])}, "
         f"quote={sql_literal(quote)}, escape={sql_literal(quote)}, skip=0, comment='', "
-        f"strict_mode=true, null_padding=false, buffer_size={CSV_BUFFER_SIZE}, "
+        f"strict_mode=true, null_padding=false, buffer_size={csv_buffer_size(part.shown)}, "
         f"max_line_size={MAX_LINE_SIZE})"
     )
     cols = _select_columns(src, part.columns)
@@ -641,7 +657,7 @@ def _read_json(loader: _Loader, src: _Source, part: _Part) -> None:
     read = (
         f"read_csv({sql_literal(part.shown)}, columns={{'line': 'VARCHAR'}}, auto_detect=false, "
         "header=false, delim=chr(0), quote='', escape='', skip=0, comment='', strict_mode=true, "
-        f"null_padding=false, buffer_size={CSV_BUFFER_SIZE}, "
+        f"null_padding=false, buffer_size={csv_buffer_size(part.shown)}, "
         f"max_line_size={MAX_LINE_SIZE})"
     )
     loader.temp_table(part.table, f"SELECT line FROM {read}", part, src)
