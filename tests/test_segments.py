@@ -257,6 +257,25 @@ def test_rfm_ties_everywhere_share_the_lowest_score(con):
     }
 
 
+def test_rfm_groups_see_customer_columns(con):
+    # Groups naming only r, f, m and customer columns: the scores are joined to the
+    # customers without the member view.
+    for cid, locale in (("A", "pl"), ("B", "de"), ("C", "pl")):
+        add_customer(con, cid, locale=locale)
+    add_order(con, "A", date(2026, 3, 30), "100")
+    add_order(con, "B", date(2026, 3, 30), "100")
+    add_order(con, "C", date(2025, 1, 1), "100")
+    groups = {"polish-recent": "customer.locale = 'pl' and r >= 3", "others": "true"}
+    run_segments(con, make_program({**RFM, "groups": groups}))
+    # n = 3. R by days since DESC: C 454 days rank 1 (0 -> 1); A and B 1 day tie at rank 2
+    # (1 + 5 * 1 // 2 = 3). F and M tie for all three at rank 1: score 1.
+    assert {k: v[:4] for k, v in members(con, "rfm").items()} == {
+        "A": ("polish-recent", 3, 1, 1),
+        "B": ("others", 3, 1, 1),
+        "C": ("others", 1, 1, 1),
+    }
+
+
 def test_rfm_member_view_of_the_next_run_has_the_new_scores(con):
     rfm_shop(con)
     run_segments(con, make_program(RFM), tiers={"B": "gold"})

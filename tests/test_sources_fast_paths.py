@@ -14,7 +14,7 @@ from datetime import date
 
 import duckdb
 
-from loyalty_cli.engine.sources import load_sources
+from loyalty_cli.engine.sources import csv_buffer_size, load_sources
 from loyalty_cli.engine.timeutil import local_timestamp_sql, sql_literal
 
 AS_OF = date(2026, 6, 30)
@@ -180,3 +180,18 @@ def test_item_ranks_for_consecutive_scattered_and_interrupted_orders(tmp_path):
     assert con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '__ls%'"
     ).fetchone() == (0,)
+
+
+def test_csv_buffer_is_small_for_small_files_and_large_from_32_mb(tmp_path):
+    small, big, packed = tmp_path / "small.csv", tmp_path / "big.csv", tmp_path / "a.csv.gz"
+    small.write_bytes(b"x" * 1000)
+    with big.open("wb") as fh:  # sparse: 32 MiB long without writing it
+        fh.truncate(32 << 20)
+    packed.write_bytes(b"x" * 1000)
+    assert csv_buffer_size(small) == 8 << 20
+    assert csv_buffer_size(str(big)) == 64 << 20
+    with big.open("r+b") as fh:
+        fh.truncate((32 << 20) - 1)
+    assert csv_buffer_size(big) == 8 << 20
+    assert csv_buffer_size(packed) == 64 << 20  # compressed: one reader thread anyway
+    assert csv_buffer_size(tmp_path / "missing.csv") == 64 << 20

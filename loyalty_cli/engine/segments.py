@@ -31,6 +31,7 @@ it was, with a warning: a failed fit is not a reason for members to leave.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
@@ -300,11 +301,25 @@ def _rfm(ctx: RunContext, seg: dict, shared: _Shared) -> None:
         SELECT * FROM (
             SELECT "member".customer_id, CASE {whens} END AS grp,
                    "member".r, "member".f, "member".m, CAST(NULL AS DOUBLE) AS value
-            FROM (SELECT mv.* EXCLUDE (r, f, m), s.r, s.f, s.m
-                  FROM scored s JOIN member_view mv USING (customer_id)) AS "member"
-            JOIN cust_view AS "customer" ON "customer".customer_id = "member".customer_id)
+            FROM {_rfm_members(whens)})
         WHERE grp IS NOT NULL"""
     )
+
+
+def _rfm_members(whens: str) -> str:
+    """FROM clause of the scored members for the group conditions: joined to the member
+    and customer views only when the conditions name more than r, f and m."""
+    member_columns = set(re.findall(r'"member"\."(\w+)"', whens))
+    if member_columns <= {"r", "f", "m"}:
+        members = 'scored AS "member"'
+    else:
+        members = (
+            "(SELECT mv.* EXCLUDE (r, f, m), s.r, s.f, s.m "
+            'FROM scored s JOIN member_view mv USING (customer_id)) AS "member"'
+        )
+    if '"customer".' in whens:
+        members += ' JOIN cust_view AS "customer" ON "customer".customer_id = "member".customer_id'
+    return members
 
 
 def _rule(ctx: RunContext, seg: dict, shared: _Shared) -> None:
@@ -442,34 +457,44 @@ def record_membership(ctx: RunContext, segment_id: str) -> None:
 
     The membership before D is the stored one with D's recorded changes undone (entries
     removed, exits put back), so a rerun of D compares with the same baseline as the first
-    run and replaces that run's changes instead of adding to them.
+    run and replaces that run's changes instead of adding to them. A member is in at most
+    one group of a segment, so one join by member finds who left a group and who entered one.
     """
     d = ctx.sql_date()
-    ctx.q(
-        f"""CREATE OR REPLACE TEMP TABLE seg_before AS
-        SELECT customer_id, grp FROM (
-            SELECT customer_id, grp FROM segment_members WHERE segment_id = $1
-            EXCEPT
+    before = "(SELECT customer_id, grp FROM segment_members WHERE segment_id = ?)"
+    params = [segment_id]
+    rerun = ctx.scalar(
+        f"SELECT count(*) FROM segment_changes WHERE segment_id = ? AND on_day = {d}",
+        [segment_id],
+    )
+    if rerun:
+        ctx.q(
+            f"""CREATE OR REPLACE TEMP TABLE seg_before AS
+            SELECT customer_id, grp FROM (
+                SELECT customer_id, grp FROM segment_members WHERE segment_id = $1
+                EXCEPT
+                SELECT customer_id, grp FROM segment_changes
+                WHERE segment_id = $1 AND on_day = {d} AND change = 'enter')
+            UNION
             SELECT customer_id, grp FROM segment_changes
-            WHERE segment_id = $1 AND on_day = {d} AND change = 'enter')
-        UNION
-        SELECT customer_id, grp FROM segment_changes
-        WHERE segment_id = $1 AND on_day = {d} AND change = 'exit'""",
-        [segment_id],
+            WHERE segment_id = $1 AND on_day = {d} AND change = 'exit'""",
+            [segment_id],
+        )
+        ctx.q(f"DELETE FROM segment_changes WHERE segment_id = ? AND on_day = {d}", [segment_id])
+        before, params = "seg_before", []
+    ctx.q(
+        f"""CREATE OR REPLACE TEMP TABLE seg_diff AS
+        SELECT b.grp AS old_grp, n.grp AS new_grp,
+               coalesce(b.customer_id, n.customer_id) AS customer_id
+        FROM {before} b FULL JOIN {_NEW} n ON n.customer_id = b.customer_id
+        WHERE b.grp IS DISTINCT FROM n.grp""",
+        params,
     )
-    ctx.q(f"DELETE FROM segment_changes WHERE segment_id = ? AND on_day = {d}", [segment_id])
     ctx.q(
         f"""INSERT INTO segment_changes
-        SELECT $1, customer_id, grp, 'exit', {d} FROM (
-            SELECT customer_id, grp FROM seg_before
-            EXCEPT SELECT customer_id, grp FROM {_NEW})""",
-        [segment_id],
-    )
-    ctx.q(
-        f"""INSERT INTO segment_changes
-        SELECT $1, customer_id, grp, 'enter', {d} FROM (
-            SELECT customer_id, grp FROM {_NEW}
-            EXCEPT SELECT customer_id, grp FROM seg_before)""",
+        SELECT $1, customer_id, old_grp, 'exit', {d} FROM seg_diff WHERE old_grp IS NOT NULL
+        UNION ALL
+        SELECT $1, customer_id, new_grp, 'enter', {d} FROM seg_diff WHERE new_grp IS NOT NULL""",
         [segment_id],
     )
     ctx.q("DELETE FROM segment_members WHERE segment_id = ?", [segment_id])
@@ -478,6 +503,7 @@ def record_membership(ctx: RunContext, segment_id: str) -> None:
         SELECT $1, customer_id, grp, r, f, m, value, {d} FROM {_NEW}""",
         [segment_id],
     )
-    ctx.q("DROP TABLE seg_before")
+    ctx.q("DROP TABLE IF EXISTS seg_before")
+    ctx.q("DROP TABLE seg_diff")
     for grp, n in ctx.q(f"SELECT grp, count(*) FROM {_NEW} GROUP BY grp ORDER BY grp").fetchall():
         ctx.count("segments", f"{segment_id}.{grp}", n)
