@@ -161,6 +161,14 @@ def _referral(ctx: RunContext, bonus: dict) -> int:
         )
     first = starts_on(ctx)
     since = f"AND f.release_on >= {ctx.sql_date(first)}" if first is not None else ""
+    # Only a member with an order released or first processed in this run can have a first
+    # order that triggers now: the others' orders need not be ranked.
+    candidates = (
+        f"""AND customer_id IN (SELECT customer_id FROM orders f
+                                WHERE ({released_now}) AND f.release_on <= {ctx.sql_date()})"""
+        if ctx.window_start is not None
+        else ""
+    )
     ctx.q("DROP TABLE IF EXISTS _referrals")
     _exec(
         ctx,
@@ -175,6 +183,7 @@ def _referral(ctx: RunContext, bonus: dict) -> int:
               -- Referees granted already never count again: skip their orders early.
               AND customer_id NOT IN (SELECT customer_id FROM bonus_grants
                                       WHERE bonus_id = $bonus AND period = 'once')
+              {candidates}
             QUALIFY row_number() OVER (PARTITION BY customer_id
                                        ORDER BY ordered_at, order_id) = 1)
         SELECT c.customer_id AS referee, c.referred_by AS referrer, f.order_id,
