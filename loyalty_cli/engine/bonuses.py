@@ -163,7 +163,7 @@ def _referral(ctx: RunContext, bonus: dict) -> int:
     since = f"AND f.release_on >= {ctx.sql_date(first)}" if first is not None else ""
     # Only a member with an order released or first processed in this run can have a first
     # order that triggers now: the others' orders need not be ranked.
-    candidates = (
+    released = (
         f"""AND customer_id IN (SELECT customer_id FROM orders f
                                 WHERE ({released_now}) AND f.release_on <= {ctx.sql_date()})"""
         if ctx.window_start is not None
@@ -173,17 +173,19 @@ def _referral(ctx: RunContext, bonus: dict) -> int:
     _exec(
         ctx,
         f"""CREATE TEMP TABLE _referrals AS
-        WITH firsts AS (
+        WITH candidates AS (
+            SELECT customer_id FROM customers
+            WHERE referred_by IS NOT NULL
+              -- Referees granted already never count again: skip their orders early.
+              AND customer_id NOT IN (SELECT customer_id FROM bonus_grants
+                                      WHERE bonus_id = $bonus AND period = 'once')
+              {released}),
+        firsts AS (
             SELECT customer_id, order_id, ordered_at, total, returned, release_on,
                    processed_on
             FROM orders
             WHERE (status = 'completed' OR returned > 0)
-              AND customer_id IN (SELECT customer_id FROM customers
-                                  WHERE referred_by IS NOT NULL)
-              -- Referees granted already never count again: skip their orders early.
-              AND customer_id NOT IN (SELECT customer_id FROM bonus_grants
-                                      WHERE bonus_id = $bonus AND period = 'once')
-              {candidates}
+              AND customer_id IN (SELECT customer_id FROM candidates)
             QUALIFY row_number() OVER (PARTITION BY customer_id
                                        ORDER BY ordered_at, order_id) = 1)
         SELECT c.customer_id AS referee, c.referred_by AS referrer, f.order_id,
