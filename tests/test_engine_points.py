@@ -428,6 +428,56 @@ def test_items_and_returns_of_an_order_after_the_day_wait_for_it(tmp_path):
     assert shop.ledger("A", "2026-03-03") == [("clawback", -10, 0, "return", 0)]
 
 
+ITEM_POINTS = """
+        earning:
+          rules:
+            - {id: per-item, on: order_item, points: item.quantity * 10}
+        data: {max_reject_rate: 0.6}
+        """
+
+
+def test_first_run_rejects_items_of_an_order_not_in_the_export(tmp_path):
+    shop = Shop(tmp_path, ITEM_POINTS)
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add(
+        "orders",
+        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 10:00", "total": "30.00"},
+    )
+    shop.add(
+        "order_items",
+        {"order_id": "O1", "sku": "S1", "quantity": "2", "unit_price": "15.00"},
+        {"order_id": "O9", "sku": "S2", "quantity": "1", "unit_price": "5.00"},
+    )
+    shop.run("2026-03-01")
+    assert shop.csv("2026-03-01", "rejects.csv") == [
+        {
+            "source": "order_items",
+            "file": "order_items.csv",
+            "line": "3",
+            "column": "order_id",
+            "reason": "unknown_order",
+        }
+    ]
+    assert shop.ledger("A") == [("earn", 20, 0, "per-item", 0)]  # 2 x 10, O9's item none
+
+
+def test_items_of_an_order_processed_earlier_are_ignored_and_counted(tmp_path):
+    shop = Shop(tmp_path, ITEM_POINTS)
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add(
+        "orders",
+        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 10:00", "total": "30.00"},
+    )
+    shop.add("order_items", {"order_id": "O1", "sku": "S1", "quantity": "2", "unit_price": "15.00"})
+    shop.run("2026-03-01")
+    # The next export repeats O1 and its item and adds a second item of O1: both ignored.
+    shop.add("order_items", {"order_id": "O1", "sku": "S2", "quantity": "3", "unit_price": "1.00"})
+    result = shop.run("2026-03-02")
+    assert shop.ledger("A", "2026-03-02") == []
+    assert result.counts["warnings"] == {"items_of_processed_orders": 2}
+    assert shop.ledger("A") == [("earn", 20, 0, "per-item", 0)]
+
+
 def test_expiry_rounded_to_the_end_of_the_quarter(tmp_path):
     shop = Shop(
         tmp_path,

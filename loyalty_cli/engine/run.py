@@ -496,16 +496,31 @@ def _prepare(ctx: RunContext, loaded) -> None:
         for src in ("orders", "order_items", "returns")
         if t.get(src)
     )
+    # (A first run has no stored order to look for among millions of exported ids.)
+    none_stored = not con.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM orders LIMIT 1) o"
+    ).fetchone()[0]
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _stored_orders AS
-        SELECT order_id, status FROM orders WHERE order_id IN ({refs})"""
+        SELECT order_id, status FROM orders
+        WHERE {"FALSE" if none_stored else f"order_id IN ({refs})"}"""
     )
-    # Orders first processed in this run; re-exported orders that turned cancelled.
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE new_orders AS
-        SELECT s.*, s.rowid - {_first_rowid(con, t["orders"])} AS _pos FROM {t["orders"]} s
-        WHERE NOT EXISTS (SELECT 1 FROM _stored_orders o WHERE o.order_id = s.order_id)"""
-    )
+    # Orders first processed in this run; re-exported orders that turned cancelled. When
+    # the export names no stored order (a first run), every loaded order is new: new_orders
+    # and new_items are then views over the loaded rows instead of copies of millions.
+    stored_any = con.execute("SELECT count(*) FROM _stored_orders").fetchone()[0] > 0
+    for table in ("_new_orders", "_new_items"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    loaded_orders = f"""SELECT s.*, s.rowid - {_first_rowid(con, t["orders"])} AS _pos
+        FROM {t["orders"]} s"""
+    if stored_any:
+        con.execute(
+            f"""CREATE TEMP TABLE _new_orders AS {loaded_orders}
+            WHERE NOT EXISTS (SELECT 1 FROM _stored_orders o WHERE o.order_id = s.order_id)"""
+        )
+        con.execute("CREATE OR REPLACE TEMP VIEW new_orders AS SELECT * FROM _new_orders")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW new_orders AS {loaded_orders}")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE cancelled_now AS
         SELECT o.order_id FROM {t["orders"]} s JOIN _stored_orders o USING (order_id)
@@ -517,12 +532,25 @@ def _prepare(ctx: RunContext, loaded) -> None:
     )
     # Item rows go with their order, from the export in which it is first processed.
     items = t.get("order_items")
-    if items:
+    all_new = bool(items) and not stored_any
+    if all_new:  # are all items' orders in the export? (else rejects and held-back orders)
+        all_new = not con.execute(
+            f"""SELECT count(*) FROM (SELECT 1 FROM {items} i
+            WHERE NOT EXISTS (SELECT 1 FROM {t["orders"]} o WHERE o.order_id = i.order_id)
+            LIMIT 1) x"""
+        ).fetchone()[0]
+    if all_new:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE new_items AS "
+            f"CREATE OR REPLACE TEMP VIEW new_items AS "
+            f"SELECT i.*, i.rowid - {_first_rowid(con, items)} AS _pos FROM {items} i"
+        )
+    elif items:
+        con.execute(
+            f"CREATE TEMP TABLE _new_items AS "
             f"SELECT i.*, i.rowid - {_first_rowid(con, items)} AS _pos FROM {items} i "
             "WHERE i.order_id IN (SELECT order_id FROM new_orders)"
         )
+        con.execute("CREATE OR REPLACE TEMP VIEW new_items AS SELECT * FROM _new_items")
         ignored = con.execute(
             f"""SELECT count(*) FROM {items} i
             WHERE i.order_id NOT IN (SELECT order_id FROM new_orders)
@@ -539,9 +567,9 @@ def _prepare(ctx: RunContext, loaded) -> None:
             SELECT 'order_items', i._file, i._line, 'order_id', 'unknown_order' FROM {items} i
             WHERE i.order_id NOT IN (SELECT order_id FROM known_orders) {held}"""
         )
-    else:
+    if not items:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE new_items AS SELECT NULL::VARCHAR AS order_id, "
+            "CREATE OR REPLACE TEMP VIEW new_items AS SELECT NULL::VARCHAR AS order_id, "
             "0::BIGINT AS item_seq, 0::BIGINT AS _pos WHERE FALSE"
         )
 
