@@ -332,13 +332,21 @@ def debit(ctx: RunContext, relation: str) -> int:
         run AS (
             SELECT d.*, coalesce(bal.b0, 0) AS b0,
                    sum(amount) OVER w AS cum_after,
-                   sum(amount) OVER w - amount AS cum_before
+                   sum(amount) OVER w - amount AS cum_before,
+                   row_number() OVER w AS k
             FROM d LEFT JOIN bal USING (customer_id)
             WINDOW w AS (PARTITION BY d.customer_id ORDER BY occurred_at, _seq, source_id, kind
-                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))
-        SELECT row_number() OVER (ORDER BY customer_id, occurred_at, _seq, source_id, kind) AS n,
-               *, greatest(0, b0 - cum_before) - greatest(0, b0 - cum_after) AS taken
-        FROM run"""
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)),
+        -- Numbered in (customer_id, occurred_at, _seq, source_id, kind) order: the member's
+        -- debits before, plus the place within the member (the same sort as the running sum).
+        base AS (
+            SELECT customer_id,
+                   coalesce(sum(k) OVER (ORDER BY customer_id
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS b
+            FROM (SELECT customer_id, count(*) AS k FROM d GROUP BY customer_id) per)
+        SELECT base.b + run.k AS n, run.* EXCLUDE (k),
+               greatest(0, b0 - cum_before) - greatest(0, b0 - cum_after) AS taken
+        FROM run JOIN base USING (customer_id)"""
     )
     n = int(ctx.scalar("SELECT count(*) FROM _debits"))
     if not n:
