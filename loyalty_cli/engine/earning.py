@@ -138,14 +138,17 @@ def apply_earning(ctx: RunContext) -> None:
     has_rfm = any(s.get("type") == "rfm" for s in program.data.get("segments") or [])
     rules = program.rules
     offsets = _positions(ctx)
+    rule_id = rule_id_sql(rules)
+    is_event = _idx_in([i for i, r in enumerate(rules) if r["on"] == "event"])
     tier_changes = bool(ctx.scalar("SELECT count(*) FROM tier_changes"))
+    # One row per matching source row and rule: millions in a first run, so the rule's id
+    # and kind are not stored with each row but derived from rule_idx (rule_id_sql).
     ctx.q("DROP TABLE IF EXISTS earn_rows")
     ctx.q(
         """CREATE TEMP TABLE earn_rows (
-            rule_idx INTEGER, rule_id VARCHAR, on_kind VARCHAR, customer_id VARCHAR,
-            source_id VARCHAR, order_id VARCHAR, occurred_at TIMESTAMP, day DATE, seq BIGINT,
-            ordinal BIGINT, raw BIGINT, multiplier DECIMAL(9,4), uncapped BIGINT,
-            period BIGINT, points BIGINT)"""
+            rule_idx INTEGER, customer_id VARCHAR, source_id VARCHAR, order_id VARCHAR,
+            occurred_at TIMESTAMP, day DATE, seq BIGINT, ordinal BIGINT, raw BIGINT,
+            uncapped BIGINT, period BIGINT, points BIGINT)"""
     )
     for idx, rule in enumerate(rules):
         on = rule["on"]
@@ -171,28 +174,24 @@ def apply_earning(ctx: RunContext) -> None:
             period = period_key_sql(rule["cap"]["per"], "day")
         ctx.q(
             f"""INSERT INTO earn_rows
-            SELECT ?, ?, ?, customer_id, source_id, order_id, occurred_at, day, seq, ordinal,
-                   raw, multiplier, {uncapped}, {period}, {uncapped}
+            SELECT ?, customer_id, source_id, order_id, occurred_at, day, seq, ordinal,
+                   raw, {uncapped}, {period}, {uncapped}
             FROM ({_with_multiplier(ctx, rows, on, tier_changes)}) m
             WHERE raw IS NOT NULL""",
-            [idx, rule["id"], on],
+            [idx],
         )
     capped = {i: r["cap"] for i, r in enumerate(rules) if r.get("cap")}
     if capped:
         _apply_caps(ctx, capped)
 
-    qualifying_ids = [r["id"] for r in rules if r.get("qualifying")]
-    qual = (
-        "FALSE"
-        if not qualifying_ids
-        else "rule_id IN (" + ", ".join(_lit(r) for r in qualifying_ids) + ")"
-    )
-    _insert_new_orders(ctx, qual)
-    if qualifying_ids:
+    qualifying = [i for i, r in enumerate(rules) if r.get("qualifying")]
+    qual = _idx_in(qualifying)
+    _insert_new_orders(ctx, qual, is_event)
+    if qualifying:
         ctx.q(
             f"""INSERT INTO qualifying_days
             SELECT customer_id, day, sum(raw) FROM earn_rows
-            WHERE on_kind = 'event' AND {qual}
+            WHERE {is_event} AND {qual}
             GROUP BY customer_id, day HAVING sum(raw) <> 0"""
         )
 
@@ -200,9 +199,9 @@ def apply_earning(ctx: RunContext) -> None:
     pending_until = f"CAST(day + INTERVAL {int(pending)} DAY AS DATE)" if pending > 0 else "NULL"
     ledger.credit(
         ctx,
-        f"""SELECT customer_id, 'earn' AS kind, points, rule_id, source_id, occurred_at,
-                   day AS earned_on,
-                   CASE WHEN on_kind = 'event' THEN CAST(NULL AS DATE)
+        f"""SELECT customer_id, 'earn' AS kind, points, {rule_id} AS rule_id, source_id,
+                   occurred_at, day AS earned_on,
+                   CASE WHEN {is_event} THEN CAST(NULL AS DATE)
                         ELSE {pending_until} END AS pending_until,
                    order_id, CAST(NULL AS VARCHAR) AS reason, ordinal
             FROM earn_rows WHERE points > 0""",
@@ -210,17 +209,17 @@ def apply_earning(ctx: RunContext) -> None:
     )
     ledger.debit(
         ctx,
-        """SELECT customer_id, 'debit' AS kind, -points AS amount, rule_id, source_id,
-                  occurred_at, CAST(NULL AS VARCHAR) AS reason,
-                  CASE WHEN on_kind = 'event' THEN 1 ELSE 0 END * 1000000 + seq AS seq
+        f"""SELECT customer_id, 'debit' AS kind, -points AS amount, {rule_id} AS rule_id,
+                  source_id, occurred_at, CAST(NULL AS VARCHAR) AS reason,
+                  CASE WHEN {is_event} THEN 1 ELSE 0 END * 1000000 + seq AS seq
            FROM earn_rows WHERE points < 0""",
     )
-    for rule_id, pts, rows in ctx.q(
-        "SELECT rule_id, sum(points), count(*) FROM earn_rows WHERE points <> 0 "
-        "GROUP BY rule_id ORDER BY rule_id"
-    ).fetchall():
-        ctx.count("earning", f"{rule_id}.points", int(pts))
-        ctx.count("earning", f"{rule_id}.rows", int(rows))
+    per_rule = ctx.q(
+        "SELECT rule_idx, sum(points), count(*) FROM earn_rows WHERE points <> 0 GROUP BY rule_idx"
+    ).fetchall()
+    for idx, pts, n in sorted(per_rule, key=lambda row: str(rules[row[0]]["id"])):
+        ctx.count("earning", f"{rules[idx]['id']}.points", int(pts))
+        ctx.count("earning", f"{rules[idx]['id']}.rows", int(n))
 
 
 def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
@@ -236,11 +235,7 @@ def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
         + " END"
     )
     rules = ctx.program.rules
-    rule_id = (
-        "CASE rule_idx "
-        + " ".join(f"WHEN {i} THEN {_lit(rules[i]['id'])}" for i in capped)
-        + " END"
-    )
+    rule_id = rule_id_sql(rules, list(capped))
     ctx.q("DROP TABLE IF EXISTS _capg")
     ctx.q(
         f"""CREATE TEMP TABLE _capg AS
@@ -283,12 +278,28 @@ def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
     ctx.q("DROP TABLE _capg")
 
 
+def rule_id_sql(rules: list[dict], only: list[int] | None = None) -> str:
+    """SQL for the id of the rule of an earn_rows row (from its rule_idx)."""
+    whens = " ".join(
+        f"WHEN {i} THEN {_lit(rules[i]['id'])}"
+        for i in (range(len(rules)) if only is None else only)
+    )
+    return f"CASE rule_idx {whens} END" if whens else "CAST(NULL AS VARCHAR)"
+
+
+def _idx_in(indices: list[int]) -> str:
+    """SQL: the row's rule is one of `indices`."""
+    if not indices:
+        return "FALSE"
+    return f"rule_idx IN ({', '.join(str(i) for i in indices)})"
+
+
 def _lit(text: str) -> str:
     """A SQL string literal (ids come from the validated program)."""
     return "'" + str(text).replace("'", "''") + "'"
 
 
-def _insert_new_orders(ctx: RunContext, qualifying: str) -> None:
+def _insert_new_orders(ctx: RunContext, qualifying: str, is_event: str) -> None:
     """This run's new orders into the state, with their clawable and qualifying points."""
     from loyalty_cli.engine.run import order_extra_json
 
@@ -303,5 +314,5 @@ def _insert_new_orders(ctx: RunContext, qualifying: str) -> None:
             SELECT order_id,
                    sum(CASE WHEN points > 0 THEN points ELSE 0 END) AS granted,
                    sum(CASE WHEN {qualifying} THEN raw ELSE 0 END) AS qual
-            FROM earn_rows WHERE on_kind <> 'event' GROUP BY order_id) p USING (order_id)"""
+            FROM earn_rows WHERE NOT {is_event} GROUP BY order_id) p USING (order_id)"""
     )
