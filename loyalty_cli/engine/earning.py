@@ -240,7 +240,7 @@ def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
     ctx.q(
         f"""CREATE TEMP TABLE _capg AS
         WITH g AS (
-            SELECT customer_id, rule_idx, period, sum(uncapped) AS total
+            SELECT customer_id, rule_idx, period, CAST(sum(uncapped) AS BIGINT) AS total
             FROM earn_rows WHERE period IS NOT NULL AND uncapped > 0
             GROUP BY customer_id, rule_idx, period),
         u AS (
@@ -248,31 +248,33 @@ def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
             WHERE rule_id IN ({", ".join(_lit(rules[i]["id"]) for i in capped)})
               AND period IN (SELECT DISTINCT period FROM g)
             GROUP BY ALL)
-        SELECT g.*, {rule_id} AS rule_id, coalesce(u.used, 0) AS used, {cap_max} AS cap
+        SELECT g.*, CAST(coalesce(u.used, 0) AS BIGINT) AS used
         FROM g LEFT JOIN u ON u.customer_id = g.customer_id AND u.period = g.period
                           AND u.rule_id = {rule_id.replace("rule_idx", "g.rule_idx")}"""
     )
+    # One row per member, rule and period (millions in a first run): the rule's cap and id
+    # are derived from rule_idx where needed rather than stored with each.
     ctx.q(
-        """UPDATE earn_rows SET points = w.points FROM (
+        f"""UPDATE earn_rows SET points = w.points FROM (
             SELECT r.rowid AS rid,
                    least(r.uncapped, greatest(0, o.cap - o.used - coalesce(sum(r.uncapped) OVER (
                        PARTITION BY r.customer_id, r.rule_idx, r.period
                        ORDER BY r.occurred_at, r.seq, r.source_id
                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))) AS points
             FROM earn_rows r
-            JOIN (SELECT * FROM _capg WHERE total + used > cap) o
+            JOIN (SELECT *, {cap_max} AS cap FROM _capg WHERE total + used > {cap_max}) o
               USING (customer_id, rule_idx, period)
             WHERE r.uncapped > 0) w
         WHERE earn_rows.rowid = w.rid AND earn_rows.points <> w.points"""
     )
     # Room used is appended per run and summed when read.
     ctx.q(
-        """INSERT INTO cap_usage
-        SELECT customer_id, rule_id, period, used FROM (
-            SELECT customer_id, rule_id, period,
+        f"""INSERT INTO cap_usage
+        SELECT customer_id, {rule_id}, period, used FROM (
+            SELECT customer_id, rule_idx, period,
                    CASE WHEN total + used > cap THEN greatest(0, least(total, cap - used))
                         ELSE total END AS used
-            FROM _capg) x
+            FROM (SELECT *, {cap_max} AS cap FROM _capg) c) x
         WHERE used > 0"""
     )
     ctx.q("DROP TABLE _capg")
