@@ -220,6 +220,7 @@ def apply_earning(ctx: RunContext) -> None:
     for idx, pts, n in sorted(per_rule, key=lambda row: str(rules[row[0]]["id"])):
         ctx.count("earning", f"{rules[idx]['id']}.points", int(pts))
         ctx.count("earning", f"{rules[idx]['id']}.rows", int(n))
+    ctx.q("DROP TABLE earn_rows")  # its memory is wanted by the steps after
 
 
 def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
