@@ -42,8 +42,11 @@ def _write_ledger(ctx: RunContext, path: Path) -> None:
     each sorted on its own, and the parts joined: the same bytes, far less memory.
     """
     d = ctx.sql_date()
+    # rule_id is always an id of the program (a rule, bonus or reward: they start with a
+    # letter or digit) or a fixed word, so it needs no neutralising; the other text may
+    # come from the shop's data.
     select = f"""SELECT {neutral("customer_id")} AS customer_id, kind, points, pending,
-                   {neutral("rule_id")} AS rule_id, {neutral("source_id")} AS source_id,
+                   rule_id, {neutral("source_id")} AS source_id,
                    occurred_on, {neutral("reason")} AS reason, shortfall
             FROM ledger WHERE run_on = {d}"""
     n, low, high = ctx.q(
