@@ -13,7 +13,7 @@ import duckdb
 
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Points are BIGINT, money DECIMAL(18,2), dates and timestamps local to the program's timezone.
 MIGRATIONS: dict[int, list[str]] = {
@@ -116,6 +116,9 @@ MIGRATIONS: dict[int, list[str]] = {
         FROM (SELECT customer_id, day, sum(greatest(total - returned, 0)) AS spend
               FROM orders WHERE status = 'completed' GROUP BY customer_id, day) x""",
     ],
+    # The room a cap has used is read from the ledger's credits of the rule (engine/earning.py
+    # _room_used_sql): the same numbers, without a table of millions of rows to keep.
+    4: ["DROP TABLE cap_usage"],
 }
 
 

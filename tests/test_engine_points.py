@@ -606,6 +606,42 @@ def test_cap_room_left_by_one_run_is_used_by_late_rows_in_the_next(tmp_path):
     assert shop.balance("A") == (9, 0)
 
 
+def test_cap_room_counts_pending_points_of_earlier_runs_and_returns_free_none(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          pending_days: 14
+          rules:
+            - {id: buy, on: order, points: order.total, cap: {max: 10, per: week}}
+        """,
+    )
+    shop.add("customers", customer("A"))
+
+    def order(oid: str, at: str) -> dict:
+        return {"order_id": oid, "customer_id": "A", "ordered_at": at, "total": "6.00"}
+
+    shop.add("orders", order("O1", "2026-03-02 10:00"))  # Monday of ISO week 2026-W10
+    shop.run("2026-03-02")
+    assert shop.ledger("A", "2026-03-02") == [("pending", 0, 6, "buy", 0)]
+    # O1 returned in full on Tuesday: its pending points are cancelled, the room stays used.
+    shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-03 09:00", "amount": "6.00"})
+    shop.add("orders", order("O2", "2026-03-03 10:00"))
+    shop.run("2026-03-03")
+    assert shop.ledger("A", "2026-03-03") == [
+        ("pending", 0, 4, "buy", 0),  # 10 - 6 used by O1
+        ("cancel", 0, -6, "return", 0),
+    ]
+    # Sunday is still W10 (no room left); Monday starts W11.
+    shop.add("orders", order("O3", "2026-03-08 10:00"), order("O4", "2026-03-09 10:00"))
+    shop.run("2026-03-09")
+    rows = shop.query(
+        "SELECT source_id, pending FROM ledger WHERE run_on > DATE '2026-03-03' "
+        "AND kind = 'pending' ORDER BY source_id"
+    )
+    assert rows == [("O4", 6)]  # O3 (caught up on Mar 8) earned nothing
+
+
 def test_entry_ids_come_from_export_positions_and_stay_small(tmp_path):
     shop = Shop(
         tmp_path,

@@ -33,42 +33,25 @@ def _v1_state(path) -> None:
     con.close()
 
 
+def _tables(con) -> set[str]:
+    return {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+
 def test_fresh_state_is_at_the_current_version(tmp_path):
     con = state.connect(tmp_path / "s.duckdb")
-    assert state.schema_version(con) == state.SCHEMA_VERSION == 3
-    types = dict(
-        con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = 'cap_usage'"
-        ).fetchall()
-    )
-    assert types == {
-        "customer_id": "VARCHAR",
-        "rule_id": "VARCHAR",
-        "period": "BIGINT",
-        "used": "BIGINT",
-    }
+    assert state.schema_version(con) == state.SCHEMA_VERSION == 4
+    # Cap room is read from the ledger (migration 4): no table of its own.
+    assert "cap_usage" not in _tables(con)
+    assert {"ledger", "lots", "order_days", "events_seen"} <= _tables(con)
 
 
-def test_migration_2_turns_cap_periods_into_numbers(tmp_path):
+def test_a_version_1_state_migrates_to_the_current_version(tmp_path):
     path = tmp_path / "s.duckdb"
-    _v1_state(path)
+    _v1_state(path)  # its cap room in text periods: migration 2 converts, 4 drops it
     con = state.connect(path)
-    assert state.schema_version(con) == 3
-    rows = con.execute(
-        "SELECT customer_id, rule_id, period, used FROM cap_usage ORDER BY customer_id, rule_id, "
-        "period"
-    ).fetchall()
-    # 2025-12-29 is day 20451 after 1970-01-01 (55 years, 14 of them leap: 55*365 + 14 = 20089
-    # days to 2025-01-01, plus 362 days into 2025).
-    assert rows == [
-        ("A", "newsletter", 202053, 4),
-        ("A", "newsletter", 202601, 10),
-        ("A", "visit", 20089 + 362, 3),
-        ("B", "monthly", 202602, 7),
-        ("B", "once", 0, 2),
-        ("B", "yearly", 2026, 1),
-    ]
+    assert state.schema_version(con) == 4
+    assert "cap_usage" not in _tables(con)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
 
 
 def test_migration_is_applied_once(tmp_path):
@@ -76,7 +59,8 @@ def test_migration_is_applied_once(tmp_path):
     _v1_state(path)
     state.connect(path).close()
     con = state.connect(path)
-    assert con.execute("SELECT count(*) FROM cap_usage").fetchone()[0] == 6
+    assert state.schema_version(con) == 4
+    assert con.execute("SELECT count(*) FROM order_days").fetchone()[0] == 3
 
 
 def test_migration_3_builds_order_days_from_the_orders(tmp_path):

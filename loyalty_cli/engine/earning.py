@@ -85,8 +85,8 @@ def period_sql(per: str, day: str) -> str:
 
 
 def period_key_sql(per: str, day: str) -> str:
-    """Cap period of a local day as a number (cap_usage.period): days since 1970-01-01,
-    ISO year * 100 + ISO week, year * 100 + month, the year, or 0 for `ever`."""
+    """Cap period of a local day as a number: days since 1970-01-01, ISO year * 100 + ISO
+    week, year * 100 + month, the year, or 0 for `ever`."""
     if per == "day":
         return f"CAST({day} - DATE '1970-01-01' AS BIGINT)"
     if per == "week":
@@ -224,19 +224,18 @@ def apply_earning(ctx: RunContext) -> None:
 
 
 def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
-    """Cap earn_rows.points per member, rule and period (9.6) and record the room used.
+    """Cap earn_rows.points per member, rule and period (9.6).
 
     Room is summed per member, rule and period over this run's positive points plus what
-    earlier runs used (cap_usage, appended per run). Only the periods that pass the cap need
-    the running sum in row order; the row that crosses the cap gets the remainder.
+    earlier runs credited (read from the ledger, _room_used_sql). Only the periods that pass
+    the cap need the running sum in row order; the row that crosses the cap gets the
+    remainder.
     """
     cap_max = (
         "CASE rule_idx "
         + " ".join(f"WHEN {i} THEN {int(cap['max'])}" for i, cap in capped.items())
         + " END"
     )
-    rules = ctx.program.rules
-    rule_id = rule_id_sql(rules, list(capped))
     ctx.q("DROP TABLE IF EXISTS _capg")
     ctx.q(
         f"""CREATE TEMP TABLE _capg AS
@@ -244,14 +243,10 @@ def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
             SELECT customer_id, rule_idx, period, CAST(sum(uncapped) AS BIGINT) AS total
             FROM earn_rows WHERE period IS NOT NULL AND uncapped > 0
             GROUP BY customer_id, rule_idx, period),
-        u AS (
-            SELECT customer_id, rule_id, period, sum(used) AS used FROM cap_usage
-            WHERE rule_id IN ({", ".join(_lit(rules[i]["id"]) for i in capped)})
-              AND period IN (SELECT DISTINCT period FROM g)
-            GROUP BY ALL)
+        u AS ({_room_used_sql(ctx, capped)})
         SELECT g.*, CAST(coalesce(u.used, 0) AS BIGINT) AS used
         FROM g LEFT JOIN u ON u.customer_id = g.customer_id AND u.period = g.period
-                          AND u.rule_id = {rule_id.replace("rule_idx", "g.rule_idx")}"""
+                          AND u.rule_idx = g.rule_idx"""
     )
     # One row per member, rule and period (millions in a first run): the rule's cap and id
     # are derived from rule_idx where needed rather than stored with each.
@@ -268,25 +263,53 @@ def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
             WHERE r.uncapped > 0) w
         WHERE earn_rows.rowid = w.rid AND earn_rows.points <> w.points"""
     )
-    # Room used is appended per run and summed when read.
-    ctx.q(
-        f"""INSERT INTO cap_usage
-        SELECT customer_id, {rule_id}, period, used FROM (
-            SELECT customer_id, rule_idx, period,
-                   CASE WHEN total + used > cap THEN greatest(0, least(total, cap - used))
-                        ELSE total END AS used
-            FROM (SELECT *, {cap_max} AS cap FROM _capg) c) x
-        WHERE used > 0"""
-    )
     ctx.q("DROP TABLE _capg")
 
 
-def rule_id_sql(rules: list[dict], only: list[int] | None = None) -> str:
-    """SQL for the id of the rule of an earn_rows row (from its rule_idx)."""
-    whens = " ".join(
-        f"WHEN {i} THEN {_lit(rules[i]['id'])}"
-        for i in (range(len(rules)) if only is None else only)
+def _room_used_sql(ctx: RunContext, capped: dict[int, dict]) -> str:
+    """Room earlier runs used per member, capped rule and period: the points the rule
+    credited (available or pending, after multiplier and cap), read from the ledger.
+
+    Returns do not free room (their entries are other kinds) and negative points are never
+    capped. Only the periods this run's capped rows fall in are read: entries from the
+    start of the earliest such period on (all of them for a cap `per: ever`).
+    """
+    rules = ctx.program.rules
+    ids = ", ".join(_lit(rules[i]["id"]) for i in capped)
+    period = (
+        "CASE rule_id "
+        + " ".join(
+            f"WHEN {_lit(rules[i]['id'])} THEN {period_key_sql(cap['per'], 'occurred_on')}"
+            for i, cap in capped.items()
+        )
+        + " END"
     )
+    idx = " ".join(f"WHEN {_lit(rules[i]['id'])} THEN {i}" for i in capped)
+    since = ""
+    if all(cap["per"] in _PERIOD_UNITS for cap in capped.values()):
+        starts = " ".join(
+            f"WHEN {i} THEN CAST(date_trunc('{_PERIOD_UNITS[cap['per']]}', day) AS DATE)"
+            for i, cap in capped.items()
+        )
+        first = ctx.scalar(
+            f"SELECT min(CASE rule_idx {starts} END) FROM earn_rows WHERE period IS NOT NULL"
+        )
+        since = f"AND occurred_on >= {ctx.sql_date(first)}" if first is not None else ""
+    return f"""
+        SELECT customer_id, CASE rule_id {idx} END AS rule_idx, period, sum(used) AS used
+        FROM (SELECT customer_id, rule_id, {period} AS period, points + pending AS used
+              FROM ledger
+              WHERE kind IN ('earn', 'pending') AND rule_id IN ({ids}) {since}) x
+        GROUP BY ALL"""
+
+
+# The first day of a cap period (ISO weeks start on Monday); `ever` has none.
+_PERIOD_UNITS = {"day": "day", "week": "week", "month": "month", "year": "year"}
+
+
+def rule_id_sql(rules: list[dict]) -> str:
+    """SQL for the id of the rule of an earn_rows row (from its rule_idx)."""
+    whens = " ".join(f"WHEN {i} THEN {_lit(rule['id'])}" for i, rule in enumerate(rules))
     return f"CASE rule_idx {whens} END" if whens else "CAST(NULL AS VARCHAR)"
 
 
