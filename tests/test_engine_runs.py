@@ -273,3 +273,32 @@ def test_output_cells_that_look_like_formulas_are_neutralised(tmp_path):
     assert sorted(balances) == sorted(["'=SUM(A1)", "'+1", "'-2", "'@me", "'\tT", "plain", "a=b"])
     ledger = {row["customer_id"] for row in shop.csv("2026-03-01", "ledger.csv")}
     assert ledger == {"'=SUM(A1)", "'+1", "'-2", "'@me", "'\tT", "plain", "a=b"}
+
+
+def test_new_lots_are_stored_in_order_of_expiry_day(tmp_path):
+    # Lot ids are numbered member by member; the rows are stored by expiry day, so that a
+    # night's releases, debits and expiry touch few row groups of the state file.
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          rules:
+            - {id: visit, on: event, points: 1}
+        expiry:
+          after: 30 days
+          at: end_of_month
+        """,
+    )
+    shop.add("customers", customer("A"), customer("B"))
+    shop.add(
+        "events",
+        # A: Jan 5 + 30 days = Feb 4, usable through Feb 28; Mar 5 -> Apr 4 -> Apr 30.
+        {"event_id": "a1", "customer_id": "A", "type": "v", "occurred_at": "2026-01-05 10:00"},
+        {"event_id": "a2", "customer_id": "A", "type": "v", "occurred_at": "2026-03-05 10:00"},
+        # B: Feb 5 -> Mar 7 -> Mar 31.
+        {"event_id": "b1", "customer_id": "B", "type": "v", "occurred_at": "2026-02-05 10:00"},
+    )
+    shop.run("2026-03-06")
+    assert shop.query(
+        "SELECT lot_id, customer_id, CAST(expires_on AS VARCHAR) FROM lots ORDER BY rowid"
+    ) == [(1, "A", "2026-02-28"), (3, "B", "2026-03-31"), (2, "A", "2026-04-30")]
