@@ -428,9 +428,32 @@ def _split_operator(source: str) -> ExprProblem | None:
     return None
 
 
+_CHECKED: dict[tuple, CheckedExpr] = {}
+
+
+def check_expression_cached(
+    text: str | int | float | bool, ctx: ExprContext, *, kind: str = "value"
+) -> CheckedExpr:
+    """check_expression, remembered for the process: a program's expressions are checked
+    when it is loaded and compiled again by the run (and programs repeat expressions)."""
+    key = (
+        repr(text),
+        kind,
+        ctx.where,
+        repr(sorted((row, sorted(cols.items())) for row, cols in ctx.rows.items())),
+        repr(sorted(ctx.bare.items())),
+    )
+    found = _CHECKED.get(key)
+    if found is None:
+        if len(_CHECKED) > 10_000:
+            _CHECKED.clear()
+        found = _CHECKED[key] = check_expression(text, ctx, kind=kind)
+    return found
+
+
 def compile_expression(text: str | int | float | bool, ctx: ExprContext, **kw: str) -> str:
     """The DuckDB SQL of an expression; ValueError listing the problems when it has any."""
-    checked = check_expression(text, ctx, **kw)
+    checked = check_expression_cached(text, ctx, **kw)
     if not checked.ok:
         listed = "; ".join(
             f"{p.line}:{p.col} {p.code} {p.message}" + (f" ({p.hint})" if p.hint else "")

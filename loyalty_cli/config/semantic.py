@@ -169,23 +169,9 @@ class Checker:
                 )
 
 
-_EXPR_CACHE: dict[tuple, expressions.CheckedExpr] = {}
-
-
 def _check_cached(value: Any, ctx: expressions.ExprContext, kind: str) -> expressions.CheckedExpr:
     """check_expression, remembered: many programs repeat the same expressions."""
-    key = (
-        repr(value),
-        kind,
-        repr(sorted((row, sorted(cols.items())) for row, cols in ctx.rows.items())),
-        repr(sorted(ctx.bare.items())),
-    )
-    found = _EXPR_CACHE.get(key)
-    if found is None:
-        if len(_EXPR_CACHE) > 10_000:
-            _EXPR_CACHE.clear()
-        found = _EXPR_CACHE[key] = expressions.check_expression(value, ctx, kind=kind)
-    return found
+    return expressions.check_expression_cached(value, ctx, kind=kind)
 
 
 def _tier_literals(text: str) -> list[str]:
