@@ -13,7 +13,7 @@ import duckdb
 
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Points are BIGINT, money DECIMAL(18,2), dates and timestamps local to the program's timezone.
 MIGRATIONS: dict[int, list[str]] = {
@@ -119,6 +119,14 @@ MIGRATIONS: dict[int, list[str]] = {
     # The room a cap has used is read from the ledger's credits of the rule (engine/earning.py
     # _room_used_sql): the same numbers, without a table of millions of rows to keep.
     4: ["DROP TABLE cap_usage"],
+    # Released pending lots are deleted (engine/ledger.py release_due); meta remembers the
+    # highest id deleted so that lot ids are never given out twice.
+    5: [
+        """INSERT OR REPLACE INTO meta
+        SELECT 'lots_removed_up_to', CAST(max(lot_id) AS VARCHAR) FROM lots
+        WHERE status = 'released' HAVING count(*) > 0""",
+        "DELETE FROM lots WHERE status = 'released'",
+    ],
 }
 
 

@@ -719,16 +719,46 @@ def test_released_points_join_the_lot_of_their_expiry_day(tmp_path):
     shop.run("2026-03-10")
     shop.run("2026-03-19")
     lots = shop.query(
-        "SELECT kind, rule_id, order_id, earned_on, available_on, expires_on, amount, remaining, "
-        "status FROM lots ORDER BY lot_id"
+        "SELECT lot_id, kind, rule_id, order_id, earned_on, available_on, expires_on, amount, "
+        "remaining, status FROM lots ORDER BY lot_id"
     )
     d = dt.date
-    # Both expire at the end of April (Mar 5 / Mar 10 + 30 days, to the month's end): the
-    # 80 released on Mar 19 join the event's lot, which takes the earlier earning day and
-    # keeps the first day any of its points was available; the order's pending lot stays,
-    # emptied, as `released`.
+    # Both expire at the end of April (Mar 5 / Mar 10 + 30 days, to the month's end). On
+    # Mar 10 the event's lot is lot 1 and the order's pending lot lot 2 (by member, expiry
+    # day, then order). The 80 released on Mar 19 join lot 1, which takes the earlier
+    # earning day and keeps the first day any of its points was available; the emptied
+    # pending lot is deleted, and its entries keep its id.
     assert lots == [
-        ("points", None, None, d(2026, 3, 5), d(2026, 3, 10), d(2026, 4, 30), 85, 85, "available"),
-        ("earn", "base", "O1", d(2026, 3, 5), d(2026, 3, 19), d(2026, 4, 30), 80, 0, "released"),
+        (
+            1,
+            "points",
+            None,
+            None,
+            d(2026, 3, 5),
+            d(2026, 3, 10),
+            d(2026, 4, 30),
+            85,
+            85,
+            "available",
+        ),
+    ]
+    assert shop.query(
+        "SELECT kind, lot_id FROM ledger WHERE source_id = 'O1' ORDER BY entry_id"
+    ) == [
+        (
+            "pending",
+            2,
+        ),
+        ("release", 2),
     ]
     assert shop.balance("A") == (85, 0)
+    # Lot 2 is gone but its id is not given out again: the next new lot is lot 3.
+    shop.add(
+        "events",
+        {"event_id": "e2", "customer_id": "A", "type": "x", "occurred_at": "2026-04-15 10:00"},
+    )
+    shop.run("2026-04-15")
+    assert shop.query("SELECT lot_id, expires_on FROM lots ORDER BY lot_id") == [
+        (1, d(2026, 4, 30)),
+        (3, d(2026, 5, 31)),
+    ]

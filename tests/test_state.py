@@ -39,7 +39,7 @@ def _tables(con) -> set[str]:
 
 def test_fresh_state_is_at_the_current_version(tmp_path):
     con = state.connect(tmp_path / "s.duckdb")
-    assert state.schema_version(con) == state.SCHEMA_VERSION == 4
+    assert state.schema_version(con) == state.SCHEMA_VERSION == 5
     # Cap room is read from the ledger (migration 4): no table of its own.
     assert "cap_usage" not in _tables(con)
     assert {"ledger", "lots", "order_days", "events_seen"} <= _tables(con)
@@ -49,9 +49,9 @@ def test_a_version_1_state_migrates_to_the_current_version(tmp_path):
     path = tmp_path / "s.duckdb"
     _v1_state(path)  # its cap room in text periods: migration 2 converts, 4 drops it
     con = state.connect(path)
-    assert state.schema_version(con) == 4
+    assert state.schema_version(con) == 5
     assert "cap_usage" not in _tables(con)
-    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
 
 
 def test_migration_is_applied_once(tmp_path):
@@ -59,7 +59,7 @@ def test_migration_is_applied_once(tmp_path):
     _v1_state(path)
     state.connect(path).close()
     con = state.connect(path)
-    assert state.schema_version(con) == 4
+    assert state.schema_version(con) == 5
     assert con.execute("SELECT count(*) FROM order_days").fetchone()[0] == 3
 
 
@@ -77,3 +77,23 @@ def test_migration_3_builds_order_days_from_the_orders(tmp_path):
         ("A", "2026-01-10", 0.0, 9),
         ("B", "2026-02-01", 70.0, None),
     ]
+
+
+def test_migration_5_deletes_released_lots_and_keeps_their_highest_id(tmp_path):
+    path = tmp_path / "s.duckdb"
+    _v1_state(path)
+    con = duckdb.connect(str(path))
+    con.execute(
+        """INSERT INTO lots (lot_id, customer_id, amount, remaining, status, kind) VALUES
+        (1, 'A', 10, 4, 'available', 'points'),
+        (2, 'A', 30, 0, 'released', 'earn'),
+        (3, 'B', 20, 20, 'pending', 'earn'),
+        (4, 'B', 50, 0, 'released', 'earn')"""
+    )
+    con.close()
+    con = state.connect(path)
+    assert con.execute("SELECT lot_id, status FROM lots ORDER BY lot_id").fetchall() == [
+        (1, "available"),
+        (3, "pending"),
+    ]
+    assert state.get_meta(con, "lots_removed_up_to") == "4"

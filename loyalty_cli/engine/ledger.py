@@ -25,10 +25,17 @@ _ID_COLUMNS = {"ledger": "entry_id", "lots": "lot_id"}
 
 
 def _reserve(ctx: RunContext, table: str, count: int) -> int:
-    """The id before a block of `count` new ids of `table` (read once per run, then counted)."""
+    """The id before a block of `count` new ids of `table` (read once per run, then counted).
+
+    Released pending lots are deleted, so the highest lot id ever used may be gone from
+    `lots`: meta `lots_removed_up_to` keeps it, and ids are never given out twice.
+    """
     if table not in ctx.last_ids:
         column = _ID_COLUMNS[table]
-        ctx.last_ids[table] = int(ctx.scalar(f"SELECT coalesce(max({column}), 0) FROM {table}"))
+        last = f"SELECT coalesce(max({column}), 0) FROM {table}"
+        if table == "lots":
+            last = f"SELECT greatest(({last}), coalesce(({_LOTS_REMOVED_SQL}), 0))"
+        ctx.last_ids[table] = int(ctx.scalar(last))
     base = ctx.last_ids[table]
     if base + int(count) >= _ID_LIMIT:
         raise RuntimeError(f"{table} ids would pass {_ID_LIMIT}: {base} + {count}")
@@ -38,6 +45,9 @@ def _reserve(ctx: RunContext, table: str, count: int) -> int:
 
 # Ids stay far below BIGINT's limit (2^63): a run reserves at most rows x rules of them.
 _ID_LIMIT = 2**62
+
+LOTS_REMOVED_KEY = "lots_removed_up_to"  # meta: the highest id of a deleted lot
+_LOTS_REMOVED_SQL = f"SELECT TRY_CAST(value AS BIGINT) FROM meta WHERE key = '{LOTS_REMOVED_KEY}'"
 
 
 def last_entry_id(ctx: RunContext) -> int:
@@ -214,7 +224,12 @@ def _add_to_lots(ctx: RunContext, groups: str) -> None:
 
 def release_due(ctx: RunContext, *, created_before_run: bool = False) -> int:
     """Pending lots whose day has come are released (a `release` entry each): their points
-    move to the member's lot of their expiry day and the pending lot is left `released`."""
+    move to the member's lot of their expiry day and the pending lot, now empty, is deleted
+    (its pending and release entries keep its id). Pending lots emptied by returns go too.
+
+    Deleting keeps `lots` to what can still be spent: most of a first run's lots are
+    pending lots of past orders, released in the same run.
+    """
     run_on = ctx.sql_date()
     created = f"AND created_on < {run_on}" if created_before_run else ""
     ctx.q("DROP TABLE IF EXISTS _release")
@@ -249,10 +264,14 @@ def release_due(ctx: RunContext, *, created_before_run: bool = False) -> int:
                FROM _release WHERE remaining > 0 GROUP BY ALL""",
         )
         ctx.q("DROP TABLE _lotk")
-    ctx.q(
-        "UPDATE lots SET status = 'released', remaining = 0 "
-        "FROM _release r WHERE lots.lot_id = r.lot_id"
-    )
+    if ctx.scalar("SELECT count(*) FROM _release"):
+        ctx.q(
+            f"""INSERT OR REPLACE INTO meta
+            SELECT '{LOTS_REMOVED_KEY}', CAST(greatest(max(lot_id),
+                   coalesce(({_LOTS_REMOVED_SQL}), 0)) AS VARCHAR)
+            FROM _release"""
+        )
+        ctx.q("DELETE FROM lots WHERE lot_id IN (SELECT lot_id FROM _release)")
     ctx.q("DROP TABLE _release")
     return n
 
