@@ -15,6 +15,10 @@ from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
 
 SCHEMA_VERSION = 5
 
+# meta: the highest id of a deleted lot (released pending lots are deleted), so that lot
+# ids are never given out twice (engine/ledger.py).
+LOTS_REMOVED_KEY = "lots_removed_up_to"
+
 # Points are BIGINT, money DECIMAL(18,2), dates and timestamps local to the program's timezone.
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -122,8 +126,8 @@ MIGRATIONS: dict[int, list[str]] = {
     # Released pending lots are deleted (engine/ledger.py release_due); meta remembers the
     # highest id deleted so that lot ids are never given out twice.
     5: [
-        """INSERT OR REPLACE INTO meta
-        SELECT 'lots_removed_up_to', CAST(max(lot_id) AS VARCHAR) FROM lots
+        f"""INSERT OR REPLACE INTO meta
+        SELECT '{LOTS_REMOVED_KEY}', CAST(max(lot_id) AS VARCHAR) FROM lots
         WHERE status = 'released' HAVING count(*) > 0""",
         "DELETE FROM lots WHERE status = 'released'",
     ],

@@ -13,20 +13,10 @@ from pathlib import Path
 from loyalty_cli import state
 from loyalty_cli.columns import SOURCE_COLUMNS
 from loyalty_cli.engine.run import RunResult, backfill, run
+from loyalty_cli.engine.sources import SOURCE_ORDER
 
 # The export files' columns: the data contract's canonical columns, in its order.
-HEADERS = {
-    source: list(SOURCE_COLUMNS[source])
-    for source in (
-        "customers",
-        "orders",
-        "order_items",
-        "returns",
-        "events",
-        "redemptions",
-        "adjustments",
-    )
-}
+HEADERS = {source: list(SOURCE_COLUMNS[source]) for source in SOURCE_ORDER}
 
 BASE = """\
 version: 1
@@ -51,6 +41,16 @@ def customer(cid: str, joined: str = "2025-01-01 10:00:00", **kw) -> dict:
     row = {"customer_id": cid, "joined_at": joined, "email": f"{cid.lower()}@example.com"}
     row.update(kw)
     return row
+
+
+def order(oid: str, cid: str, at: str, total: str, **kw) -> dict:
+    """An orders export row; other columns (currency, status, ...) as keywords."""
+    return {"order_id": oid, "customer_id": cid, "ordered_at": at, "total": total, **kw}
+
+
+def event(eid: str, cid: str, at: str, kind: str = "page_view", **kw) -> dict:
+    """An events export row of type `kind`."""
+    return {"event_id": eid, "customer_id": cid, "type": kind, "occurred_at": at, **kw}
 
 
 class Shop:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from enginekit import Shop, customer
+from enginekit import Shop, customer, event, order
 
 
 def test_fifo_across_three_lots_with_partial_expiry(tmp_path):
@@ -548,20 +548,13 @@ def test_rules_see_the_member_view_as_of_the_start_of_the_run(tmp_path):
         """,
     )
     shop.add("customers", customer("A"))
-
-    def order(oid: str, at: str, total: str) -> dict:
-        return {"order_id": oid, "customer_id": "A", "ordered_at": at, "total": total}
-
-    def event(eid: str, at: str) -> dict:
-        return {"event_id": eid, "customer_id": "A", "type": "page_view", "occurred_at": at}
-
-    shop.add("orders", order("O1", "2026-03-01 10:00:00", "120.00"))
-    shop.add("events", event("E1", "2026-03-01 11:00:00"))
+    shop.add("orders", order("O1", "A", "2026-03-01 10:00:00", "120.00"))
+    shop.add("events", event("E1", "A", "2026-03-01 11:00:00"))
     shop.run("2026-03-01")
     # At the start of Mar 1: no orders, no spend, no points.
     assert shop.ledger("A", "2026-03-01") == [("earn", 100, 0, "first", 0)]
-    shop.add("orders", order("O2", "2026-03-02 10:00:00", "50.00"))
-    shop.add("events", event("E2", "2026-03-02 11:00:00"))
+    shop.add("orders", order("O2", "A", "2026-03-02 10:00:00", "50.00"))
+    shop.add("events", event("E2", "A", "2026-03-02 11:00:00"))
     shop.run("2026-03-02")
     # At the start of Mar 2: one order, 120.00 spent, 100 points, last order a day ago.
     assert shop.ledger("A", "2026-03-02") == [
@@ -583,18 +576,18 @@ def test_cap_room_left_by_one_run_is_used_by_late_rows_in_the_next(tmp_path):
         """,
     )
     shop.add("customers", customer("A"))
-
-    def event(eid: str, at: str, kind: str = "view") -> dict:
-        return {"event_id": eid, "customer_id": "A", "type": kind, "occurred_at": at}
-
-    shop.add("events", *(event(f"v{i}", f"2026-03-01 1{i}:00") for i in range(3)))
-    shop.add("events", event("l1", "2026-03-01 15:00", "like"))
+    shop.add("events", *(event(f"v{i}", "A", f"2026-03-01 1{i}:00", "view") for i in range(3)))
+    shop.add("events", event("l1", "A", "2026-03-01 15:00", "like"))
     shop.run("2026-03-01")
     # visit: 3 views + 1 like = 4 of 5 on Mar 1; like: 2 of 3 in March.
     assert shop.balance("A") == (6, 0)
     # Late rows of Mar 1 arrive with Mar 2's: 1 point of room left on Mar 1 for visits.
-    shop.add("events", event("v3", "2026-03-01 18:00"), event("v4", "2026-03-01 19:00"))
-    shop.add("events", event("l2", "2026-03-02 09:00", "like"))
+    shop.add(
+        "events",
+        event("v3", "A", "2026-03-01 18:00", "view"),
+        event("v4", "A", "2026-03-01 19:00", "view"),
+    )
+    shop.add("events", event("l2", "A", "2026-03-02 09:00", "like"))
     shop.run("2026-03-02")
     rows = shop.query(
         "SELECT source_id, rule_id, points FROM ledger WHERE run_on = DATE '2026-03-02' "
@@ -617,23 +610,23 @@ def test_cap_room_counts_pending_points_of_earlier_runs_and_returns_free_none(tm
         """,
     )
     shop.add("customers", customer("A"))
-
-    def order(oid: str, at: str) -> dict:
-        return {"order_id": oid, "customer_id": "A", "ordered_at": at, "total": "6.00"}
-
-    shop.add("orders", order("O1", "2026-03-02 10:00"))  # Monday of ISO week 2026-W10
+    shop.add("orders", order("O1", "A", "2026-03-02 10:00", "6.00"))  # Monday of 2026-W10
     shop.run("2026-03-02")
     assert shop.ledger("A", "2026-03-02") == [("pending", 0, 6, "buy", 0)]
     # O1 returned in full on Tuesday: its pending points are cancelled, the room stays used.
     shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-03 09:00", "amount": "6.00"})
-    shop.add("orders", order("O2", "2026-03-03 10:00"))
+    shop.add("orders", order("O2", "A", "2026-03-03 10:00", "6.00"))
     shop.run("2026-03-03")
     assert shop.ledger("A", "2026-03-03") == [
         ("pending", 0, 4, "buy", 0),  # 10 - 6 used by O1
         ("cancel", 0, -6, "return", 0),
     ]
     # Sunday is still W10 (no room left); Monday starts W11.
-    shop.add("orders", order("O3", "2026-03-08 10:00"), order("O4", "2026-03-09 10:00"))
+    shop.add(
+        "orders",
+        order("O3", "A", "2026-03-08 10:00", "6.00"),
+        order("O4", "A", "2026-03-09 10:00", "6.00"),
+    )
     shop.run("2026-03-09")
     rows = shop.query(
         "SELECT source_id, pending FROM ledger WHERE run_on > DATE '2026-03-03' "

@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from enginekit import Shop, check_invariants, customer
+from enginekit import Shop, check_invariants, customer, order
 
 from loyalty_cli import sampledata, state
 
@@ -221,25 +221,16 @@ def test_order_days_kept_up_to_date_night_by_night(tmp_path):
     shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: 1}\n")
     shop.add("customers", customer("A"), customer("B"))
 
-    def order(oid, cid, at, total, status="completed"):
-        return {
-            "order_id": oid,
-            "customer_id": cid,
-            "ordered_at": at,
-            "total": total,
-            "currency": "PLN",
-            "status": status,
-        }
-
+    completed = {"currency": "PLN", "status": "completed"}
     shop.add(
         "orders",
-        order("O1", "A", "2026-03-01 10:00:00", "100.00"),
-        order("O2", "A", "2026-03-01 12:00:00", "50.00"),
-        order("O3", "B", "2026-03-02 09:00:00", "80.00"),
+        order("O1", "A", "2026-03-01 10:00:00", "100.00", **completed),
+        order("O2", "A", "2026-03-01 12:00:00", "50.00", **completed),
+        order("O3", "B", "2026-03-02 09:00:00", "80.00", **completed),
     )
     shop.run("2026-03-02")
     # Next night: A orders again, returns 30 of O1; B's order comes back cancelled.
-    shop.add("orders", order("O4", "A", "2026-03-03 08:00:00", "40.00"))
+    shop.add("orders", order("O4", "A", "2026-03-03 08:00:00", "40.00", **completed))
     shop.rows["orders"][2]["status"] = "cancelled"
     shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-03 09:00:00", "amount": "30"})
     shop.export()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from loyalty_cli import expr as expressions
 from loyalty_cli.engine import ledger
 from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.timeutil import sql_literal
 
 # The rows a rule (or a challenge) sees, per `on`; see row_from().
 _ROWS = {
@@ -274,21 +275,22 @@ def _room_used_sql(ctx: RunContext, capped: dict[int, dict]) -> str:
     capped. Only the periods this run's capped rows fall in are read: entries from the
     start of the earliest such period on (all of them for a cap `per: ever`).
     """
-    rules = ctx.program.rules
-    ids = ", ".join(_lit(rules[i]["id"]) for i in capped)
+    ids = {i: sql_literal(str(ctx.program.rules[i]["id"])) for i in capped}
     period = (
         "CASE rule_id "
         + " ".join(
-            f"WHEN {_lit(rules[i]['id'])} THEN {period_key_sql(cap['per'], 'occurred_on')}"
+            f"WHEN {ids[i]} THEN {period_key_sql(cap['per'], 'occurred_on')}"
             for i, cap in capped.items()
         )
         + " END"
     )
-    idx = " ".join(f"WHEN {_lit(rules[i]['id'])} THEN {i}" for i in capped)
+    idx = " ".join(f"WHEN {ids[i]} THEN {i}" for i in capped)
     since = ""
-    if all(cap["per"] in _PERIOD_UNITS for cap in capped.values()):
+    if all(cap["per"] != "ever" for cap in capped.values()):
+        # The first day of each row's period (date_trunc's units are the `per` names;
+        # ISO weeks start on Monday).
         starts = " ".join(
-            f"WHEN {i} THEN CAST(date_trunc('{_PERIOD_UNITS[cap['per']]}', day) AS DATE)"
+            f"WHEN {i} THEN CAST(date_trunc('{cap['per']}', day) AS DATE)"
             for i, cap in capped.items()
         )
         first = ctx.scalar(
@@ -299,17 +301,16 @@ def _room_used_sql(ctx: RunContext, capped: dict[int, dict]) -> str:
         SELECT customer_id, CASE rule_id {idx} END AS rule_idx, period, sum(used) AS used
         FROM (SELECT customer_id, rule_id, {period} AS period, points + pending AS used
               FROM ledger
-              WHERE kind IN ('earn', 'pending') AND rule_id IN ({ids}) {since}) x
+              WHERE kind IN ('earn', 'pending') AND rule_id IN ({", ".join(ids.values())})
+                    {since}) x
         GROUP BY ALL"""
-
-
-# The first day of a cap period (ISO weeks start on Monday); `ever` has none.
-_PERIOD_UNITS = {"day": "day", "week": "week", "month": "month", "year": "year"}
 
 
 def rule_id_sql(rules: list[dict]) -> str:
     """SQL for the id of the rule of an earn_rows row (from its rule_idx)."""
-    whens = " ".join(f"WHEN {i} THEN {_lit(rule['id'])}" for i, rule in enumerate(rules))
+    whens = " ".join(
+        f"WHEN {i} THEN {sql_literal(str(rule['id']))}" for i, rule in enumerate(rules)
+    )
     return f"CASE rule_idx {whens} END" if whens else "CAST(NULL AS VARCHAR)"
 
 
@@ -318,11 +319,6 @@ def _idx_in(indices: list[int]) -> str:
     if not indices:
         return "FALSE"
     return f"rule_idx IN ({', '.join(str(i) for i in indices)})"
-
-
-def _lit(text: str) -> str:
-    """A SQL string literal (ids come from the validated program)."""
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _insert_new_orders(ctx: RunContext, qualifying: str, is_event: str) -> None:

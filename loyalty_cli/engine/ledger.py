@@ -13,6 +13,7 @@ member's available lots oldest `earned_on` first (then by lot creation order).
 
 from __future__ import annotations
 
+from loyalty_cli import state
 from loyalty_cli.engine.context import RunContext
 
 LEDGER_COLUMNS = (
@@ -24,6 +25,10 @@ LEDGER_COLUMNS = (
 _ID_COLUMNS = {"ledger": "entry_id", "lots": "lot_id"}
 
 
+# Ids stay far below BIGINT's limit (2^63): a run reserves at most rows x rules of them.
+_ID_LIMIT = 2**62
+
+
 def _reserve(ctx: RunContext, table: str, count: int) -> int:
     """The id before a block of `count` new ids of `table` (read once per run, then counted).
 
@@ -32,10 +37,10 @@ def _reserve(ctx: RunContext, table: str, count: int) -> int:
     """
     if table not in ctx.last_ids:
         column = _ID_COLUMNS[table]
-        last = f"SELECT coalesce(max({column}), 0) FROM {table}"
+        last = int(ctx.scalar(f"SELECT coalesce(max({column}), 0) FROM {table}"))
         if table == "lots":
-            last = f"SELECT greatest(({last}), coalesce(({_LOTS_REMOVED_SQL}), 0))"
-        ctx.last_ids[table] = int(ctx.scalar(last))
+            last = max(last, _lots_removed_up_to(ctx))
+        ctx.last_ids[table] = last
     base = ctx.last_ids[table]
     if base + int(count) >= _ID_LIMIT:
         raise RuntimeError(f"{table} ids would pass {_ID_LIMIT}: {base} + {count}")
@@ -43,11 +48,8 @@ def _reserve(ctx: RunContext, table: str, count: int) -> int:
     return base
 
 
-# Ids stay far below BIGINT's limit (2^63): a run reserves at most rows x rules of them.
-_ID_LIMIT = 2**62
-
-LOTS_REMOVED_KEY = "lots_removed_up_to"  # meta: the highest id of a deleted lot
-_LOTS_REMOVED_SQL = f"SELECT TRY_CAST(value AS BIGINT) FROM meta WHERE key = '{LOTS_REMOVED_KEY}'"
+def _lots_removed_up_to(ctx: RunContext) -> int:
+    return int(state.get_meta(ctx.con, state.LOTS_REMOVED_KEY) or 0)
 
 
 def last_entry_id(ctx: RunContext) -> int:
@@ -81,16 +83,25 @@ def numbered(relation: str, where: str) -> str:
     """
     return f"""
         WITH c AS MATERIALIZED (SELECT * FROM ({relation}) r WHERE {where}),
-        base AS (
-            SELECT customer_id,
-                   coalesce(sum(k) OVER (ORDER BY customer_id
-                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS b
-            FROM (SELECT customer_id, count(*) AS k FROM c GROUP BY customer_id) per)
+        base AS ({_members_before("c")})
         SELECT base.b + row_number() OVER (
                    PARTITION BY c.customer_id
                    ORDER BY c.occurred_at, c.kind, c.rule_id, c.source_id) AS n,
                c.*
         FROM c JOIN base USING (customer_id)"""
+
+
+def _members_before(rows: str) -> str:
+    """SQL: customer_id, b = the number of `rows` of the members before it (by customer_id).
+
+    With the place of a row within its member, b numbers the rows as one sort by member
+    would, while each member's rows are sorted on their own.
+    """
+    return f"""
+        SELECT customer_id,
+               coalesce(sum(k) OVER (ORDER BY customer_id
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS b
+        FROM (SELECT customer_id, count(*) AS k FROM {rows} GROUP BY customer_id) per"""
 
 
 def credit(ctx: RunContext, relation: str, *, ordinal_span: int | None = None) -> int:
@@ -264,13 +275,10 @@ def release_due(ctx: RunContext, *, created_before_run: bool = False) -> int:
                FROM _release WHERE remaining > 0 GROUP BY ALL""",
         )
         ctx.q("DROP TABLE _lotk")
-    if ctx.scalar("SELECT count(*) FROM _release"):
-        ctx.q(
-            f"""INSERT OR REPLACE INTO meta
-            SELECT '{LOTS_REMOVED_KEY}', CAST(greatest(max(lot_id),
-                   coalesce(({_LOTS_REMOVED_SQL}), 0)) AS VARCHAR)
-            FROM _release"""
-        )
+    top = ctx.scalar("SELECT max(lot_id) FROM _release")
+    if top is not None:
+        removed = max(int(top), _lots_removed_up_to(ctx))
+        state.set_meta(ctx.con, state.LOTS_REMOVED_KEY, str(removed))
         ctx.q("DELETE FROM lots WHERE lot_id IN (SELECT lot_id FROM _release)")
     ctx.q("DROP TABLE _release")
     return n
@@ -356,13 +364,9 @@ def debit(ctx: RunContext, relation: str) -> int:
             FROM d LEFT JOIN bal USING (customer_id)
             WINDOW w AS (PARTITION BY d.customer_id ORDER BY occurred_at, _seq, source_id, kind
                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)),
-        -- Numbered in (customer_id, occurred_at, _seq, source_id, kind) order: the member's
+        -- Numbered in (customer_id, occurred_at, _seq, source_id, kind) order: the members'
         -- debits before, plus the place within the member (the same sort as the running sum).
-        base AS (
-            SELECT customer_id,
-                   coalesce(sum(k) OVER (ORDER BY customer_id
-                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS b
-            FROM (SELECT customer_id, count(*) AS k FROM d GROUP BY customer_id) per)
+        base AS ({_members_before("d")})
         SELECT base.b + run.k AS n, run.* EXCLUDE (k),
                greatest(0, b0 - cum_before) - greatest(0, b0 - cum_after) AS taken
         FROM run JOIN base USING (customer_id)"""

@@ -508,7 +508,9 @@ def _prepare(ctx: RunContext, loaded) -> None:
     # Orders first processed in this run; re-exported orders that turned cancelled. When
     # the export names no stored order (a first run), every loaded order is new: new_orders
     # and new_items are then views over the loaded rows instead of copies of millions.
-    stored_any = con.execute("SELECT count(*) FROM _stored_orders").fetchone()[0] > 0
+    stored_any = not none_stored and bool(
+        con.execute("SELECT count(*) FROM _stored_orders").fetchone()[0]
+    )
     for table in ("_new_orders", "_new_items"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     loaded_orders = f"""SELECT s.*, s.rowid - {_first_rowid(con, t["orders"])} AS _pos
