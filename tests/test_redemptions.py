@@ -52,16 +52,10 @@ def make_ctx(con, program: Program, as_of: date = D) -> RunContext:
 
 
 def members(con, tiers: dict[str, str]) -> None:
-    """The member view as of the start of the run: only the tier matters here."""
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE member_view (
-            customer_id VARCHAR, tier VARCHAR, balance BIGINT, pending BIGINT,
-            days_since_last_order BIGINT, orders_count BIGINT, lifetime_spend DECIMAL(18,2),
-            r INTEGER, f INTEGER, m INTEGER)"""
-    )
+    """The stored tiers as of the start of the run: only the tier matters here."""
     for customer_id, tier in tiers.items():
         con.execute(
-            "INSERT INTO member_view VALUES (?, ?, 0, 0, NULL, 0, 0, NULL, NULL, NULL)",
+            "INSERT INTO tiers (customer_id, tier) VALUES (?, ?)",
             [customer_id, tier],
         )
 

@@ -111,25 +111,27 @@ def build_balances(ctx: RunContext) -> None:
     lowest = (ctx.program.lowest_tier or "").replace("'", "''")
     ctx.q(
         f"""CREATE OR REPLACE TEMP TABLE balances_now AS
-        WITH lot AS (
+        WITH g AS (
+            SELECT customer_id, status, expires_on, sum(remaining) AS points
+            FROM lots WHERE remaining > 0 GROUP BY ALL),
+        lot AS (
+            -- One pass over the lots, grouped by expiry day first: the next expiry's
+            -- points are those of the earliest day among the available lots.
             SELECT customer_id,
-                   sum(CASE WHEN status = 'available' THEN remaining ELSE 0 END) AS available,
-                   sum(CASE WHEN status = 'pending' THEN remaining ELSE 0 END) AS pending,
-                   min(CASE WHEN status = 'available' AND remaining > 0 THEN expires_on END)
-                       AS next_expiry_on
-            FROM lots WHERE remaining > 0 GROUP BY customer_id),
-        nxt AS (
-            SELECT l.customer_id, sum(l.remaining) AS next_expiry_points
-            FROM lots l JOIN lot USING (customer_id)
-            WHERE l.status = 'available' AND l.remaining > 0 AND l.expires_on = lot.next_expiry_on
-            GROUP BY l.customer_id)
+                   sum(points) FILTER (status = 'available') AS available,
+                   sum(points) FILTER (status = 'pending') AS pending,
+                   min(expires_on) FILTER (status = 'available') AS next_expiry_on,
+                   arg_min(points, expires_on)
+                       FILTER (status = 'available' AND expires_on IS NOT NULL)
+                       AS next_expiry_points
+            FROM g GROUP BY customer_id)
         SELECT c.customer_id,
                coalesce(lot.available, 0) AS available, coalesce(lot.pending, 0) AS pending,
                coalesce(t.tier, '{lowest}') AS tier,
-               lot.next_expiry_on, nxt.next_expiry_points,
+               lot.next_expiry_on, lot.next_expiry_points,
                coalesce(m.lifetime_earned, 0) AS lifetime_earned
         FROM customers c
-        LEFT JOIN lot USING (customer_id) LEFT JOIN nxt USING (customer_id)
+        LEFT JOIN lot USING (customer_id)
         LEFT JOIN member_totals m USING (customer_id) LEFT JOIN tiers t USING (customer_id)
         WHERE c.join_day <= {d}"""
     )

@@ -8,7 +8,7 @@ in `requested_at` order, ties by redemption_id. A request is accepted when, in t
 3. the available balance covers `cost`         else `insufficient_points`
 4. the reward's coupon pool has a free code    else `pool_exhausted`
 
-The tier is the one before this run's tier step (`member_view.tier`); the balance is the
+The tier is the one before this run's tier step (the stored tier); the balance is the
 one at that moment, i.e. after the member's earlier accepted requests of the run. A
 rejection is final and takes no points. An accepted request takes `cost` points first-in
 first-out (a `redeem` ledger entry, rule_id = reward id, source_id = redemption_id) and,
@@ -80,8 +80,9 @@ def apply_redemptions(ctx: RunContext) -> None:
                CAST(NULL AS VARCHAR) AS coupon_code
         FROM new_redemptions n
         LEFT JOIN _rewards w ON w.reward_id = n.reward_id
-        LEFT JOIN member_view m ON m.customer_id = n.customer_id
-        LEFT JOIN _tier_rank t ON t.tier = m.tier"""
+        LEFT JOIN tiers m ON m.customer_id = n.customer_id
+        LEFT JOIN _tier_rank t ON t.tier = coalesce(m.tier, ?)""",
+        [ctx.program.lowest_tier],
     )
     pools = [
         r[0]

@@ -35,6 +35,7 @@ from loyalty_cli.engine import (
     tiers,
 )
 from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.timeutil import sql_literal
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -410,7 +411,7 @@ def _extra_columns(program: Program, source: str) -> dict[str, str]:
 
 def _prepare(ctx: RunContext, loaded) -> None:
     """Upsert customers, build the member view, and pick this run's new rows."""
-    from loyalty_cli.columns import DUCKDB_TYPES, SOURCE_COLUMNS
+    from loyalty_cli.columns import DUCKDB_TYPES, MEMBER_COLUMNS, SOURCE_COLUMNS
 
     con, d = ctx.con, ctx.sql_date()
     t = loaded.tables
@@ -471,10 +472,25 @@ def _prepare(ctx: RunContext, loaded) -> None:
         else "(SELECT NULL::VARCHAR AS customer_id, NULL::DATE AS last_day, 0 AS n, "
         "CAST(0 AS DECIMAL(18,2)) AS spend WHERE FALSE)"
     )
+    # The view is a table, fixed as at the start of the run, when an expression can read it
+    # (a member column, `member.`, or a rule segment); otherwise a plain view, which no
+    # stage reads (redemptions read the stored tiers), spares a pass over every member.
+    reads_view = bool(names & {*MEMBER_COLUMNS, "member"}) or any(
+        s.get("type") == "rule" for s in ctx.program.data.get("segments") or []
+    )
+
+    def lit(text: str | None) -> str:
+        return "NULL" if text is None else sql_literal(text)
+
+    for kind in con.execute(
+        "SELECT 'VIEW' FROM duckdb_views() WHERE view_name = 'member_view' AND temporary "
+        "UNION ALL SELECT 'TABLE' FROM duckdb_tables() WHERE table_name = 'member_view'"
+    ).fetchall():
+        con.execute(f"DROP {kind[0]} member_view")
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE member_view AS
+        f"""CREATE TEMP {"TABLE" if reads_view else "VIEW"} member_view AS
         SELECT c.customer_id,
-               coalesce(t.tier, ?) AS tier,
+               coalesce(t.tier, {lit(lowest)}) AS tier,
                coalesce(b.balance, 0) AS balance, coalesce(b.pending, 0) AS pending,
                CAST({d} - o.last_day AS BIGINT) AS days_since_last_order,
                coalesce(o.n, 0) AS orders_count,
@@ -484,9 +500,8 @@ def _prepare(ctx: RunContext, loaded) -> None:
         LEFT JOIN tiers t USING (customer_id)
         LEFT JOIN {balances} b USING (customer_id)
         LEFT JOIN {order_stats} o USING (customer_id)
-        LEFT JOIN (SELECT customer_id, r, f, m FROM segment_members WHERE segment_id = ?) s
-               USING (customer_id)""",
-        [lowest, rfm],
+        LEFT JOIN (SELECT customer_id, r, f, m FROM segment_members WHERE segment_id = {lit(rfm)}) s
+               USING (customer_id)"""
     )
 
     # The stored orders this export names (its orders, items and returns): every check

@@ -136,11 +136,10 @@ def refresh_order_days(ctx: RunContext, *, everyone: bool = False) -> None:
             )
         who = " UNION ".join(touched)
     ctx.q(f"CREATE OR REPLACE TEMP TABLE _od_who AS SELECT DISTINCT customer_id FROM ({who}) w")
-    ctx.q("DELETE FROM order_days WHERE customer_id IN (SELECT customer_id FROM _od_who)")
     ctx.q(
-        f"""INSERT INTO order_days
+        f"""CREATE OR REPLACE TEMP TABLE _od_new AS
         SELECT customer_id, day, spend,
-               CAST(day - lag(day) OVER (PARTITION BY customer_id ORDER BY day) AS INTEGER)
+               CAST(day - lag(day) OVER (PARTITION BY customer_id ORDER BY day) AS INTEGER) AS gap
         FROM (
             SELECT o.customer_id, o.day, sum(greatest(o.total - o.returned, 0)) AS spend
             FROM orders o
@@ -148,6 +147,27 @@ def refresh_order_days(ctx: RunContext, *, everyone: bool = False) -> None:
               AND o.customer_id IN (SELECT customer_id FROM _od_who)
             GROUP BY o.customer_id, o.day) x"""
     )
+    # Only the rows that differ are deleted and inserted: a night's new order day is one
+    # insert, not the member's whole history again (deleted rows make the checkpoint
+    # rewrite the row groups that held them).
+    ctx.q(
+        """CREATE OR REPLACE TEMP TABLE _od_old AS
+        SELECT rowid AS _rid, * FROM order_days
+        WHERE customer_id IN (SELECT customer_id FROM _od_who)"""
+    )
+    differs = "{a}.day IS NULL OR {a}.spend <> {b}.spend OR {a}.gap IS DISTINCT FROM {b}.gap"
+    ctx.q(
+        f"""DELETE FROM order_days WHERE rowid IN (
+            SELECT o._rid FROM _od_old o LEFT JOIN _od_new n USING (customer_id, day)
+            WHERE {differs.format(a="n", b="o")})"""
+    )
+    ctx.q(
+        f"""INSERT INTO order_days
+        SELECT n.* FROM _od_new n LEFT JOIN _od_old o USING (customer_id, day)
+        WHERE {differs.format(a="o", b="n")}"""
+    )
+    ctx.q("DROP TABLE _od_old")
+    ctx.q("DROP TABLE _od_new")
     ctx.q("DROP TABLE _od_who")
 
 

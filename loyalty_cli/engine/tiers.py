@@ -93,6 +93,15 @@ def basis_sql(ctx: RunContext) -> str:
         GROUP BY customer_id"""
 
 
+def _qualified_rank_sql(ctx: RunContext, basis: str) -> str:
+    """The highest rank whose `min` the basis reaches (0 when none does), as a CASE."""
+    whens = " ".join(
+        f"WHEN {basis} >= {_decimal_literal(level.get('min', 0), MIN_TYPE)} THEN {rank}"
+        for rank, level in reversed(list(enumerate(ctx.program.levels)))
+    )
+    return f"CASE {whens} ELSE 0 END"
+
+
 def apply_tiers(ctx: RunContext) -> None:
     """Step 7 for D: promote, renew and demote every member who joined by D.
 
@@ -126,8 +135,7 @@ def apply_tiers(ctx: RunContext) -> None:
             LEFT JOIN ({basis_sql(ctx)}) b USING (customer_id)
             WHERE c.join_day <= {day}),
         qualified AS (
-            SELECT m.*, coalesce((SELECT max(rank) FROM lv WHERE lv.min <= m.basis), 0) AS q_rank
-            FROM members m),
+            SELECT m.*, {_qualified_rank_sql(ctx, "m.basis")} AS q_rank FROM members m),
         decided AS (
             SELECT *,
                    CASE WHEN q_rank > cur_rank THEN q_rank
@@ -149,7 +157,11 @@ def apply_tiers(ctx: RunContext) -> None:
         LEFT JOIN (SELECT customer_id, arg_max(from_tier, rowid) AS from_tier
                    FROM tier_changes WHERE effective_on = {day}
                    GROUP BY customer_id) x ON x.customer_id = d.customer_id
-        LEFT JOIN lv fx ON fx.id = x.from_tier"""
+        LEFT JOIN lv fx ON fx.id = x.from_tier
+        -- Only the members this step writes or counts: a change, a first tiers row, or a
+        -- renewal day that moves to D (most members of a night have none of these).
+        WHERE change IS NOT NULL OR d.stored_tier IS NULL
+           OR (new_renewed_on = {day} AND d.stored_renewed_on IS DISTINCT FROM {day})"""
     )
 
     # Changes: a new row, or the amended net change of a member already moved on D.
