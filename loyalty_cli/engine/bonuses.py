@@ -78,13 +78,18 @@ def trigger_day_sql(ctx: RunContext, day: str) -> str:
 
 def apply_bonuses(ctx: RunContext) -> None:
     """Grant every bonus of the program whose trigger happened in this run."""
-    for bonus in ctx.program.data.get("bonuses") or []:
-        ctx.q("DROP TABLE IF EXISTS _bonus_new")
-        ctx.q(_GRANTS_TABLE)
+    bonuses = ctx.program.data.get("bonuses") or []
+    if not bonuses:
+        return
+    # Every bonus's grants are gathered first and booked at once: one pass of crediting
+    # (lots and ledger) for all of them. No trigger reads what another one grants.
+    ctx.q("DROP TABLE IF EXISTS _bonus_new")
+    ctx.q(_GRANTS_TABLE)
+    for bonus in bonuses:
         grants = _TRIGGERS[bonus["trigger"]](ctx, bonus)
-        _book(ctx)
         ctx.count("bonuses", bonus["id"], grants)
-        ctx.q("DROP TABLE _bonus_new")
+    _book(ctx)
+    ctx.q("DROP TABLE _bonus_new")
 
 
 def _not_granted(customer: str, period: str) -> str:
@@ -106,7 +111,7 @@ def _welcome(ctx: RunContext, bonus: dict) -> int:
           AND {_not_granted("c.customer_id", "'once'")}""",
         {"bonus": bonus["id"], "points": int(bonus["points"])},
     )
-    return int(ctx.scalar("SELECT count(*) FROM _bonus_new"))
+    return int(ctx.scalar("SELECT count(*) FROM _bonus_new WHERE rule_id = ?", [bonus["id"]]))
 
 
 def _birthday(ctx: RunContext, bonus: dict) -> int:
@@ -143,7 +148,7 @@ def _birthday(ctx: RunContext, bonus: dict) -> int:
           AND {_not_granted("customer_id", "CAST(y AS VARCHAR)")}""",
         {"bonus": bonus["id"], "points": int(bonus["points"])},
     )
-    return int(ctx.scalar("SELECT count(*) FROM _bonus_new"))
+    return int(ctx.scalar("SELECT count(*) FROM _bonus_new WHERE rule_id = ?", [bonus["id"]]))
 
 
 def _referral(ctx: RunContext, bonus: dict) -> int:
