@@ -384,7 +384,8 @@ def _churn_interval(ctx: RunContext, seg: dict, shared: _Shared) -> None:
             FROM valued)
         WHERE grp IS NOT NULL"""
     )
-    if ctx.scalar("SELECT count(*) = count(DISTINCT customer_id) AND count(*) > 0 FROM seg_days"):
+    # Every member has one order day exactly when no day has a gap to an earlier one.
+    if ctx.scalar("SELECT count(*) > 0 AND count(gap) = 0 FROM seg_days"):
         ctx.warnings.append(
             f"segment '{seg['id']}': no member has two order days yet, so there is no usual "
             "gap between orders to compare with; nobody is in the segment"
