@@ -915,3 +915,62 @@ def test_a_failed_load_leaves_no_result_tables(tmp_path):
         load(tmp_path, files, base(events={"path": "events.csv"}), con=con)
     assert [(d.code, d.line) for d in caught.value.diagnostics] == [("D603", 2)]
     assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone() == (0,)
+
+
+# -- plan facts kept in the state ---------------------------------------------------------------
+
+
+class _Recording:
+    """A connection that records the SQL it runs."""
+
+    def __init__(self, con):
+        self._con = con
+        self.sql: list[str] = []
+
+    def execute(self, sql, params=None):
+        self.sql.append(sql)
+        return self._con.execute(sql, params or [])
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def test_plan_facts_are_kept_in_meta_and_spare_planning_the_next_load(tmp_path):
+    con = duckdb.connect()
+    con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    orders = HEADER + "O1,C1,2026-05-01 10:00,10.50\nO2,C9,2026-05-02 10:00,5\n"
+    files = {"customers.csv": CUSTOMERS, "orders.csv": orders}
+    first = _Recording(con)
+    _, result = load(tmp_path, files, base(), con=first)
+    planned = [s for s in first.sql if s.startswith(("DESCRIBE", "EXPLAIN"))]
+    # The columns of every source's typed table (undeclared ones are empty tables), and
+    # whether each file's insert keeps its rows in file order.
+    assert len(planned) == 7 + 2
+    kept = dict(con.execute("SELECT key, value FROM meta WHERE key LIKE 'plan:%'").fetchall())
+    assert sorted(k.split(":")[1] for k in kept) == ["columns"] * 7 + ["keeps_order"] * 2
+    assert sum(v == "yes" for v in kept.values()) == 2
+    good = rows(con, "src_orders", "order_id, total")
+    bad = rejects(con, result)
+
+    # The next night: other files of the same shape, no planning, the same typed rows.
+    (tmp_path / "orders.csv").write_text(orders.replace("O1", "O3"), encoding="utf-8")
+    second = _Recording(con)
+    _, result = load(tmp_path, {}, base(), as_of=date(2026, 7, 1), con=second)
+    assert [s for s in second.sql if s.startswith(("DESCRIBE", "EXPLAIN"))] == []
+    assert dict(con.execute("SELECT key, value FROM meta WHERE key LIKE 'plan:%'").fetchall()) == (
+        kept
+    )
+    assert rows(con, "src_orders", "order_id, total") == [("O3", Decimal("10.50"))]
+    assert good == [("O1", Decimal("10.50"))]
+    assert (
+        rejects(con, result)
+        == bad
+        == [("orders", "orders.csv", 3, "customer_id", "unknown_customer")]
+    )
+
+
+def test_without_a_state_nothing_is_kept(tmp_path):
+    con, _ = load(tmp_path, {"customers.csv": CUSTOMERS, "orders.csv": HEADER}, base())
+    assert con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'meta'"
+    ).fetchone() == (0,)

@@ -21,10 +21,12 @@ from __future__ import annotations
 import csv
 import difflib
 import gzip
+import hashlib
 import json
 import os
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -213,8 +215,62 @@ class _Loader:
         self.temp: list[tuple[str, str]] = []  # (kind, name) to drop at the end
         self.check_only = False  # read headers only: the load already failed
         self.db_failed = False  # a statement failed: DuckDB may refuse any further one
+        self.plans: dict[str, str] | None = None  # remembered plan facts, see plan_fact()
+        self.new_plans: dict[str, str] = {}
+        self.keeps_plans = False  # the connection has a state's `meta` to keep them in
+        self.used_plans: set[str] = set()
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    def plan_fact(self, kind: str, sql: str, compute: Callable[[], str | None]) -> str | None:
+        """A fact about how DuckDB plans `sql` (its result columns, whether an insert keeps
+        the rows' order), remembered in the state's `meta` across runs.
+
+        Such a fact depends only on the SQL text and the DuckDB version, and planning the
+        loader's conversions (hundreds of expressions) costs milliseconds per statement:
+        a nightly run would plan them three times per file. `compute` returns None for a
+        fact not worth remembering. Without a `meta` table (no state), nothing is kept.
+        """
+        if self.plans is None:
+            self.plans = {}
+            has_meta = self.con.execute(
+                "SELECT count(*) FROM duckdb_tables() "
+                "WHERE table_name = 'meta' AND database_name = current_database() "
+                "AND schema_name = current_schema() AND NOT temporary"
+            ).fetchone()[0]
+            self.keeps_plans = bool(has_meta)
+            if has_meta:
+                self.plans = dict(
+                    self.con.execute(
+                        "SELECT key, value FROM meta WHERE key LIKE 'plan:%'"
+                    ).fetchall()
+                )
+        # The day's end (the rows held back) is the only literal that changes every night.
+        shape = sql.replace(end_of_day_sql(self.as_of), "<end of the run's day>")
+        digest = hashlib.sha256(f"{duckdb.__version__}\n{kind}\n{shape}".encode()).hexdigest()
+        key = f"plan:{kind}:{digest[:32]}"
+        self.used_plans.add(key)
+        value = self.plans.get(key)
+        if value is None:
+            value = compute()
+            if value is not None:
+                self.plans[key] = value
+                if self.keeps_plans:
+                    self.new_plans[key] = value
+        return value
+
+    def remember_plans(self) -> None:
+        """Store the plan facts learnt by this load (in the caller's transaction); those
+        this load did not use go, so the set stays that of the shop's current exports."""
+        if self.new_plans:
+            self.con.execute(
+                "DELETE FROM meta WHERE key LIKE 'plan:%' AND NOT list_contains(?, key)",
+                [sorted(self.used_plans)],
+            )
+            self.con.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", list(self.new_plans.items())
+            )
+            self.new_plans = {}
 
     def fail_if_any(self) -> None:
         if self.diagnostics:
@@ -310,6 +366,7 @@ def load_sources(
             tables[plan.name], counts[plan.name] = _check_source(loader, plan, rejects)
         loader.fail_if_any()
         loader.warnings += loader.check_warnings
+        loader.remember_plans()
     except BaseException:
         # A failed load leaves no result tables behind, however far it got.
         if tables:
@@ -480,10 +537,13 @@ def _work_table(loader: _Loader, src: _Source) -> str:
         # CREATE TABLE with the columns' types, not CREATE TABLE AS of no rows: DuckDB 2.0
         # loses track of the rows appended in the same transaction to a table created that
         # way (scans of rowid or an all-NULL column then see no rows).
-        described = loader.run(
-            f"DESCRIBE {_typed_sql(loader, src, _empty_select(src))}", source=src
-        ).fetchall()
-        columns = ", ".join(f"{_ident(row[0])} {row[1]}" for row in described)
+        typed = _typed_sql(loader, src, _empty_select(src))
+
+        def describe() -> str:
+            described = loader.run(f"DESCRIBE {typed}", source=src).fetchall()
+            return ", ".join(f"{_ident(row[0])} {row[1]}" for row in described)
+
+        columns = loader.plan_fact("columns", typed, describe) or describe()
         src.work = f"__lt_{src.name}"
         loader.temp.append(("TABLE", src.work))
         loader.run(f"CREATE OR REPLACE TEMP TABLE {src.work} ({columns})", source=src)
@@ -517,12 +577,24 @@ def _keeps_order(loader: _Loader, insert: str, part: _Part, src: _Source) -> boo
     or ``preserve_insertion_order`` is off. The conversions avoid such operators; this check
     keeps the line numbers right should one ever slip in.
     """
-    plan = loader.run(f"EXPLAIN (FORMAT json) {insert}", part, src).fetchall()
-    try:
-        top = json.loads(plan[0][1])[0]["name"]
-    except (ValueError, LookupError, TypeError):
-        return False
-    return str(top).strip().upper() == "BATCH_INSERT"
+
+    def explained() -> str | None:
+        plan = loader.run(f"EXPLAIN (FORMAT json) {insert}", part, src).fetchall()
+        try:
+            top = json.loads(plan[0][1])[0]["name"]
+        except (ValueError, LookupError, TypeError):
+            return None
+        return "yes" if str(top).strip().upper() == "BATCH_INSERT" else None
+
+    if part.fmt != "csv":  # other readers' plans may depend on the file itself
+        return explained() == "yes"
+    # The plan of a CSV part does not depend on which file it reads: the fact is kept per
+    # SQL with the file's names left out (and its kind of compression kept in).
+    shape = insert.replace(sql_literal(str(part.shown)), "'<file>'").replace(
+        sql_literal(part.rel), "'<name>'"
+    )
+    shape += "\n" + "".join(Path(part.shown).suffixes[-2:]).lower()
+    return loader.plan_fact("keeps_order", shape, explained) == "yes"
 
 
 def _staged_csv(loader: _Loader, src: _Source, part: _Part) -> str:
