@@ -6,9 +6,8 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loyalty_cli.config import progcache
 from loyalty_cli.config.durations import Duration, parse_duration
-from loyalty_cli.config.validate import validate_paths
-from loyalty_cli.config.yamlload import load_yaml_file
 from loyalty_cli.diagnostics import ExitCode, LoyaltyError
 
 DEFAULTS = {
@@ -129,6 +128,18 @@ def load_program(path: str | Path) -> Program:
             ),
             ExitCode.USAGE,
         )
+    try:
+        text = p.read_bytes()
+    except OSError:
+        text = None
+    if text is not None:
+        remembered = progcache.lookup(p, text)
+        if remembered is not None:
+            return remembered
+    # The checkers (jsonschema, sqlglot, ruamel) are imported only when a check is needed.
+    from loyalty_cli.config.validate import validate_paths
+    from loyalty_cli.config.yamlload import load_yaml_file
+
     report = validate_paths([str(p)])
     if report.errors:
         raise LoyaltyError(report.errors, ExitCode.INVALID)
@@ -156,4 +167,6 @@ def load_program(path: str | Path) -> Program:
         wdoc, _ = load_yaml_file(wp)
         if wdoc is not None:
             program.workflows.append((wp, wdoc.data))
+    if text is not None and text == p.read_bytes():  # unchanged while it was checked
+        progcache.store(program, text)
     return program

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from loyalty_cli import expr as expressions
+from loyalty_cli import exprbase as expressions
 from loyalty_cli.engine import ledger
 from loyalty_cli.engine.context import RunContext
 from loyalty_cli.engine.earning import OWNER_ALIAS, period_sql, row_from

@@ -10,7 +10,7 @@ immediate debit. Within this step credits are booked before debits.
 
 from __future__ import annotations
 
-from loyalty_cli import expr as expressions
+from loyalty_cli import exprbase as expressions
 from loyalty_cli.engine import ledger
 from loyalty_cli.engine.context import RunContext
 from loyalty_cli.engine.timeutil import sql_literal

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING
 
-from loyalty_cli import expr as expressions
+from loyalty_cli import exprbase as expressions
 from loyalty_cli.config.durations import Duration, parse_duration
 from loyalty_cli.engine.context import RunContext
 from loyalty_cli.engine.timeutil import sql_literal

@@ -1,0 +1,203 @@
+"""Checked programs remembered between runs, so a nightly run does not check its program again.
+
+Checking a program (YAML, JSON Schema, every expression parsed with sqlglot) and importing
+what that takes cost a nightly run about 0.15 s of its 2. The outcome depends only on the
+program file's bytes and on the code that checks it, so once a program has passed, its
+loaded form (the data with defaults, and the compiled SQL of its expressions) is kept in
+a small JSON file and used as long as both are the same:
+
+- the program file, byte for byte (its SHA-256) and at the same absolute path;
+- the code: this package's files and the checking libraries (sqlglot, jsonschema,
+  ruamel.yaml, duckdb), by size and modification time, and the Python version.
+
+Only a program whose check reads nothing but its own file is kept: one without workflows
+(which name templates) and without coupon pools read from a file. Anything else is checked
+every time, as is any program when the cache folder cannot be written.
+
+The folder is ``$LOYALTY_CACHE_DIR``, else ``$XDG_CACHE_HOME/loyalty``, else
+``~/.cache/loyalty``; ``LOYALTY_CACHE_DIR=`` (empty) turns the cache off. `loyalty validate`
+never uses it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+FORMAT = 1
+# Libraries whose behaviour decides a check; found without importing them.
+CHECKERS = ("sqlglot", "jsonschema", "ruamel.yaml", "duckdb", "jinja2")
+
+
+def cache_dir() -> Path | None:
+    """The cache folder, or None when the cache is turned off."""
+    configured = os.environ.get("LOYALTY_CACHE_DIR")
+    if configured is not None:
+        return Path(configured) if configured.strip() else None
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "loyalty"
+
+
+def cacheable(data: dict) -> bool:
+    """Whether checking this program reads no file but the program itself."""
+    if data.get("workflows"):
+        return False
+    pools = (data.get("coupons") or {}).get("pools") or []
+    return not any(isinstance(p, dict) and p.get("source") == "file" for p in pools)
+
+
+def _code_fingerprint() -> str:
+    """Size and modification time of every file of this package and of the checkers."""
+    h = hashlib.sha256(f"{FORMAT}\n{sys.version}\n".encode())
+    package = Path(__file__).resolve().parent.parent
+    roots = [package]
+    for name in CHECKERS:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        origin = spec.origin if spec is not None else None
+        h.update(f"{name}={origin}\n".encode())
+        if origin:
+            roots.append(Path(origin).parent)
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for name in sorted(filenames):
+                if name.endswith((".py", ".json", ".so", ".pyd")):
+                    st = os.stat(os.path.join(dirpath, name))
+                    h.update(f"{dirpath}/{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _entry_path(folder: Path, program: Path) -> Path:
+    return folder / f"program-{hashlib.sha256(str(program).encode()).hexdigest()[:32]}.json"
+
+
+# -- values of the program's data -------------------------------------------------------------
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _encode(value: object) -> object:
+    """The program's data as JSON; dates tagged; anything else is refused (not kept)."""
+    if value is None or type(value) is bool:
+        return value
+    if type(value).__name__ == "ScalarBoolean":  # ruamel's anchored boolean, an int
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise _Unsupported("a mapping key that is not text")
+        if any(k in ("$date", "$datetime") for k in value):
+            raise _Unsupported("a key that reads as a tag")
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    raise _Unsupported(type(value).__name__)
+
+
+def _decode(value: object) -> object:
+    if isinstance(value, dict):
+        if set(value) == {"$date"}:
+            return dt.date.fromisoformat(value["$date"])
+        if set(value) == {"$datetime"}:
+            return dt.datetime.fromisoformat(value["$datetime"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+# -- lookup and store ---------------------------------------------------------------------------
+
+
+def lookup(program: Path, text: bytes):
+    """The remembered Program for this file's bytes, or None. Fills the expression memo."""
+    folder = cache_dir()
+    if folder is None:
+        return None
+    where = program.resolve()
+    try:
+        entry = json.loads(_entry_path(folder, where).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entry, dict) or entry.get("format") != FORMAT:
+        return None
+    if entry.get("path") != str(where):
+        return None
+    if entry.get("source") != hashlib.sha256(text).hexdigest():
+        return None
+    if entry.get("code") != _code_fingerprint():
+        return None
+    try:
+        from loyalty_cli import exprbase
+        from loyalty_cli.config.model import Program
+
+        checks = {}
+        for key, source, sql, columns, kind in entry["checks"]:
+            checks[tuple(key)] = exprbase.CheckedExpr(
+                source, sql, [], {(row, col) for row, col in columns}, kind
+            )
+        found = Program(path=program, data=_decode(entry["data"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    exprbase._CHECKED.update(checks)
+    return found
+
+
+def _column_order(column: list) -> tuple[str, str]:
+    row, name = column
+    return (row or "", name)  # a bare member-view name has no row
+
+
+def store(program_obj, text: bytes) -> None:
+    """Remember a program that passed its check (with every check made so far)."""
+    from loyalty_cli import exprbase
+
+    folder = cache_dir()
+    if folder is None or program_obj.workflows or not cacheable(program_obj.data):
+        return
+    try:
+        data = _encode(program_obj.data)
+    except _Unsupported:
+        return
+    if _decode(json.loads(json.dumps(data))) != program_obj.data:
+        return
+    checks = [
+        [list(key), c.source, c.sql, sorted(map(list, c.columns), key=_column_order), c.kind]
+        for key, c in exprbase._CHECKED.items()
+        if c.ok and c.sql is not None
+    ]
+    entry = {
+        "format": FORMAT,
+        "path": str(Path(program_obj.path).resolve()),
+        "source": hashlib.sha256(text).hexdigest(),
+        "code": _code_fingerprint(),
+        "data": data,
+        "checks": checks,
+    }
+    target = _entry_path(folder, Path(program_obj.path).resolve())
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entry, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError:
+        return
