@@ -589,11 +589,12 @@ def _keeps_order(loader: _Loader, insert: str, part: _Part, src: _Source) -> boo
     if part.fmt != "csv":  # other readers' plans may depend on the file itself
         return explained() == "yes"
     # The plan of a CSV part does not depend on which file it reads: the fact is kept per
-    # SQL with the file's names left out (and its kind of compression kept in).
+    # SQL with the file's names and buffer size left out (its kind of compression kept in).
     shape = insert.replace(sql_literal(str(part.shown)), "'<file>'").replace(
         sql_literal(part.rel), "'<name>'"
     )
     shape += "\n" + "".join(Path(part.shown).suffixes[-2:]).lower()
+    shape = re.sub(r"buffer_size=\d+", "buffer_size=?", shape)  # chosen by the file's size
     return loader.plan_fact("keeps_order", shape, explained) == "yes"
 
 
