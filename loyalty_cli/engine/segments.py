@@ -94,8 +94,9 @@ def apply_segments(ctx: RunContext) -> dict[str, float]:
         else:
             record_membership(ctx, seg["id"])
         shared.timings[seg["id"]] = time.perf_counter() - start
-    for table in (_NEW, "seg_days", "seg_history"):
+    for table in (_NEW, "seg_history"):
         ctx.q(f"DROP TABLE IF EXISTS {table}")
+    ctx.q("DROP VIEW IF EXISTS seg_days")
     return shared.timings
 
 
@@ -172,14 +173,14 @@ def refresh_order_days(ctx: RunContext, *, everyone: bool = False) -> None:
 
 
 def _order_days(ctx: RunContext, shared: _Shared) -> None:
-    """`seg_days`: one row per member and order day (to D), spend net of returns and the
+    """`seg_days` (a view): one row per member and order day (to D), spend net of returns and the
     gap since the previous order day, from `order_days` (see refresh_order_days)."""
     if shared.days:
         return
     start = time.perf_counter()
     d = ctx.sql_date()
     ctx.q(
-        f"""CREATE OR REPLACE TEMP TABLE seg_days AS
+        f"""CREATE OR REPLACE TEMP VIEW seg_days AS
         SELECT customer_id, day, spend, gap FROM order_days
         WHERE day <= {d}
           AND customer_id NOT IN (SELECT customer_id FROM customers WHERE join_day > {d})"""
@@ -309,11 +310,13 @@ def _rfm(ctx: RunContext, seg: dict, shared: _Shared) -> None:
                    count(*) AS order_days, sum(spend) AS spend
             FROM seg_days WHERE day > {first} AND day <= {d} GROUP BY customer_id),
         ranked AS (
-            SELECT customer_id, count(*) OVER () AS n,
-                   rank() OVER (ORDER BY days_since DESC) AS r_rank,
-                   rank() OVER (ORDER BY order_days) AS f_rank,
+            -- rank() of days_since and order_days, which take few values, from counts per
+            -- value (1 + the members before) rather than a sort of every member.
+            SELECT customer_id, count(*) OVER () AS n, r_rank, f_rank,
                    rank() OVER (ORDER BY spend) AS m_rank
-            FROM w),
+            FROM w
+            JOIN ({_rank_by_count("w", "days_since", "DESC", "r_rank")}) USING (days_since)
+            JOIN ({_rank_by_count("w", "order_days", "ASC", "f_rank")}) USING (order_days)),
         scored AS (
             SELECT customer_id, {_score("r_rank", scores)} AS r,
                    {_score("f_rank", scores)} AS f, {_score("m_rank", scores)} AS m
@@ -324,6 +327,16 @@ def _rfm(ctx: RunContext, seg: dict, shared: _Shared) -> None:
             FROM {_rfm_members(whens)})
         WHERE grp IS NOT NULL"""
     )
+
+
+def _rank_by_count(rows: str, column: str, order: str, rank: str) -> str:
+    """Per value of `column`: `rank() OVER (ORDER BY column order)` of the rows holding it,
+    named `rank`."""
+    return f"""
+        SELECT {column}, 1 + coalesce(sum(count(*)) OVER (
+                   ORDER BY {column} {order}
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS {rank}
+        FROM {rows} GROUP BY {column}"""
 
 
 def _rfm_members(whens: str) -> str:
