@@ -108,10 +108,10 @@ def main() -> None:
         wall, rss = timed([*loyalty, "--data", str(folder), "--as-of", day.isoformat()])
         result = json.loads((out / day.isoformat() / "run.json").read_text())
         nights.append((day, wall, rss, result))
-    print(f"cold run    {last}: {cold_wall:6.1f} s wall, peak RSS {cold_rss:,.0f} MiB")
+    print(f"cold run    {last}: {cold_wall:6.2f} s wall, peak RSS {cold_rss:,.0f} MiB")
     print("  stages: " + ", ".join(f"{k} {v:.2f}" for k, v in cold["timings"].items()))
     for day, wall, rss, result in nights:
-        print(f"nightly run {day}: {wall:6.1f} s wall, peak RSS {rss:,.0f} MiB")
+        print(f"nightly run {day}: {wall:6.2f} s wall, peak RSS {rss:,.0f} MiB")
         print("  stages: " + ", ".join(f"{k} {v:.2f}" for k, v in result["timings"].items()))
     rows = cold["counts"].get("rows", {})
     print("  cold rows: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()))

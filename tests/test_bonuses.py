@@ -233,6 +233,16 @@ def test_feb_29_birthday_is_feb_28_in_other_years(con):
     ).fetchall() == [("2027", D(2027, 2, 28)), ("2028", D(2028, 2, 29))]
 
 
+def test_birthdays_of_a_longer_window_each_count_once(con):
+    prog = program([BIRTHDAY])
+    add_customer(con, "A", T(2020, 1, 1, 8, 0), birth_date=D(1990, 3, 5))
+    add_customer(con, "B", T(2020, 1, 1, 8, 0), birth_date=D(1991, 3, 1))  # the window's start
+    add_customer(con, "C", T(2020, 1, 1, 8, 0), birth_date=D(1992, 3, 21))  # after it
+    add_customer(con, "E", T(2020, 1, 1, 8, 0), birth_date=D(1993, 3, 20))  # its last day
+    run(con, prog, D(2026, 3, 20), D(2026, 3, 1))
+    assert [(e[0], e[5]) for e in entries(con)] == [("A", D(2026, 3, 5)), ("E", D(2026, 3, 20))]
+
+
 def test_no_birthday_bonus_before_joining(con):
     prog = program([BIRTHDAY])
     add_customer(con, "J", T(2026, 5, 20, 10, 0), birth_date=D(1990, 5, 10))  # joined after

@@ -130,12 +130,10 @@ def refresh_order_days(ctx: RunContext, *, everyone: bool = False) -> None:
     if everyone:
         who = "SELECT customer_id FROM orders"
     else:
-        touched = [f"SELECT customer_id FROM orders WHERE processed_on = {d}"]
-        for table in sorted(has):
-            touched.append(
-                f"SELECT customer_id FROM orders WHERE order_id IN (SELECT order_id FROM {table})"
-            )
-        who = " UNION ".join(touched)
+        # One pass over the orders: those first processed on D, or returned or cancelled now.
+        named = " UNION ALL ".join(f"SELECT order_id FROM {table}" for table in sorted(has))
+        also = f" OR order_id IN ({named})" if named else ""
+        who = f"SELECT customer_id FROM orders WHERE processed_on = {d}{also}"
     ctx.q(f"CREATE OR REPLACE TEMP TABLE _od_who AS SELECT DISTINCT customer_id FROM ({who}) w")
     ctx.q(
         f"""CREATE OR REPLACE TEMP TABLE _od_new AS
