@@ -13,13 +13,13 @@ from pathlib import Path
 
 from loyalty_cli.engine.context import RunContext
 
+# The first characters that make a spreadsheet read a cell as a formula.
+FORMULA_START = "('=', '+', '-', '@', chr(9), chr(13))"
+
 
 def neutral(col: str) -> str:
     """SQL neutralising a text cell that a spreadsheet would read as a formula."""
-    return (
-        f"CASE WHEN left({col}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) "
-        f"THEN '''' || {col} ELSE {col} END"
-    )
+    return f"CASE WHEN left({col}, 1) IN {FORMULA_START} THEN '''' || {col} ELSE {col} END"
 
 
 def _customer_cell(ctx: RunContext) -> str:
@@ -27,8 +27,7 @@ def _customer_cell(ctx: RunContext) -> str:
     case), which spares a test of every row of every file. Every id the files hold is one
     of `customers`."""
     risky = ctx.scalar(
-        "SELECT count(*) FROM customers "
-        "WHERE left(customer_id, 1) IN ('=', '+', '-', '@', chr(9), chr(13))"
+        f"SELECT count(*) FROM customers WHERE left(customer_id, 1) IN {FORMULA_START}"
     )
     return neutral("customer_id") if risky else "customer_id"
 
