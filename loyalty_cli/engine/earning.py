@@ -110,7 +110,9 @@ def _with_multiplier(ctx: RunContext, rows: str, on: str, tier_changes: bool) ->
     if not tier_changes:
         lowest = ctx.program.levels[0].get("multiplier", 1)
         return f"SELECT *, CAST({float(lowest)!r} AS DECIMAL(9,4)) AS multiplier FROM ({rows}) r"
-    return f"SELECT * EXCLUDE (tier) FROM ({tiers.tier_as_of_sql(ctx, rows, 'day')}) t"
+    # Order and item rows are this run's new orders' (an item's customer is its order's).
+    with_tier = tiers.tier_as_of_sql(ctx, rows, "day", "SELECT customer_id FROM new_orders")
+    return f"SELECT * EXCLUDE (tier) FROM ({with_tier}) t"
 
 
 def _positions(ctx: RunContext) -> dict[str, int]:

@@ -229,7 +229,9 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def tier_as_of_sql(ctx: RunContext, rows: str, day_col: str = "day") -> str:
+def tier_as_of_sql(
+    ctx: RunContext, rows: str, day_col: str = "day", members: str | None = None
+) -> str:
     """SQL of `rows` plus `tier` and `multiplier`: the member's tier at the start of the day.
 
     `rows` is a relation (SQL text built by the engine) with `customer_id` and `day_col`. The
@@ -237,6 +239,8 @@ def tier_as_of_sql(ctx: RunContext, rows: str, day_col: str = "day") -> str:
     level; a change made by the run for D therefore applies from D + 1 (SPEC 9.5), and a first
     run, which has no changes yet, applies the lowest level's multiplier to everyone.
     `multiplier` is DECIMAL(9,4), 1 when the program has no tiers (then `tier` is NULL).
+    `members` (SQL of customer_id values), when given, holds every customer of `rows`: only
+    their tier changes are read.
     """
     if not ctx.program.tiers:
         return (
@@ -255,7 +259,8 @@ def tier_as_of_sql(ctx: RunContext, rows: str, day_col: str = "day") -> str:
         FROM ({rows}) _r
         ASOF LEFT JOIN (
             SELECT customer_id, effective_on, arg_max(to_tier, rowid) AS to_tier
-            FROM tier_changes GROUP BY customer_id, effective_on) _c
+            FROM tier_changes {f"WHERE customer_id IN ({members})" if members else ""}
+            GROUP BY customer_id, effective_on) _c
           ON _r.customer_id = _c.customer_id AND {day} > _c.effective_on
         LEFT JOIN {levels} _l ON _l.id = _c.to_tier"""
 
