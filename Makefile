@@ -30,6 +30,7 @@ lint: $(STAMP_TEST)
 	$(BIN)/ruff format --check loyalty_cli tests
 
 bench: $(STAMP_TEST)
+	$(BIN)/python -m compileall -q loyalty_cli
 	$(BIN)/python bench/run_all.py
 
 clean:

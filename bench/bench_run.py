@@ -56,6 +56,11 @@ def main() -> None:
         "the cold run left; later ones show a steady night)",
     )
     args = ap.parse_args()
+    # Byte-compile the package first, as an installed one is: with PYTHONDONTWRITEBYTECODE
+    # set, an editable install would otherwise compile every module in every run.
+    import compileall
+
+    compileall.compile_dir(ROOT / "loyalty_cli", quiet=1)
     work = Path(args.work)
     start = dt.date.fromisoformat(args.start)
     last = start + dt.timedelta(days=args.days - 1)
