@@ -11,6 +11,7 @@ import pytest
 from loyalty_cli import state
 from loyalty_cli.config.model import Program, with_defaults
 from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.segments import refresh_order_days
 from loyalty_cli.engine.tiers import apply_tiers, member_tiers_sql, tier_as_of_sql
 
 LEVELS = [
@@ -86,6 +87,8 @@ def set_tier(con, customer_id: str, tier: str, renewed_on: date, since: date | N
 
 def run(con, program: Program, day: date) -> RunContext:
     ctx = RunContext(con=con, program=program, as_of=day, window_start=day - timedelta(days=1))
+    # As a run does: order_days (the spend basis) is brought up to date before the tier step.
+    refresh_order_days(ctx, everyone=True)
     apply_tiers(ctx)
     return ctx
 

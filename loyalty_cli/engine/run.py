@@ -284,10 +284,11 @@ def run_day(
         n = ledger.expire(ctx)
         ctx.count("expiry", "entries", n)
         t = lap("expiry", t)
+        # order_days first: the tier step reads a spend basis from it.
+        segments.refresh_order_days(ctx)
         if program.tiers:
             tiers.apply_tiers(ctx)
         t = lap("tiers", t)
-        segments.refresh_order_days(ctx)
         if program.data.get("segments"):
             segments.apply_segments(ctx)
         t = lap("segments", t)

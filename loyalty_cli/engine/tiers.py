@@ -71,7 +71,7 @@ def basis_sql(ctx: RunContext) -> str:
     """Per member with activity in the window: customer_id, basis (DECIMAL(18,2)).
 
     `spend`: completed orders' totals net of everything returned so far, never below 0 per
-    order. `points`: qualifying points of orders net of their reversed share, plus the
+    order (from `order_days`, which the run refreshes before the tier step). `points`: qualifying points of orders net of their reversed share, plus the
     qualifying points of event rules (`qualifying_days`). Both by the row's day in
     (D - window, D].
     """
@@ -86,10 +86,13 @@ def basis_sql(ctx: RunContext) -> str:
                 UNION ALL
                 SELECT customer_id, points FROM qualifying_days WHERE {in_window}
             ) GROUP BY customer_id"""
+    # `order_days` holds each member's completed orders' spend net of returns per order day
+    # (never below 0 per order), brought up to date before this step: a few rows per member
+    # instead of every order (an order cancelled in this run is fully returned by now, so it
+    # adds nothing either way).
     return f"""
-        SELECT customer_id,
-               CAST(sum(greatest(total - coalesce(returned, 0), 0)) AS DECIMAL(18,2)) AS basis
-        FROM orders WHERE status = 'completed' AND {in_window}
+        SELECT customer_id, CAST(sum(spend) AS DECIMAL(18,2)) AS basis
+        FROM order_days WHERE {in_window}
         GROUP BY customer_id"""
 
 
