@@ -57,6 +57,49 @@ def last_entry_id(ctx: RunContext) -> int:
     return _reserve(ctx, "ledger", 0)
 
 
+# A run that made more entries than this (a first run, a long catch-up) tidies the
+# ledger's last row groups once it has committed; see compact_tail.
+TAIL_CHECK_ENTRIES = 200_000
+
+
+def compact_tail(con) -> None:
+    """Rewrite the ledger's last row groups when a partly filled one lies before the last.
+
+    Each bulk insert of a run leaves its last row group partly filled, so a first run leaves
+    several among the ledger's last row groups. DuckDB merges them at the first checkpoint
+    that appends to the table: the next nightly run would pay for rewriting a few hundred
+    thousand entries (about 0.15 s on the benchmark). Done here instead, in a transaction of
+    its own after the run's commit: the same entries, in the same order, packed into full
+    row groups. A kill in between leaves the state as the run committed it.
+    """
+    groups = con.execute(
+        """SELECT row_group_id, sum(count) FROM pragma_storage_info('ledger')
+        WHERE column_id = 0 AND segment_type <> 'VALIDITY' GROUP BY 1 ORDER BY 1"""
+    ).fetchall()
+    if len(groups) < 2:
+        return
+    capacity = max(n for _, n in groups)
+    partly = [i for i, (_, n) in enumerate(groups[:-1]) if n < capacity]
+    # Only a short tail: the merge a checkpoint would do covers the last few row groups.
+    if not partly or len(groups) - partly[-1] > 4:
+        return
+    first_row = sum(n for _, n in groups[: partly[-1]])
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            f"CREATE TEMP TABLE _ledger_tail AS "
+            f"SELECT * FROM ledger WHERE rowid >= {first_row} ORDER BY rowid"
+        )
+        con.execute(f"DELETE FROM ledger WHERE rowid >= {first_row}")
+        con.execute("INSERT INTO ledger SELECT * FROM _ledger_tail")
+        con.execute("DROP TABLE _ledger_tail")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("CHECKPOINT")
+
+
 def expiry_sql(ctx: RunContext, earned_on: str) -> str:
     """SQL for a lot's last usable day: earned_on + after, rounded up by `at`."""
     after = ctx.expiry_after()

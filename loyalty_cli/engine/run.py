@@ -329,6 +329,8 @@ def run_day(
         else:
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
+            if ledger.last_entry_id(ctx) - first_entry > ledger.TAIL_CHECK_ENTRIES:
+                ledger.compact_tail(con)
     except BaseException:
         try:
             con.execute("ROLLBACK")

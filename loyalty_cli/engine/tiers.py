@@ -71,9 +71,9 @@ def basis_sql(ctx: RunContext) -> str:
     """Per member with activity in the window: customer_id, basis (DECIMAL(18,2)).
 
     `spend`: completed orders' totals net of everything returned so far, never below 0 per
-    order (from `order_days`, which the run refreshes before the tier step). `points`: qualifying points of orders net of their reversed share, plus the
-    qualifying points of event rules (`qualifying_days`). Both by the row's day in
-    (D - window, D].
+    order (from `order_days`, which the run refreshes before the tier step). `points`:
+    qualifying points of orders net of their reversed share, plus the qualifying points of
+    event rules (`qualifying_days`). Both by the row's day in (D - window, D].
     """
     start, day = _window_start(ctx), ctx.sql_date()
     in_window = f"day > {start} AND day <= {day}"
