@@ -57,9 +57,10 @@ def last_entry_id(ctx: RunContext) -> int:
     return _reserve(ctx, "ledger", 0)
 
 
-# A run that made more entries than this (a first run, a long catch-up) tidies the
-# ledger's last row groups once it has committed; see compact_tail.
-TAIL_CHECK_ENTRIES = 200_000
+# A run that made more entries than this (a first run, a long catch-up: a nightly run makes
+# tens of thousands) tidies the ledger's last row groups once it has committed; see
+# compact_tail.
+TAIL_CHECK_ENTRIES = 250_000
 
 
 def compact_tail(con) -> None:

@@ -329,7 +329,10 @@ def run_day(
         else:
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
-            if ledger.last_entry_id(ctx) - first_entry > ledger.TAIL_CHECK_ENTRIES:
+            made = con.execute(
+                f"SELECT count(*) FROM ledger WHERE entry_id > {int(first_entry)}"
+            ).fetchone()[0]
+            if made > ledger.TAIL_CHECK_ENTRIES:
                 ledger.compact_tail(con)
     except BaseException:
         try:
