@@ -11,7 +11,7 @@ Returned money is capped at the order total; an order with total 0 has nothing t
 from __future__ import annotations
 
 from loyalty_cli.engine import ledger
-from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.context import RunContext, id_range
 
 
 def _due_sql(points: str, cum_cents: str, total_cents: str) -> str:
@@ -37,6 +37,7 @@ def apply_returns(ctx: RunContext) -> None:
                         AS HUGEINT) AS cum_cents,
                    row_number() OVER w AS k
             FROM new_returns r JOIN orders o USING (order_id)
+            WHERE {id_range("o.order_id", "new_returns")}
             WINDOW w AS (PARTITION BY r.order_id ORDER BY r.returned_at, r.amount, r.return_key
                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)),
         d AS (
@@ -72,12 +73,12 @@ def apply_returns(ctx: RunContext) -> None:
            FROM ret WHERE reverse > 0 AND NOT (day < release_on AND pend > 0)""",
     )
     ctx.q(
-        """UPDATE orders SET
+        f"""UPDATE orders SET
             returned = least(orders.total, orders.returned + t.amt),
             reversed = t.due, qualifying_reversed = t.qdue
         FROM (SELECT order_id, sum(amount) AS amt, max(due) AS due, max(qdue) AS qdue
               FROM ret GROUP BY order_id) t
-        WHERE orders.order_id = t.order_id"""
+        WHERE orders.order_id = t.order_id AND {id_range("orders.order_id", "ret")}"""
     )
     ctx.q(
         f"""INSERT INTO returns

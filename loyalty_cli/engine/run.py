@@ -34,7 +34,7 @@ from loyalty_cli.engine import (
     segments,
     tiers,
 )
-from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.context import RunContext, id_range
 from loyalty_cli.engine.timeutil import sql_literal
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -521,10 +521,12 @@ def _prepare(ctx: RunContext, loaded) -> None:
     none_stored = not con.execute(
         "SELECT count(*) FROM (SELECT 1 FROM orders LIMIT 1) o"
     ).fetchone()[0]
+    named = f"{id_range('order_id', 'refs')} AND order_id IN (SELECT order_id FROM refs)"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _stored_orders AS
+        WITH refs AS MATERIALIZED ({refs})
         SELECT order_id, status FROM orders
-        WHERE {"FALSE" if none_stored else f"order_id IN ({refs})"}"""
+        WHERE {"FALSE" if none_stored else named}"""
     )
     # Orders first processed in this run; re-exported orders that turned cancelled. When
     # the export names no stored order (a first run), every loaded order is new: new_orders
