@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import duckdb
+from enginekit import Shop, customer, event
+
 from loyalty_cli import state
 from loyalty_cli.engine import ledger
 
@@ -56,3 +59,24 @@ def test_nothing_to_pack_changes_nothing(tmp_path):
     _append(con, 1, 1000)
     ledger.compact_tail(con)
     assert _groups(con) == [1000]
+
+
+def test_a_run_packs_after_many_entries_and_a_failure_is_not_the_runs(tmp_path, monkeypatch):
+    calls = []
+
+    def failing(con):
+        calls.append(con.execute("SELECT count(*) FROM ledger").fetchone()[0])
+        raise duckdb.Error("no room")
+
+    shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: visit, on: event, points: 1}\n")
+    shop.add("customers", customer("A"))
+    shop.add("events", event("e1", "A", "2026-03-01 10:00"), event("e2", "A", "2026-03-01 11:00"))
+    monkeypatch.setattr(ledger, "compact_tail", failing)
+    monkeypatch.setattr(ledger, "TAIL_CHECK_ENTRIES", 1)
+    result = shop.run("2026-03-01")  # 2 entries made: more than 1
+    assert calls == [2]
+    assert result.status == "ok" and (shop.out / "2026-03-01" / "ledger.csv").exists()
+    monkeypatch.setattr(ledger, "TAIL_CHECK_ENTRIES", 2)
+    shop.add("events", event("e3", "A", "2026-03-02 10:00"))
+    shop.run("2026-03-02")  # 1 entry: not packed
+    assert calls == [2]
