@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from loyalty_cli import exprbase as expressions
 from loyalty_cli.config.durations import Duration, parse_duration
-from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.context import RunContext, id_range
 from loyalty_cli.engine.timeutil import sql_literal
 
 if TYPE_CHECKING:  # scipy loads only when a model segment is computed
@@ -108,13 +108,12 @@ def refresh_order_days(ctx: RunContext, *, everyone: bool = False) -> None:
 
     `order_days` holds one row per member and order day of completed orders: the day's
     spend net of returns and the gap in days since the member's previous order day. Only
-    members whose orders changed in this run are recomputed (orders first processed on D,
-    orders returned in this run, orders re-exported as cancelled), so a nightly run does
+    members whose orders changed in this run are recomputed (orders first processed in this
+    run, orders returned in this run, orders re-exported as cancelled), so a nightly run does
     not regroup every order ever made. An order re-exported as cancelled in this run
     (`cancelled_now`) is left out already, so that the run and a rerun of the same day see
     the same orders. `everyone` recomputes all members.
     """
-    d = ctx.sql_date()
     has = {
         name
         for (name,) in ctx.q(
@@ -130,10 +129,15 @@ def refresh_order_days(ctx: RunContext, *, everyone: bool = False) -> None:
     if everyone:
         who = "SELECT customer_id FROM orders"
     else:
-        # One pass over the orders: those first processed on D, or returned or cancelled now.
+        # The members of the orders first processed now, and of those returned or cancelled
+        # now (found among the stored orders by id: a range of recent ids, then the ids).
+        who = "SELECT customer_id FROM new_orders"
         named = " UNION ALL ".join(f"SELECT order_id FROM {table}" for table in sorted(has))
-        also = f" OR order_id IN ({named})" if named else ""
-        who = f"SELECT customer_id FROM orders WHERE processed_on = {d}{also}"
+        if named:
+            who += f""" UNION ALL SELECT customer_id FROM orders
+                WHERE {id_range("order_id", "_od_named")}
+                  AND order_id IN (SELECT order_id FROM _od_named)"""
+            who = f"WITH _od_named AS MATERIALIZED ({named}) {who}"
     ctx.q(f"CREATE OR REPLACE TEMP TABLE _od_who AS SELECT DISTINCT customer_id FROM ({who}) w")
     ctx.q(
         f"""CREATE OR REPLACE TEMP TABLE _od_new AS
