@@ -39,8 +39,6 @@ from loyalty_cli.columns import (
     WORKFLOW_COLUMNS,
 )
 from loyalty_cli.exprbase import (  # noqa: F401 - re-exported: the public expression API
-    _CHECKED,
-    _WHERE,
     KINDS,
     MEMBER_ALIAS,
     CheckedExpr,
@@ -49,7 +47,6 @@ from loyalty_cli.exprbase import (  # noqa: F401 - re-exported: the public expre
     check_expression_cached,
     compile_expression,
     condition_sql,
-    memo_key,
 )
 
 

@@ -48,6 +48,11 @@ def order(oid: str, cid: str, at: str, total: str, **kw) -> dict:
     return {"order_id": oid, "customer_id": cid, "ordered_at": at, "total": total, **kw}
 
 
+def item(oid: str, sku: str, quantity: str, unit_price: str, **kw) -> dict:
+    """An order_items export row; other columns (category, tags, ...) as keywords."""
+    return {"order_id": oid, "sku": sku, "quantity": quantity, "unit_price": unit_price, **kw}
+
+
 def event(eid: str, cid: str, at: str, kind: str = "page_view", **kw) -> dict:
     """An events export row of type `kind`."""
     return {"event_id": eid, "customer_id": cid, "type": kind, "occurred_at": at, **kw}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from enginekit import Shop, customer, event, order
+from enginekit import Shop, customer, event, item, order
 
 
 def test_fifo_across_three_lots_with_partial_expiry(tmp_path):
@@ -24,9 +24,9 @@ def test_fifo_across_three_lots_with_partial_expiry(tmp_path):
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
     shop.add(
         "events",
-        {"event_id": "e1", "customer_id": "A", "type": "big", "occurred_at": "2026-01-01 09:00"},
-        {"event_id": "e2", "customer_id": "A", "type": "mid", "occurred_at": "2026-01-02 09:00"},
-        {"event_id": "e3", "customer_id": "A", "type": "small", "occurred_at": "2026-01-03 09:00"},
+        event("e1", "A", "2026-01-01 09:00", "big"),
+        event("e2", "A", "2026-01-02 09:00", "mid"),
+        event("e3", "A", "2026-01-03 09:00", "small"),
     )
     shop.run("2026-01-03")
     assert shop.lots("A") == [
@@ -76,9 +76,9 @@ def test_fifo_partial_consumption_then_expiry(tmp_path):
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
     shop.add(
         "events",
-        {"event_id": "v1", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-01 09:00"},
-        {"event_id": "v2", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-02 09:00"},
-        {"event_id": "v3", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-03 09:00"},
+        event("v1", "A", "2026-01-01 09:00", "visit"),
+        event("v2", "A", "2026-01-02 09:00", "visit"),
+        event("v3", "A", "2026-01-03 09:00", "visit"),
     )
     shop.run("2026-01-03")
     # Lots of 10 earned Jan 1, 2, 3; usable through Jan 3, 4, 5.
@@ -205,7 +205,7 @@ def test_clawback_shortfall_when_points_were_spent(tmp_path):
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
     shop.add(
         "orders",
-        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "100.00"},
+        order("O1", "A", "2026-03-01 12:00", "100.00"),
     )
     shop.add(
         "events",
@@ -321,14 +321,14 @@ def test_tier_multiplier_applies_from_the_next_day(tmp_path):
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
     shop.add(
         "orders",
-        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-02-01 10:00", "total": "100.00"},
+        order("O1", "A", "2026-02-01 10:00", "100.00"),
     )
     shop.run("2026-02-01")
     # Bronze on Feb 1: 100 + 3 points; the tier step promotes A to silver as of Feb 1.
     assert shop.balance("A") == (103, 0)
     shop.add(
         "orders",
-        {"order_id": "O2", "customer_id": "A", "ordered_at": "2026-02-02 10:00", "total": "10.33"},
+        order("O2", "A", "2026-02-02 10:00", "10.33"),
     )
     shop.run("2026-02-02")
     # Silver from Feb 2: base R(R(10.33) x 1.5) = R(10 x 1.5) = 15; flat R(3 x 1.5) = R(4.5) = 5.
@@ -378,8 +378,8 @@ def test_rejects_carry_file_line_column_and_reason(tmp_path):
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
     shop.add(
         "orders",
-        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "10.00"},
-        {"order_id": "O2", "customer_id": "ZZ", "ordered_at": "2026-03-01 12:00", "total": "10.00"},
+        order("O1", "A", "2026-03-01 12:00", "10.00"),
+        order("O2", "ZZ", "2026-03-01 12:00", "10.00"),
     )
     shop.add("returns", {"order_id": "O9", "returned_at": "2026-03-01 13:00", "amount": "1.00"})
     # 1 of 2 orders rejected is far above the default 1 %: allow it for this test.
@@ -414,9 +414,9 @@ def test_items_and_returns_of_an_order_after_the_day_wait_for_it(tmp_path):
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
     shop.add(
         "orders",
-        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-02 10:00", "total": "30.00"},
+        order("O1", "A", "2026-03-02 10:00", "30.00"),
     )
-    shop.add("order_items", {"order_id": "O1", "sku": "S1", "quantity": "2", "unit_price": "15.00"})
+    shop.add("order_items", item("O1", "S1", "2", "15.00"))
     shop.add("returns", {"order_id": "O1", "returned_at": "2026-03-03 10:00", "amount": "15.00"})
     shop.run("2026-03-01")
     # The order is dated after Mar 1: its item and return wait instead of being rejected.
@@ -441,12 +441,12 @@ def test_first_run_rejects_items_of_an_order_not_in_the_export(tmp_path):
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
     shop.add(
         "orders",
-        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 10:00", "total": "30.00"},
+        order("O1", "A", "2026-03-01 10:00", "30.00"),
     )
     shop.add(
         "order_items",
-        {"order_id": "O1", "sku": "S1", "quantity": "2", "unit_price": "15.00"},
-        {"order_id": "O9", "sku": "S2", "quantity": "1", "unit_price": "5.00"},
+        item("O1", "S1", "2", "15.00"),
+        item("O9", "S2", "1", "5.00"),
     )
     shop.run("2026-03-01")
     assert shop.csv("2026-03-01", "rejects.csv") == [
@@ -466,12 +466,12 @@ def test_items_of_an_order_processed_earlier_are_ignored_and_counted(tmp_path):
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
     shop.add(
         "orders",
-        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 10:00", "total": "30.00"},
+        order("O1", "A", "2026-03-01 10:00", "30.00"),
     )
-    shop.add("order_items", {"order_id": "O1", "sku": "S1", "quantity": "2", "unit_price": "15.00"})
+    shop.add("order_items", item("O1", "S1", "2", "15.00"))
     shop.run("2026-03-01")
     # The next export repeats O1 and its item and adds a second item of O1: both ignored.
-    shop.add("order_items", {"order_id": "O1", "sku": "S2", "quantity": "3", "unit_price": "1.00"})
+    shop.add("order_items", item("O1", "S2", "3", "1.00"))
     result = shop.run("2026-03-02")
     assert shop.ledger("A", "2026-03-02") == []
     assert result.counts["warnings"] == {"items_of_processed_orders": 2}
@@ -494,7 +494,7 @@ def test_expiry_rounded_to_the_end_of_the_quarter(tmp_path):
     # Earned Feb 10: +30 days = Mar 12, rounded up to the quarter's end: usable through Mar 31.
     shop.add(
         "events",
-        {"event_id": "v", "customer_id": "A", "type": "visit", "occurred_at": "2026-02-10 10:00"},
+        event("v", "A", "2026-02-10 10:00", "visit"),
     )
     shop.run("2026-03-30")
     assert shop.lots("A") == [("2026-02-10", 10, 10, "available")]
@@ -519,11 +519,11 @@ def test_inactivity_expires_everything_after_no_order_for_that_long(tmp_path):
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
     shop.add(
         "orders",
-        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-01-05 10:00", "total": "50.00"},
+        order("O1", "A", "2026-01-05 10:00", "50.00"),
     )
     shop.add(
         "events",
-        {"event_id": "v", "customer_id": "A", "type": "visit", "occurred_at": "2026-01-14 10:00"},
+        event("v", "A", "2026-01-14 10:00", "visit"),
     )
     shop.run("2026-01-14")
     # Jan 14 - Jan 5 = 9 days: not yet. An event is no order, so it does not count.
@@ -662,8 +662,8 @@ def test_entry_ids_come_from_export_positions_and_stay_small(tmp_path):
     )
     shop.add(
         "events",
-        {"event_id": "e1", "customer_id": "A", "type": "x", "occurred_at": "2026-03-01 11:00"},
-        {"event_id": "e2", "customer_id": "B", "type": "x", "occurred_at": "2026-03-01 12:00"},
+        event("e1", "A", "2026-03-01 11:00", "x"),
+        event("e2", "B", "2026-03-01 12:00", "x"),
     )
     shop.run("2026-03-01")
     # Ordinal = rule index x 5 rows + the row's place over orders then events; id = 1 + that.
@@ -674,7 +674,7 @@ def test_entry_ids_come_from_export_positions_and_stay_small(tmp_path):
     # ordinal 1 x 3 + 2 = 5, id 10 + 1 + 5.
     shop.add(
         "events",
-        {"event_id": "e3", "customer_id": "A", "type": "x", "occurred_at": "2026-03-02 09:00"},
+        event("e3", "A", "2026-03-02 09:00", "x"),
     )
     shop.run("2026-03-02")
     assert shop.query("SELECT entry_id, source_id FROM ledger WHERE entry_id > 10") == [(16, "e3")]
@@ -707,7 +707,7 @@ def test_released_points_join_the_lot_of_their_expiry_day(tmp_path):
     )
     shop.add(
         "events",
-        {"event_id": "e1", "customer_id": "A", "type": "x", "occurred_at": "2026-03-10 10:00"},
+        event("e1", "A", "2026-03-10 10:00", "x"),
     )
     shop.run("2026-03-10")
     shop.run("2026-03-19")
@@ -748,7 +748,7 @@ def test_released_points_join_the_lot_of_their_expiry_day(tmp_path):
     # Lot 2 is gone but its id is not given out again: the next new lot is lot 3.
     shop.add(
         "events",
-        {"event_id": "e2", "customer_id": "A", "type": "x", "occurred_at": "2026-04-15 10:00"},
+        event("e2", "A", "2026-04-15 10:00", "x"),
     )
     shop.run("2026-04-15")
     assert shop.query("SELECT lot_id, expires_on FROM lots ORDER BY lot_id") == [

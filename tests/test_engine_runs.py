@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from enginekit import Shop, check_invariants, customer, order
+from enginekit import Shop, check_invariants, customer, event, order
 
 from loyalty_cli import sampledata, state
 
@@ -149,8 +149,8 @@ def test_reject_rate_over_threshold_refuses_the_run(tmp_path):
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
     shop.add(
         "orders",
-        {"order_id": "O1", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "10.00"},
-        {"order_id": "O2", "customer_id": "A", "ordered_at": "2026-03-01 12:00", "total": "ten"},
+        order("O1", "A", "2026-03-01 12:00", "10.00"),
+        order("O2", "A", "2026-03-01 12:00", "ten"),
     )
     result = shop.run("2026-03-01")
     assert result.status == "refused"
@@ -284,10 +284,10 @@ def test_new_lots_are_stored_in_order_of_expiry_day(tmp_path):
     shop.add(
         "events",
         # A: Jan 5 + 30 days = Feb 4, usable through Feb 28; Mar 5 -> Apr 4 -> Apr 30.
-        {"event_id": "a1", "customer_id": "A", "type": "v", "occurred_at": "2026-01-05 10:00"},
-        {"event_id": "a2", "customer_id": "A", "type": "v", "occurred_at": "2026-03-05 10:00"},
+        event("a1", "A", "2026-01-05 10:00", "v"),
+        event("a2", "A", "2026-03-05 10:00", "v"),
         # B: Feb 5 -> Mar 7 -> Mar 31.
-        {"event_id": "b1", "customer_id": "B", "type": "v", "occurred_at": "2026-02-05 10:00"},
+        event("b1", "B", "2026-02-05 10:00", "v"),
     )
     shop.run("2026-03-06")
     assert shop.query(

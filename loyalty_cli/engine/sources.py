@@ -543,7 +543,8 @@ def _work_table(loader: _Loader, src: _Source) -> str:
             described = loader.run(f"DESCRIBE {typed}", source=src).fetchall()
             return ", ".join(f"{_ident(row[0])} {row[1]}" for row in described)
 
-        columns = loader.plan_fact("columns", typed, describe) or describe()
+        columns = loader.plan_fact("columns", typed, describe)
+        assert columns is not None  # describe() always has an answer
         src.work = f"__lt_{src.name}"
         loader.temp.append(("TABLE", src.work))
         loader.run(f"CREATE OR REPLACE TEMP TABLE {src.work} ({columns})", source=src)
