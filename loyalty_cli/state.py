@@ -18,6 +18,10 @@ SCHEMA_VERSION = 5
 # meta: the highest id of a deleted lot (released pending lots are deleted), so that lot
 # ids are never given out twice (engine/ledger.py).
 LOTS_REMOVED_KEY = "lots_removed_up_to"
+# meta: the day of a committed run whose files are not in place yet (engine/run.py).
+FILES_PENDING_KEY = "files_pending"
+# Larger than any run's write-ahead log: commits never checkpoint on their own (configure).
+CHECKPOINT_THRESHOLD = "1000GB"
 
 # Points are BIGINT, money DECIMAL(18,2), dates and timestamps local to the program's timezone.
 MIGRATIONS: dict[int, list[str]] = {
@@ -200,6 +204,9 @@ def configure(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET TimeZone = 'UTC'")
     limit = os.environ.get("LOYALTY_MEMORY_LIMIT", "1500MB")
     con.execute("SET memory_limit = ?", [limit])
+    # A commit goes to the write-ahead log, never straight into a checkpoint: a run
+    # checkpoints on its own once committed, alongside writing its files (engine/run.py).
+    con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -248,3 +255,7 @@ def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
 
 def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
     con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+
+def delete_meta(con: duckdb.DuckDBPyConnection, key: str) -> None:
+    con.execute("DELETE FROM meta WHERE key = ?", [key])

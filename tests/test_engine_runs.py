@@ -11,6 +11,7 @@ import pytest
 from enginekit import Shop, check_invariants, customer, event, order
 
 from loyalty_cli import sampledata, state
+from loyalty_cli.engine.run import run
 
 PROGRAM = """
 earning:
@@ -162,7 +163,7 @@ def test_reject_rate_over_threshold_refuses_the_run(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "stage", ["load", "earning", "returns", "expiry", "tiers", "outputs", "commit"]
+    "stage", ["load", "earning", "returns", "expiry", "tiers", "segments", "commit"]
 )
 def test_sigkill_leaves_state_as_before(tmp_path, sample_data, stage):
     shop = make_shop(tmp_path / "killed", sample_data)
@@ -180,6 +181,39 @@ def test_sigkill_leaves_state_as_before(tmp_path, sample_data, stage):
     ref.run("2026-02-10")
     assert dump_state(shop.state) == dump_state(ref.state)
     assert dump_outputs(shop.out) == dump_outputs(ref.out)
+
+
+def test_sigkill_after_the_commit_keeps_the_run_and_the_next_run_writes_its_files(
+    tmp_path, sample_data
+):
+    # The files are written once the run is committed, while the state file is
+    # checkpointed: a kill then leaves the run in the state and no folder for its day.
+    shop = make_shop(tmp_path / "killed", sample_data)
+    ref = make_shop(tmp_path / "ref", sample_data)
+    for s in (shop, ref):
+        s.run("2026-02-01")
+    proc = shop.run_cli("2026-02-02", {"LOYALTY_KILL_AT": "outputs"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    ref.run("2026-02-02")
+    assert dump_state(shop.state) == dump_state(ref.state)
+    check_invariants(shop.state)
+    folders = sorted(p.name for p in shop.out.iterdir())
+    assert folders[-1] == "2026-02-01"
+    assert all(name.startswith(".2026-02-02.tmp-") for name in folders[:-1])  # half-written
+    pending = "SELECT value FROM meta WHERE key = 'files_pending'"
+    assert shop.query(pending) == [("2026-02-02",)]
+    # The next run first writes the files of the day whose folder is missing.
+    ok = shop.run_cli("2026-02-03")
+    assert ok.returncode == 0, ok.stderr
+    ref.run("2026-02-03")
+    assert sorted(p.name for p in shop.out.iterdir()) == ["2026-02-01", "2026-02-02", "2026-02-03"]
+    assert dump_state(shop.state) == dump_state(ref.state)
+    assert dump_outputs(shop.out) == dump_outputs(ref.out)
+    assert shop.query(pending) == []
+    # A run into another folder writes only its own day's files.
+    other = tmp_path / "other"
+    run(shop.program, shop.data, dt.date(2026, 2, 4), shop.state, other)
+    assert sorted(p.name for p in other.iterdir()) == ["2026-02-04"]
 
 
 def test_customers_export_updates_changed_rows_and_keeps_first_seen(tmp_path):

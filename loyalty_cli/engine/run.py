@@ -8,14 +8,16 @@ up one day at a time.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import re
 import shutil
+import threading
 import time
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +114,7 @@ def run(
         days = [as_of]
         if last is not None and catch_up and (as_of - last).days > 1:
             days = [last + dt.timedelta(days=i) for i in range(1, (as_of - last).days + 1)]
+        days = _files_missing(con, last, out_dir, days) + days
         results = []
         for day in days:
             if progress:
@@ -151,9 +154,10 @@ def backfill(
                 "Backfill onto a fresh state file (--state new.duckdb), or start after the "
                 "last run.",
             )
+        days = [first_day + dt.timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+        days = _files_missing(con, last, out_dir, days) + days
         results = []
-        for i in range((last_day - first_day).days + 1):
-            day = first_day + dt.timedelta(days=i)
+        for day in days:
             if progress:
                 progress(day)
             results.append(run_day(con, program, Path(data_dir), day, out_dir))
@@ -164,6 +168,22 @@ def backfill(
         return results
     finally:
         con.close()
+
+
+def _files_missing(
+    con: duckdb.DuckDBPyConnection,
+    last: dt.date | None,
+    out_dir: str | Path | None,
+    days: list[dt.date],
+) -> list[dt.date]:
+    """[last] when the last run was committed but killed before its files were in place
+    (they are written after the commit, see run_day): running that day again, which
+    changes nothing in the state, writes them before the days asked for."""
+    if last is None or out_dir is None or not days or days[0] <= last:
+        return []
+    if state.get_meta(con, state.FILES_PENDING_KEY) != last.isoformat():
+        return []
+    return [last]
 
 
 def plan(
@@ -321,14 +341,16 @@ def run_day(
         )
         result.summary = outputs.summary(ctx)
         if tmp_dir is not None and not dry_run:
-            outputs.write_all(ctx, tmp_dir, loaded.rejects_table)
-            t = lap("outputs", t)
+            # Cleared once the files are in place; a kill before then leaves it for the
+            # next run, which writes this day's files first (_files_missing).
+            state.set_meta(con, state.FILES_PENDING_KEY, as_of.isoformat())
         _fault_point("commit")
         if dry_run:
             con.execute("ROLLBACK")
         else:
+            # Into the write-ahead log only (state.configure sets a high checkpoint
+            # threshold): the run is durable from here. The checkpoint follows, below.
             con.execute("COMMIT")
-            con.execute("CHECKPOINT")
     except BaseException:
         try:
             con.execute("ROLLBACK")
@@ -337,15 +359,53 @@ def run_day(
         if tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
+    if not dry_run:
+        # The state is final: its checkpoint (writing the log into the state file) runs on
+        # a second connection while the files are written from the committed state.
+        with _checkpoint_aside(con):
+            if tmp_dir is not None:
+                try:
+                    outputs.write_all(ctx, tmp_dir, loaded.rejects_table)
+                except BaseException:
+                    shutil.rmtree(tmp_dir, ignore_errors=True)
+                    raise
+                t = lap("outputs", t)
     timings["total"] = round(time.perf_counter() - t0, 4)
     result.timings = timings
     if tmp_dir is not None and final_dir is not None:
         outputs.write_run_json(tmp_dir, result, ctx, status="ok")
         _swap_in(tmp_dir, final_dir)
         result.out_dir = final_dir
+        if not dry_run:
+            state.delete_meta(con, state.FILES_PENDING_KEY)
     if not dry_run:
         _tidy_ledger(con, first_entry)
     return result
+
+
+@contextlib.contextmanager
+def _checkpoint_aside(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Checkpoint the state on a second connection, in a thread, while the body runs.
+
+    The body only reads (it writes the run's files), which a checkpoint allows alongside.
+    A failed checkpoint is not the run's: the committed run is in the write-ahead log,
+    which the next open of the state replays.
+    """
+    cursor = con.cursor()
+
+    def checkpoint() -> None:
+        try:
+            cursor.execute("CHECKPOINT")
+        except duckdb.Error:
+            pass
+
+    worker = threading.Thread(target=checkpoint, name="loyalty-checkpoint")
+    worker.start()
+    try:
+        yield
+    finally:
+        worker.join()
+        cursor.close()
 
 
 def _tidy_ledger(con: duckdb.DuckDBPyConnection, first_entry: int) -> None:
