@@ -108,11 +108,13 @@ def refresh_order_days(ctx: RunContext, *, everyone: bool = False) -> None:
 
     `order_days` holds one row per member and order day of completed orders: the day's
     spend net of returns and the gap in days since the member's previous order day. Only
-    members whose orders changed in this run are recomputed (orders first processed in this
-    run, orders returned in this run, orders re-exported as cancelled), so a nightly run does
-    not regroup every order ever made. An order re-exported as cancelled in this run
-    (`cancelled_now`) is left out already, so that the run and a rerun of the same day see
-    the same orders. `everyone` recomputes all members.
+    the days whose orders changed in this run are summed again (days of orders first
+    processed in this run, of orders returned in this run, of orders re-exported as
+    cancelled), and the gaps of their members worked out again, so a nightly run neither
+    regroups every order ever made nor reads every order of a member. An order
+    re-exported as cancelled in this run (`cancelled_now`) is left out already, so that the
+    run and a rerun of the same day see the same orders. `everyone` (and a first run)
+    recomputes all members from all orders.
     """
     has = {
         name
@@ -126,38 +128,57 @@ def refresh_order_days(ctx: RunContext, *, everyone: bool = False) -> None:
         if "cancelled_now" in has
         else ""
     )
-    if everyone:
-        who = "SELECT customer_id FROM orders"
+    spend = "sum(greatest(o.total - o.returned, 0))"
+    if everyone or ctx.first_run:
+        ctx.q(
+            f"""CREATE OR REPLACE TEMP TABLE _od_new AS
+            SELECT customer_id, day, spend, {_GAP} AS gap
+            FROM (SELECT o.customer_id, o.day, {spend} AS spend FROM orders o
+                  WHERE o.status = 'completed' {cancelled} GROUP BY ALL) x"""
+        )
+        ctx.q("CREATE OR REPLACE TEMP TABLE _od_old AS SELECT rowid AS _rid, * FROM order_days")
     else:
-        # The members of the orders first processed now, and of those returned or cancelled
-        # now (found among the stored orders by id: a range of recent ids, then the ids).
-        who = "SELECT customer_id FROM new_orders"
+        # The member and day of the orders first processed now, and of those returned or
+        # cancelled now (found among the stored orders by id: a range of recent ids, then
+        # the ids).
+        pairs = "SELECT customer_id, day FROM new_orders"
         named = " UNION ALL ".join(f"SELECT order_id FROM {table}" for table in sorted(has))
         if named:
-            who += f""" UNION ALL SELECT customer_id FROM orders
+            pairs += f""" UNION ALL SELECT customer_id, day FROM orders
                 WHERE {id_range("order_id", "_od_named")}
                   AND order_id IN (SELECT order_id FROM _od_named)"""
-            who = f"WITH _od_named AS MATERIALIZED ({named}) {who}"
-    ctx.q(f"CREATE OR REPLACE TEMP TABLE _od_who AS SELECT DISTINCT customer_id FROM ({who}) w")
-    ctx.q(
-        f"""CREATE OR REPLACE TEMP TABLE _od_new AS
-        SELECT customer_id, day, spend,
-               CAST(day - lag(day) OVER (PARTITION BY customer_id ORDER BY day) AS INTEGER) AS gap
-        FROM (
-            SELECT o.customer_id, o.day, sum(greatest(o.total - o.returned, 0)) AS spend
-            FROM orders o
-            WHERE o.status = 'completed' {cancelled}
-              AND o.customer_id IN (SELECT customer_id FROM _od_who)
-            GROUP BY o.customer_id, o.day) x"""
-    )
+            pairs = f"WITH _od_named AS MATERIALIZED ({named}) {pairs}"
+        ctx.q(f"CREATE OR REPLACE TEMP TABLE _od_pairs AS SELECT DISTINCT * FROM ({pairs}) p")
+        # The stored days (with their rowid) of the members of those days.
+        ctx.q(
+            """CREATE OR REPLACE TEMP TABLE _od_old AS
+            SELECT rowid AS _rid, * FROM order_days
+            WHERE customer_id IN (SELECT customer_id FROM _od_pairs)"""
+        )
+        # Those days' spend from their orders, found by day first (orders are stored
+        # about in time order, so a night reads the row groups of recent days), then the
+        # members' other days as stored; the gaps over both.
+        ctx.q(
+            f"""CREATE OR REPLACE TEMP TABLE _od_new AS
+            WITH touched AS (
+                SELECT o.customer_id, o.day, {spend} AS spend
+                FROM orders o
+                JOIN _od_pairs p ON p.customer_id = o.customer_id AND p.day = o.day
+                WHERE o.status = 'completed' {cancelled}
+                  AND o.day BETWEEN (SELECT min(day) FROM _od_pairs)
+                                AND (SELECT max(day) FROM _od_pairs)
+                GROUP BY ALL),
+            kept AS (
+                SELECT d.customer_id, d.day, d.spend FROM _od_old d
+                WHERE NOT EXISTS (SELECT 1 FROM _od_pairs p
+                                  WHERE p.customer_id = d.customer_id AND p.day = d.day))
+            SELECT customer_id, day, spend, {_GAP} AS gap
+            FROM (SELECT * FROM touched UNION ALL SELECT * FROM kept) x"""
+        )
+        ctx.q("DROP TABLE _od_pairs")
     # Only the rows that differ are deleted and inserted: a night's new order day is one
     # insert, not the member's whole history again (deleted rows make the checkpoint
     # rewrite the row groups that held them).
-    ctx.q(
-        """CREATE OR REPLACE TEMP TABLE _od_old AS
-        SELECT rowid AS _rid, * FROM order_days
-        WHERE customer_id IN (SELECT customer_id FROM _od_who)"""
-    )
     differs = "{a}.day IS NULL OR {a}.spend <> {b}.spend OR {a}.gap IS DISTINCT FROM {b}.gap"
     ctx.q(
         f"""DELETE FROM order_days WHERE rowid IN (
@@ -171,7 +192,10 @@ def refresh_order_days(ctx: RunContext, *, everyone: bool = False) -> None:
     )
     ctx.q("DROP TABLE _od_old")
     ctx.q("DROP TABLE _od_new")
-    ctx.q("DROP TABLE _od_who")
+
+
+# The gap in days since the member's previous order day.
+_GAP = "CAST(day - lag(day) OVER (PARTITION BY customer_id ORDER BY day) AS INTEGER)"
 
 
 def _order_days(ctx: RunContext, shared: _Shared) -> None:
