@@ -153,6 +153,7 @@ def apply_earning(ctx: RunContext) -> None:
             occurred_at TIMESTAMP, day DATE, seq BIGINT, ordinal BIGINT, raw BIGINT,
             uncapped BIGINT, period BIGINT, points BIGINT)"""
     )
+    selects = []
     for idx, rule in enumerate(rules):
         on = rule["on"]
         ectx = expressions.ExprContext.for_rule(on, extras, rfm=has_rfm)
@@ -175,14 +176,16 @@ def apply_earning(ctx: RunContext) -> None:
         period = "NULL"
         if rule.get("cap"):
             period = period_key_sql(rule["cap"]["per"], "day")
-        ctx.q(
-            f"""INSERT INTO earn_rows
-            SELECT ?, customer_id, source_id, order_id, occurred_at, day, seq, ordinal,
-                   raw, {uncapped}, {period}, {uncapped}
+        selects.append(
+            f"""SELECT {int(idx)}, customer_id, source_id, order_id, occurred_at, day, seq,
+                   ordinal, raw, {uncapped}, {period}, {uncapped}
             FROM ({_with_multiplier(ctx, rows, on, tier_changes)}) m
-            WHERE raw IS NOT NULL""",
-            [idx],
+            WHERE raw IS NOT NULL"""
         )
+    # One statement for all rules (each a branch): a nightly run's rules are small queries,
+    # and a statement of its own costs each a few milliseconds to plan and start.
+    if selects:
+        ctx.q("INSERT INTO earn_rows " + " UNION ALL ".join(selects))
     capped = {i: r["cap"] for i, r in enumerate(rules) if r.get("cap")}
     if capped:
         _apply_caps(ctx, capped)
