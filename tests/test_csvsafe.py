@@ -114,3 +114,20 @@ def test_csv_text_rejects_bad_rows_and_columns():
         csv_text(["a"], [["x", "y"]])
     with pytest.raises(ValueError, match="not in header"):
         csv_text(["a"], [], text_columns=["b"])
+
+
+def test_formula_ranges_pick_the_same_text_as_the_first_character_test():
+    import duckdb
+
+    from loyalty_cli.engine.outputs import FORMULA_RANGES, FORMULA_START
+
+    values = ["=a", "=", "+1", "-x", "@h", "\tq", "\rz", "A", "a", "1", ">", ",", ".", "?"]
+    values += ["\n", "\x0e", "", "ą", "é=", " =", "!", "C000123", "<", "*", "\x08", "\x0c"]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (v VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?)", [[v] for v in values])
+    by_start = con.execute(f"SELECT v FROM t WHERE left(v, 1) IN {FORMULA_START} ORDER BY v")
+    expected = sorted(["=a", "=", "+1", "-x", "@h", "\tq", "\rz"])
+    assert [v for (v,) in by_start.fetchall()] == expected
+    by_range = con.execute(f"SELECT v FROM t WHERE {FORMULA_RANGES.format(col='v')} ORDER BY v")
+    assert [v for (v,) in by_range.fetchall()] == expected
