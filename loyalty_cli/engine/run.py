@@ -377,7 +377,10 @@ def run_day(
         _swap_in(tmp_dir, final_dir)
         result.out_dir = final_dir
         if not dry_run:
-            state.delete_meta(con, state.FILES_PENDING_KEY)
+            try:
+                state.delete_meta(con, state.FILES_PENDING_KEY)
+            except duckdb.Error:  # the files are in place: at worst the next run rewrites them
+                pass
     if not dry_run:
         _tidy_ledger(con, first_entry)
     return result
