@@ -423,8 +423,11 @@ def _churn_interval(ctx: RunContext, seg: dict, shared: _Shared) -> None:
             FROM valued)
         WHERE grp IS NOT NULL"""
     )
-    # Every member has one order day exactly when no day has a gap to an earlier one.
-    if ctx.scalar("SELECT count(*) > 0 AND count(gap) = 0 FROM seg_days"):
+    # Every member has one order day exactly when no day has a gap to an earlier one (then
+    # no member has a value, so the segment is empty: only then is it worth looking).
+    if not ctx.scalar(f"SELECT count(*) FROM {_NEW}") and ctx.scalar(
+        "SELECT count(*) > 0 AND count(gap) = 0 FROM seg_days"
+    ):
         ctx.warnings.append(
             f"segment '{seg['id']}': no member has two order days yet, so there is no usual "
             "gap between orders to compare with; nobody is in the segment"
