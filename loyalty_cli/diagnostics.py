@@ -69,6 +69,11 @@ CODES: dict[str, str] = {
     "D601": "source file missing",
     "D602": "required column missing",
     "D603": "file cannot be parsed",
+    "D604": "state file in use by another run",
+    "D605": "state file cannot be opened or read",
+    "D606": "run refused for its day",
+    "D607": "customer not in the state",
+    "D608": "a committed run's files could not be written",
 }
 
 

@@ -216,6 +216,43 @@ def test_sigkill_after_the_commit_keeps_the_run_and_the_next_run_writes_its_file
     assert sorted(p.name for p in other.iterdir()) == ["2026-02-04"]
 
 
+def test_files_that_cannot_be_written_after_the_commit_come_with_the_next_run(
+    tmp_path, monkeypatch
+):
+    from loyalty_cli.diagnostics import LoyaltyError
+    from loyalty_cli.engine import outputs
+
+    body = "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n"
+    shop, ref = Shop(tmp_path / "full", body), Shop(tmp_path / "ref", body)
+    for s in (shop, ref):
+        s.add("customers", customer("A", "2026-01-01 08:00:00"))
+        s.add("orders", order("O1", "A", "2026-03-01 12:00", "10.99"))
+    write_all = outputs.write_all
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs, "write_all", full_disk)
+    with pytest.raises(LoyaltyError) as err:
+        shop.run("2026-03-01")
+    assert err.value.exit_code == 1
+    diag = err.value.diagnostics[0]
+    assert diag.code == "D608"
+    assert "2026-03-01" in diag.message and "No space left on device" in diag.message
+    # The run is in the state (10.99 earns 10 points, available at once), its files are
+    # not, and nothing half-written is left in the folder.
+    assert shop.query("SELECT kind, points, pending FROM ledger") == [("earn", 10, 0)]
+    assert shop.query("SELECT value FROM meta WHERE key = 'files_pending'") == [("2026-03-01",)]
+    assert list(shop.out.iterdir()) == []
+    monkeypatch.setattr(outputs, "write_all", write_all)
+    shop.run("2026-03-02")
+    for day in ("2026-03-01", "2026-03-02"):
+        ref.run(day)
+    assert sorted(p.name for p in shop.out.iterdir()) == ["2026-03-01", "2026-03-02"]
+    assert dump_outputs(shop.out) == dump_outputs(ref.out)
+    assert dump_state(shop.state) == dump_state(ref.state)
+
+
 def test_customers_export_updates_changed_rows_and_keeps_first_seen(tmp_path):
     shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: 1}\n")
     shop.add("customers", customer("A"), customer("B", locale="pl-PL"))

@@ -364,17 +364,15 @@ def run_day(
         # a second connection while the files are written from the committed state.
         with _checkpoint_aside(con):
             if tmp_dir is not None:
-                try:
+                with _files_of(as_of, tmp_dir, final_dir):
                     outputs.write_all(ctx, tmp_dir, loaded.rejects_table)
-                except BaseException:
-                    shutil.rmtree(tmp_dir, ignore_errors=True)
-                    raise
                 t = lap("outputs", t)
     timings["total"] = round(time.perf_counter() - t0, 4)
     result.timings = timings
     if tmp_dir is not None and final_dir is not None:
-        outputs.write_run_json(tmp_dir, result, ctx, status="ok")
-        _swap_in(tmp_dir, final_dir)
+        with _files_of(as_of, tmp_dir, final_dir):
+            outputs.write_run_json(tmp_dir, result, ctx, status="ok")
+            _swap_in(tmp_dir, final_dir)
         result.out_dir = final_dir
         if not dry_run:
             try:
@@ -384,6 +382,33 @@ def run_day(
     if not dry_run:
         _tidy_ledger(con, first_entry)
     return result
+
+
+@contextlib.contextmanager
+def _files_of(as_of: dt.date, tmp_dir: Path, final_dir: Path | None) -> Iterator[None]:
+    """Writing a committed run's files: a failure removes the half-written folder and, when
+    it is the disk's or the folder's (no space, no permission), says so as D608."""
+    try:
+        yield
+    except BaseException as exc:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if isinstance(exc, (OSError, duckdb.IOException)):
+            raise LoyaltyError(
+                Diagnostic(
+                    code="D608",
+                    path=str(final_dir or tmp_dir),
+                    message=f"the run for {as_of} is saved in the state, but its files could "
+                    f"not be written: {_first_line(str(exc))}",
+                    hint="Make room or fix the folder's permissions, then run again: the next "
+                    "run first writes this day's files, and changes nothing else for it.",
+                ),
+                ExitCode.INVALID,
+            ) from None
+        raise
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 @contextlib.contextmanager
