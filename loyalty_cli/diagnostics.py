@@ -73,7 +73,7 @@ CODES: dict[str, str] = {
     "D605": "state file cannot be opened or read",
     "D606": "run refused for its day",
     "D607": "customer not in the state",
-    "D608": "a committed run's files could not be written",
+    "D608": "a run's files could not be written",
 }
 
 

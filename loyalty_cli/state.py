@@ -20,8 +20,6 @@ SCHEMA_VERSION = 5
 LOTS_REMOVED_KEY = "lots_removed_up_to"
 # meta: the day of a committed run whose files are not in place yet (engine/run.py).
 FILES_PENDING_KEY = "files_pending"
-# Larger than any run's write-ahead log: commits never checkpoint on their own (configure).
-CHECKPOINT_THRESHOLD = "1000GB"
 
 # Points are BIGINT, money DECIMAL(18,2), dates and timestamps local to the program's timezone.
 MIGRATIONS: dict[int, list[str]] = {
@@ -204,9 +202,6 @@ def configure(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET TimeZone = 'UTC'")
     limit = os.environ.get("LOYALTY_MEMORY_LIMIT", "1500MB")
     con.execute("SET memory_limit = ?", [limit])
-    # A commit goes to the write-ahead log, never straight into a checkpoint: a run
-    # checkpoints on its own once committed, alongside writing its files (engine/run.py).
-    con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -163,7 +163,7 @@ def test_reject_rate_over_threshold_refuses_the_run(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "stage", ["load", "earning", "returns", "expiry", "tiers", "segments", "commit"]
+    "stage", ["load", "earning", "returns", "expiry", "tiers", "segments", "outputs", "commit"]
 )
 def test_sigkill_leaves_state_as_before(tmp_path, sample_data, stage):
     shop = make_shop(tmp_path / "killed", sample_data)
@@ -186,13 +186,13 @@ def test_sigkill_leaves_state_as_before(tmp_path, sample_data, stage):
 def test_sigkill_after_the_commit_keeps_the_run_and_the_next_run_writes_its_files(
     tmp_path, sample_data
 ):
-    # The files are written once the run is committed, while the state file is
-    # checkpointed: a kill then leaves the run in the state and no folder for its day.
+    # The files are moved into place once the run is committed: a kill in between leaves
+    # the run in the state and no folder for its day.
     shop = make_shop(tmp_path / "killed", sample_data)
     ref = make_shop(tmp_path / "ref", sample_data)
     for s in (shop, ref):
         s.run("2026-02-01")
-    proc = shop.run_cli("2026-02-02", {"LOYALTY_KILL_AT": "outputs"})
+    proc = shop.run_cli("2026-02-02", {"LOYALTY_KILL_AT": "committed"})
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     ref.run("2026-02-02")
     assert dump_state(shop.state) == dump_state(ref.state)
@@ -216,35 +216,61 @@ def test_sigkill_after_the_commit_keeps_the_run_and_the_next_run_writes_its_file
     assert sorted(p.name for p in other.iterdir()) == ["2026-02-04"]
 
 
-def test_files_that_cannot_be_written_after_the_commit_come_with_the_next_run(
-    tmp_path, monkeypatch
-):
-    from loyalty_cli.diagnostics import LoyaltyError
-    from loyalty_cli.engine import outputs
-
+def _two_shops(tmp_path):
     body = "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n"
     shop, ref = Shop(tmp_path / "full", body), Shop(tmp_path / "ref", body)
     for s in (shop, ref):
         s.add("customers", customer("A", "2026-01-01 08:00:00"))
         s.add("orders", order("O1", "A", "2026-03-01 12:00", "10.99"))
+    return shop, ref
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+def test_files_that_cannot_be_written_leave_the_state_unchanged(tmp_path, monkeypatch):
+    from loyalty_cli.diagnostics import LoyaltyError
+    from loyalty_cli.engine import outputs
+
+    shop, ref = _two_shops(tmp_path)
     write_all = outputs.write_all
-
-    def full_disk(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(outputs, "write_all", full_disk)
+    monkeypatch.setattr(outputs, "write_all", _full_disk)
     with pytest.raises(LoyaltyError) as err:
         shop.run("2026-03-01")
     assert err.value.exit_code == 1
     diag = err.value.diagnostics[0]
     assert diag.code == "D608"
-    assert "2026-03-01" in diag.message and "No space left on device" in diag.message
+    assert "state is unchanged" in diag.message and "No space left on device" in diag.message
+    assert shop.query("SELECT count(*) FROM ledger") == [(0,)]
+    assert shop.query("SELECT count(*) FROM runs") == [(0,)]
+    assert list(shop.out.iterdir()) == []  # nothing half-written left
+    monkeypatch.setattr(outputs, "write_all", write_all)
+    shop.run("2026-03-01")
+    ref.run("2026-03-01")
+    assert dump_outputs(shop.out) == dump_outputs(ref.out)
+    assert dump_state(shop.state) == dump_state(ref.state)
+
+
+def test_files_that_cannot_be_moved_into_place_come_with_the_next_run(tmp_path, monkeypatch):
+    from loyalty_cli.diagnostics import LoyaltyError
+    from loyalty_cli.engine import run as engine_run
+
+    shop, ref = _two_shops(tmp_path)
+    swap_in = engine_run._swap_in
+    monkeypatch.setattr(engine_run, "_swap_in", _full_disk)
+    with pytest.raises(LoyaltyError) as err:
+        shop.run("2026-03-01")
+    assert err.value.exit_code == 1
+    diag = err.value.diagnostics[0]
+    assert diag.code == "D608"
+    assert "2026-03-01 is saved in the state" in diag.message
     # The run is in the state (10.99 earns 10 points, available at once), its files are
     # not, and nothing half-written is left in the folder.
     assert shop.query("SELECT kind, points, pending FROM ledger") == [("earn", 10, 0)]
     assert shop.query("SELECT value FROM meta WHERE key = 'files_pending'") == [("2026-03-01",)]
     assert list(shop.out.iterdir()) == []
-    monkeypatch.setattr(outputs, "write_all", write_all)
+    monkeypatch.setattr(engine_run, "_swap_in", swap_in)
     shop.run("2026-03-02")
     for day in ("2026-03-01", "2026-03-02"):
         ref.run(day)

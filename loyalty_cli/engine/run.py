@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import threading
 import time
 import zoneinfo
 from collections.abc import Callable, Iterator
@@ -341,16 +340,18 @@ def run_day(
         )
         result.summary = outputs.summary(ctx)
         if tmp_dir is not None and not dry_run:
-            # Cleared once the files are in place; a kill before then leaves it for the
-            # next run, which writes this day's files first (_files_missing).
+            with _files_of(as_of, tmp_dir, final_dir, committed=False):
+                outputs.write_all(ctx, tmp_dir, loaded.rejects_table)
+            t = lap("outputs", t)
+            # Cleared once the files are in place; a kill between the commit and then leaves
+            # it for the next run, which writes this day's files first (_files_missing).
             state.set_meta(con, state.FILES_PENDING_KEY, as_of.isoformat())
         _fault_point("commit")
         if dry_run:
             con.execute("ROLLBACK")
         else:
-            # Into the write-ahead log only (state.configure sets a high checkpoint
-            # threshold): the run is durable from here. The checkpoint follows, below.
             con.execute("COMMIT")
+            con.execute("CHECKPOINT")
     except BaseException:
         try:
             con.execute("ROLLBACK")
@@ -359,18 +360,11 @@ def run_day(
         if tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
-    if not dry_run:
-        # The state is final: its checkpoint (writing the log into the state file) runs on
-        # a second connection while the files are written from the committed state.
-        with _checkpoint_aside(con):
-            if tmp_dir is not None:
-                with _files_of(as_of, tmp_dir, final_dir):
-                    outputs.write_all(ctx, tmp_dir, loaded.rejects_table)
-                t = lap("outputs", t)
+    _fault_point("committed")
     timings["total"] = round(time.perf_counter() - t0, 4)
     result.timings = timings
     if tmp_dir is not None and final_dir is not None:
-        with _files_of(as_of, tmp_dir, final_dir):
+        with _files_of(as_of, tmp_dir, final_dir, committed=True):
             outputs.write_run_json(tmp_dir, result, ctx, status="ok")
             _swap_in(tmp_dir, final_dir)
         result.out_dir = final_dir
@@ -385,22 +379,32 @@ def run_day(
 
 
 @contextlib.contextmanager
-def _files_of(as_of: dt.date, tmp_dir: Path, final_dir: Path | None) -> Iterator[None]:
-    """Writing a committed run's files: a failure removes the half-written folder and, when
-    it is the disk's or the folder's (no space, no permission), says so as D608."""
+def _files_of(
+    as_of: dt.date, tmp_dir: Path, final_dir: Path | None, *, committed: bool
+) -> Iterator[None]:
+    """Writing a run's files: a failure removes the half-written folder and, when it is the
+    disk's or the folder's (no space, no permission), says so as D608. Before the commit the
+    run is then rolled back; after it, the next run writes the files (_files_missing)."""
     try:
         yield
     except BaseException as exc:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         if isinstance(exc, (OSError, duckdb.IOException)):
+            if committed:
+                what = f"the run for {as_of} is saved in the state, but its files"
+                hint = (
+                    "Make room or fix the folder's permissions, then run again: the next run "
+                    "first writes this day's files, and changes nothing else for it."
+                )
+            else:
+                what = f"the state is unchanged: the files of the run for {as_of}"
+                hint = "Make room or fix the folder's permissions, then run the day again."
             raise LoyaltyError(
                 Diagnostic(
                     code="D608",
                     path=str(final_dir or tmp_dir),
-                    message=f"the run for {as_of} is saved in the state, but its files could "
-                    f"not be written: {_first_line(str(exc))}",
-                    hint="Make room or fix the folder's permissions, then run again: the next "
-                    "run first writes this day's files, and changes nothing else for it.",
+                    message=f"{what} could not be written: {_first_line(str(exc))}",
+                    hint=hint,
                 ),
                 ExitCode.INVALID,
             ) from None
@@ -409,31 +413,6 @@ def _files_of(as_of: dt.date, tmp_dir: Path, final_dir: Path | None) -> Iterator
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
-
-
-@contextlib.contextmanager
-def _checkpoint_aside(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Checkpoint the state on a second connection, in a thread, while the body runs.
-
-    The body only reads (it writes the run's files), which a checkpoint allows alongside.
-    A failed checkpoint is not the run's: the committed run is in the write-ahead log,
-    which the next open of the state replays.
-    """
-    cursor = con.cursor()
-
-    def checkpoint() -> None:
-        try:
-            cursor.execute("CHECKPOINT")
-        except duckdb.Error:
-            pass
-
-    worker = threading.Thread(target=checkpoint, name="loyalty-checkpoint")
-    worker.start()
-    try:
-        yield
-    finally:
-        worker.join()
-        cursor.close()
 
 
 def _tidy_ledger(con: duckdb.DuckDBPyConnection, first_entry: int) -> None:
