@@ -77,6 +77,11 @@ CODES: dict[str, str] = {
 }
 
 
+def first_line(text: str) -> str:
+    """The first line of an error's text (at most 300 characters), for a diagnostic."""
+    return (text.strip().splitlines() or [""])[0][:300]
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """A problem found in a file, with where it is and how to fix it."""

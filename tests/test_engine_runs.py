@@ -229,48 +229,46 @@ def _full_disk(*args, **kwargs):
     raise OSError(28, "No space left on device")
 
 
-def test_files_that_cannot_be_written_leave_the_state_unchanged(tmp_path, monkeypatch):
+def _run_on_full_disk(shop: Shop, day: str, target, name: str):
+    """Run `day` with `target.name` failing as on a full disk; the D608 it reports (exit 1)."""
     from loyalty_cli.diagnostics import LoyaltyError
-    from loyalty_cli.engine import outputs
 
-    shop, ref = _two_shops(tmp_path)
-    write_all = outputs.write_all
-    monkeypatch.setattr(outputs, "write_all", _full_disk)
-    with pytest.raises(LoyaltyError) as err:
-        shop.run("2026-03-01")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(target, name, _full_disk)
+        with pytest.raises(LoyaltyError) as err:
+            shop.run(day)
     assert err.value.exit_code == 1
     diag = err.value.diagnostics[0]
     assert diag.code == "D608"
+    return diag
+
+
+def test_files_that_cannot_be_written_leave_the_state_unchanged(tmp_path):
+    from loyalty_cli.engine import outputs
+
+    shop, ref = _two_shops(tmp_path)
+    diag = _run_on_full_disk(shop, "2026-03-01", outputs, "write_all")
     assert "state is unchanged" in diag.message and "No space left on device" in diag.message
     assert shop.query("SELECT count(*) FROM ledger") == [(0,)]
     assert shop.query("SELECT count(*) FROM runs") == [(0,)]
     assert list(shop.out.iterdir()) == []  # nothing half-written left
-    monkeypatch.setattr(outputs, "write_all", write_all)
     shop.run("2026-03-01")
     ref.run("2026-03-01")
     assert dump_outputs(shop.out) == dump_outputs(ref.out)
     assert dump_state(shop.state) == dump_state(ref.state)
 
 
-def test_files_that_cannot_be_moved_into_place_come_with_the_next_run(tmp_path, monkeypatch):
-    from loyalty_cli.diagnostics import LoyaltyError
+def test_files_that_cannot_be_moved_into_place_come_with_the_next_run(tmp_path):
     from loyalty_cli.engine import run as engine_run
 
     shop, ref = _two_shops(tmp_path)
-    swap_in = engine_run._swap_in
-    monkeypatch.setattr(engine_run, "_swap_in", _full_disk)
-    with pytest.raises(LoyaltyError) as err:
-        shop.run("2026-03-01")
-    assert err.value.exit_code == 1
-    diag = err.value.diagnostics[0]
-    assert diag.code == "D608"
+    diag = _run_on_full_disk(shop, "2026-03-01", engine_run, "_swap_in")
     assert "2026-03-01 is saved in the state" in diag.message
     # The run is in the state (10.99 earns 10 points, available at once), its files are
     # not, and nothing half-written is left in the folder.
     assert shop.query("SELECT kind, points, pending FROM ledger") == [("earn", 10, 0)]
     assert shop.query("SELECT value FROM meta WHERE key = 'files_pending'") == [("2026-03-01",)]
     assert list(shop.out.iterdir()) == []
-    monkeypatch.setattr(engine_run, "_swap_in", swap_in)
     shop.run("2026-03-02")
     for day in ("2026-03-01", "2026-03-02"):
         ref.run(day)

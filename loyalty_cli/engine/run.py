@@ -24,7 +24,7 @@ import duckdb
 
 from loyalty_cli import state
 from loyalty_cli.config.model import Program, load_program
-from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
+from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError, first_line
 from loyalty_cli.engine import (
     bonuses,
     earning,
@@ -175,9 +175,9 @@ def _files_missing(
     out_dir: str | Path | None,
     days: list[dt.date],
 ) -> list[dt.date]:
-    """[last] when the last run was committed but killed before its files were in place
-    (they are written after the commit, see run_day): running that day again, which
-    changes nothing in the state, writes them before the days asked for."""
+    """[last] when the last run was committed but its files did not get into place (killed,
+    or a full disk, between the commit and moving them there; see run_day): running that
+    day again, which changes nothing in the state, writes them before the days asked for."""
     if last is None or out_dir is None or not days or days[0] <= last:
         return []
     if state.get_meta(con, state.FILES_PENDING_KEY) != last.isoformat():
@@ -403,16 +403,12 @@ def _files_of(
                 Diagnostic(
                     code="D608",
                     path=str(final_dir or tmp_dir),
-                    message=f"{what} could not be written: {_first_line(str(exc))}",
+                    message=f"{what} could not be written: {first_line(str(exc))}",
                     hint=hint,
                 ),
                 ExitCode.INVALID,
             ) from None
         raise
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def _tidy_ledger(con: duckdb.DuckDBPyConnection, first_entry: int) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 import duckdb
 
 from loyalty_cli.columns import DUCKDB_TYPES, REQUIRED_SOURCES, SOURCE_COLUMNS
-from loyalty_cli.diagnostics import Diagnostic, LoyaltyError
+from loyalty_cli.diagnostics import Diagnostic, LoyaltyError, first_line
 from loyalty_cli.engine.timeutil import (
     check_timezone,
     end_of_day_sql,
@@ -295,7 +295,7 @@ class _Loader:
                 Diagnostic(
                     "D603",
                     f"{source.name if source else 'exports'}: cannot be processed: "
-                    f"{_first_line(str(exc))}",
+                    f"{first_line(str(exc))}",
                     path=shown,
                 )
             ) from None
@@ -603,8 +603,8 @@ def _staged_csv(loader: _Loader, src: _Source, part: _Part) -> str:
     """The CSV part's select over a table of its text whose rowids give the line numbers."""
     loader.temp_table(part.table, part.select, part, src)
     first = loader.scalar(f"SELECT min(rowid) FROM {part.table}", part, src)
-    first_line = 2 if _csv_settings(src)["header"] else 1
-    line = f"rowid - {int(first or 0)} + {first_line}"
+    first_row_line = 2 if _csv_settings(src)["header"] else 1
+    line = f"rowid - {int(first or 0)} + {first_row_line}"
     if loader.scalar(f"SELECT max(_nl) FROM {part.table}", part, src):
         line += (
             " + coalesce(sum(_nl) OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING "
@@ -1007,7 +1007,7 @@ def _set_lines(loader: _Loader, src: _Source, work: str, parts: list[tuple]) -> 
     """
     if not parts:
         return
-    first_line = 2 if _csv_settings(src)["header"] else 1
+    first_row_line = 2 if _csv_settings(src)["header"] else 1
     plain = [(fileno, first) for fileno, first, spans in parts if not spans]
     if plain:
         whens = " ".join(f"WHEN {fileno} THEN {first}" for fileno, first in plain)
@@ -1015,12 +1015,14 @@ def _set_lines(loader: _Loader, src: _Source, work: str, parts: list[tuple]) -> 
         if len(plain) == len(parts) and all(p.fmt == "csv" for p in src.parts if p.select):
             where = ""  # every row: an update without a filter is a lot cheaper
         offset = f"(CASE _fileno {whens} END)" if len(plain) > 1 else str(plain[0][1])
-        loader.run(f"UPDATE {work} SET _line = rowid - {offset} + {first_line}" + where, source=src)
+        loader.run(
+            f"UPDATE {work} SET _line = rowid - {offset} + {first_row_line}" + where, source=src
+        )
     for fileno, first, spans in parts:
         if not spans:
             continue
         line = (
-            f"rowid - {first} + {first_line} + coalesce(sum(_nl) OVER (ORDER BY rowid "
+            f"rowid - {first} + {first_row_line} + coalesce(sum(_nl) OVER (ORDER BY rowid "
             "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)"
         )
         loader.run(
@@ -1424,10 +1426,6 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _first_line(text: str) -> str:
-    return (text.strip().splitlines() or [""])[0][:300]
-
-
 def _file_error(part: _Part, what: str, hint: str = "", line: int | None = None) -> Diagnostic:
     return Diagnostic("D603", f"{part.rel}: {what}", path=part.shown, line=line, hint=hint)
 
@@ -1460,9 +1458,9 @@ def _parse_error(part: _Part, src: _Source | None, exc: duckdb.Error) -> Diagnos
         what = "the compressed file is truncated or damaged"
         hint = "re-create the export; did the transfer finish?"
     elif "parquet" in text.lower() or "magic bytes" in text:
-        what = "not a readable Parquet file: " + _first_line(text)
+        what = "not a readable Parquet file: " + first_line(text)
         hint = "re-create the export"
     else:
-        what = "cannot be parsed: " + _first_line(text)
+        what = "cannot be parsed: " + first_line(text)
         hint = "check the file's format against docs/data.md"
     return _file_error(part, what, hint, line)
