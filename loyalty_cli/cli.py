@@ -19,7 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
 
 
@@ -68,7 +68,9 @@ def _console(stderr: bool = False) -> Console:
 @_guard
 def validate(
     paths: list[str] = typer.Argument(  # noqa: B008
-        ..., help="Program or workflow files, folders (searched for *.yaml) or globs."
+        ...,
+        metavar="PATHS",
+        help="Program or workflow files, folders (searched for *.yaml) or globs.",
     ),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text, json or github."),
 ) -> None:
@@ -177,11 +179,17 @@ def _result_json(result) -> dict:
 )
 @_guard
 def run(
-    program: str = typer.Argument(..., help="The program YAML file."),
-    data: str = typer.Option(..., "--data", help="Folder holding the exports."),
-    as_of: str = typer.Option(None, "--as-of", help="Day to run (YYYY-MM-DD); default yesterday."),
-    state_file: str = typer.Option("loyalty.duckdb", "--state", help="State file (DuckDB)."),
-    out: str = typer.Option("out", "--out", help="Folder for the day's output files."),
+    program: str = typer.Argument(..., metavar="PROGRAM", help="The program YAML file."),
+    data: str = typer.Option(..., "--data", metavar="DIR", help="Folder holding the exports."),
+    as_of: str = typer.Option(
+        None, "--as-of", metavar="DATE", help="Day to run (YYYY-MM-DD); default yesterday."
+    ),
+    state_file: str = typer.Option(
+        "loyalty.duckdb", "--state", metavar="FILE", help="State file (DuckDB)."
+    ),
+    out: str = typer.Option(
+        "out", "--out", metavar="DIR", help="Folder for the day's output files."
+    ),
     no_catch_up: bool = typer.Option(False, "--no-catch-up", help="Do not run missed days first."),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text, json or github."),
 ) -> None:
@@ -209,10 +217,14 @@ def run(
 @app.command(epilog="Example:\n\n  loyalty plan program.yaml --data exports/ --as-of 2026-11-22")
 @_guard
 def plan(
-    program: str = typer.Argument(..., help="The program YAML file."),
-    data: str = typer.Option(..., "--data", help="Folder holding the exports."),
-    as_of: str = typer.Option(None, "--as-of", help="Day to plan (YYYY-MM-DD); default yesterday."),
-    state_file: str = typer.Option("loyalty.duckdb", "--state", help="State file (DuckDB)."),
+    program: str = typer.Argument(..., metavar="PROGRAM", help="The program YAML file."),
+    data: str = typer.Option(..., "--data", metavar="DIR", help="Folder holding the exports."),
+    as_of: str = typer.Option(
+        None, "--as-of", metavar="DATE", help="Day to plan (YYYY-MM-DD); default yesterday."
+    ),
+    state_file: str = typer.Option(
+        "loyalty.duckdb", "--state", metavar="FILE", help="State file (DuckDB)."
+    ),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text, json or github."),
 ) -> None:
     """Dry run: what `run` would do for one day (points by rule, tiers, expiry,
@@ -233,12 +245,16 @@ def plan(
 )
 @_guard
 def backfill(
-    program: str = typer.Argument(..., help="The program YAML file."),
-    data: str = typer.Option(..., "--data", help="Folder holding the exports."),
-    from_day: str = typer.Option(..., "--from", help="First day (YYYY-MM-DD)."),
-    to_day: str = typer.Option(..., "--to", help="Last day (YYYY-MM-DD)."),
-    state_file: str = typer.Option("loyalty.duckdb", "--state", help="State file (DuckDB)."),
-    out: str = typer.Option("out", "--out", help="Folder for each day's output files."),
+    program: str = typer.Argument(..., metavar="PROGRAM", help="The program YAML file."),
+    data: str = typer.Option(..., "--data", metavar="DIR", help="Folder holding the exports."),
+    from_day: str = typer.Option(..., "--from", metavar="DATE", help="First day (YYYY-MM-DD)."),
+    to_day: str = typer.Option(..., "--to", metavar="DATE", help="Last day (YYYY-MM-DD)."),
+    state_file: str = typer.Option(
+        "loyalty.duckdb", "--state", metavar="FILE", help="State file (DuckDB)."
+    ),
+    out: str = typer.Option(
+        "out", "--out", metavar="DIR", help="Folder for each day's output files."
+    ),
 ) -> None:
     """Replay history one day at a time (the same as one run per day D1..D2)."""
     from rich.progress import Progress
@@ -276,8 +292,12 @@ def backfill(
 @app.command(epilog="Example:\n\n  loyalty explain C000123 --state shop.duckdb")
 @_guard
 def explain(
-    customer_id: str = typer.Argument(..., help="The customer id (text, as in the exports)."),
-    state_file: str = typer.Option("loyalty.duckdb", "--state", help="State file (DuckDB)."),
+    customer_id: str = typer.Argument(
+        ..., metavar="CUSTOMER_ID", help="The customer id (text, as in the exports)."
+    ),
+    state_file: str = typer.Option(
+        "loyalty.duckdb", "--state", metavar="FILE", help="State file (DuckDB)."
+    ),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text or json."),
 ) -> None:
     """A member's ledger, lots, tier history, segments and redemptions, with their causes."""

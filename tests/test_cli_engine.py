@@ -213,3 +213,20 @@ def test_second_run_on_a_locked_state_is_refused(tmp_path):
     assert proc.returncode == 3, proc.stderr
     assert "in use by another run" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_help_reflows_paragraphs_and_names_values(monkeypatch):
+    # A docstring's line breaks are not the terminal's: a paragraph is one paragraph at any
+    # width, and options say what they take (a DATE, a DIR), not a Python type.
+    monkeypatch.setenv("COLUMNS", "200")
+    result = run_cli("run", "--help")
+    assert result.exit_code == 0
+    assert (
+        "Exit 3 when the run is refused for its data (too many rejects, state in use); "
+        "the state is then untouched." in result.output
+    )
+    for option, metavar in (("--data", "DIR"), ("--as-of", "DATE"), ("--state", "FILE")):
+        line = next(x for x in result.output.splitlines() if f" {option} " in x)
+        assert metavar in line.split(), line
+    listing = run_cli("--help").output
+    assert "points by rule, tiers, expiry, redemptions, rejects). Writes nothing." in listing
