@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+from decimal import Decimal
 from enum import Enum
 
 import typer
@@ -147,7 +148,7 @@ def _print_result(result, fmt: Format, console: Console) -> None:
         tiers = ", ".join(f"{k}: {v:,}" for k, v in s.get("tiers", {}).items())
         console.print(
             f"members {s['members']:,} | available {s['available']:,} | pending {s['pending']:,}"
-            f" | liability {s['liability']:,} | tiers {tiers}",
+            f" | liability {Decimal(s['liability']):,} {s['currency']} | tiers {tiers}",
             highlight=False,
         )
     if result.rejects:

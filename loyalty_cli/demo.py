@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
@@ -55,7 +56,7 @@ def main(out_root: Path = Path("demo-out")) -> int:
         "members",
         "available",
         "pending",
-        "liability (PLN)",
+        "liability",
     ):
         table.add_column(col, justify="right")
     for r in results:
@@ -71,7 +72,7 @@ def main(out_root: Path = Path("demo-out")) -> int:
             f"{s.get('members', 0):,}",
             f"{s.get('available', 0):,}",
             f"{s.get('pending', 0):,}",
-            f"{s.get('liability', 0):,.2f}",
+            f"{Decimal(s['liability']):,} {s['currency']}" if s else "",
         )
     console.print(table)
     last = results[-1]

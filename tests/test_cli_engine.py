@@ -59,6 +59,9 @@ def test_run_writes_balances_and_explain_shows_the_causes(tmp_path):
     payload = json.loads(res.output[res.output.index("[") :])
     assert payload[0]["as_of"] == "2026-03-02"
     assert payload[0]["counts"]["earning"] == {"base.points": 150, "base.rows": 2}
+    # 170 + 80 points at point_value 0.01: 2.50 PLN, money with its two places.
+    assert payload[0]["summary"]["liability"] == "2.50"
+    assert payload[0]["summary"]["currency"] == "PLN"
     assert shop.csv("2026-03-02", "balances.csv") == [
         {
             "customer_id": "A",
@@ -230,3 +233,19 @@ def test_help_reflows_paragraphs_and_names_values(monkeypatch):
         assert metavar in line.split(), line
     listing = run_cli("--help").output
     assert "points by rule, tiers, expiry, redemptions, rejects). Writes nothing." in listing
+
+
+def test_liability_is_exact_money_in_the_currency_minor_unit():
+    from decimal import Decimal
+
+    from loyalty_cli.engine.outputs import liability
+
+    # 1 x 0.015 = 0.015 exactly, half up to 0.02 (the float product rounds to 0.01);
+    # 5 x 0.025 = 0.125 -> 0.13 (float: 0.12); 3 x 0.005 = 0.015 -> 0.02 (float: 0.01).
+    assert liability(1, 0.015, "PLN") == Decimal("0.02")
+    assert liability(5, 0.025, "EUR") == Decimal("0.13")
+    assert liability(3, 0.005, "PLN") == Decimal("0.02")
+    assert str(liability(1_259_570, 0.01, "PLN")) == "12595.70"
+    # The yen has no minor unit: 7 x 0.5 = 3.5 -> 4.
+    assert str(liability(7, 0.5, "JPY")) == "4"
+    assert str(liability(10, None, "PLN")) == "0.00"

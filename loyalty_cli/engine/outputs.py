@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from loyalty_cli.engine.context import RunContext
@@ -215,14 +216,26 @@ def summary(ctx: RunContext) -> dict:
     tiers = dict(
         ctx.q("SELECT tier, count(*) FROM balances_now GROUP BY tier ORDER BY tier").fetchall()
     )
-    point_value = float(ctx.program.data["program"].get("point_value") or 0)
+    program = ctx.program.data["program"]
     return {
         "members": int(row[0]),
         "available": int(row[1]),
         "pending": int(row[2]),
-        "liability": round(int(row[1]) * point_value, 2),
+        "liability": str(liability(int(row[1]), program.get("point_value"), program["currency"])),
+        "currency": program["currency"],
         "tiers": {str(k): int(v) for k, v in tiers.items()},
     }
+
+
+def liability(points: int, point_value, currency: str) -> Decimal:
+    """Money owed for `points`: points x point_value, exact, then rounded half up to the
+    currency's minor unit (2 places for PLN or EUR, none for JPY). The point value is taken
+    as written in the program (0.01, not the float nearest to it)."""
+    from babel.numbers import get_currency_precision
+
+    places = get_currency_precision(currency)
+    exact = Decimal(points) * Decimal(str(point_value or 0))
+    return exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
 def write_run_json(out: Path, result, ctx: RunContext, status: str) -> None:
