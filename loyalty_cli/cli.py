@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from enum import Enum
 
@@ -159,6 +161,58 @@ def _print_result(result, fmt: Format, console: Console) -> None:
         console.print(f"files: {result.out_dir}", highlight=False)
 
 
+def _print_day_line(result, console: Console) -> None:
+    """One line for a day run on the way to the day asked for (a catch-up or backfill day)."""
+    s = result.summary or {}
+    parts = [f"{result.as_of}: {result.status}"]
+    if s:
+        parts.append(
+            f"members {s['members']:,} | available {s['available']:,} | pending {s['pending']:,}"
+        )
+    parts.append(f"{result.rejects:,} rejected row(s)")
+    if result.warnings:
+        parts.append(f"{len(result.warnings)} warning(s)")
+    console.print(" | ".join(parts), highlight=False)
+
+
+@contextlib.contextmanager
+def _day_progress(console: Console) -> Iterator[tuple]:
+    """(planned, progress) callbacks for the engine: on a terminal, a transient display of
+    the day and stage being run, with a bar over the days; elsewhere (cron, CI) nothing."""
+    if not console.is_terminal:
+        yield None, None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("opening the state", total=None)
+
+        def planned(days: list[dt.date]) -> None:
+            bar.update(task, total=len(days))
+
+        def progress(day: dt.date, stage: str) -> None:
+            if stage == "done":
+                bar.advance(task)
+            else:
+                bar.update(task, description=f"{day} {stage}")
+
+        yield planned, progress
+
+
 def _result_json(result) -> dict:
     return {
         "as_of": result.as_of.isoformat(),
@@ -203,9 +257,23 @@ def run(
 
     day = _parse_day(as_of, "--as-of")
     console = _console()
-    results = run_core(program, data, day, state_file, out, catch_up=not no_catch_up)
-    for result in results:
-        _print_result(result, fmt, console)
+    with _day_progress(console) as (planned, progress):
+        results = run_core(
+            program,
+            data,
+            day,
+            state_file,
+            out,
+            catch_up=not no_catch_up,
+            progress=progress,
+            planned=planned,
+        )
+    if fmt is not Format.json:
+        # Days caught up on the way get a line each; the day asked for, the full table.
+        for result in results[:-1]:
+            _print_day_line(result, console)
+        if results:
+            _print_result(results[-1], fmt, console)
     if fmt is Format.json:
         typer.echo(reporters.render_json([_result_json(r) for r in results]))
     if fmt is Format.github:
@@ -232,8 +300,11 @@ def plan(
     redemptions, rejects). Writes nothing."""
     from loyalty_cli.engine.run import plan as plan_core
 
-    result = plan_core(program, data, _parse_day(as_of, "--as-of"), state_file)
-    _print_result(result, fmt, _console())
+    day = _parse_day(as_of, "--as-of")
+    console = _console()
+    with _day_progress(console) as (_, progress):
+        result = plan_core(program, data, day, state_file, progress=progress)
+    _print_result(result, fmt, console)
     if fmt is Format.json:
         typer.echo(reporters.render_json(_result_json(result)))
     raise typer.Exit(int(result.exit_code))
@@ -258,8 +329,6 @@ def backfill(
     ),
 ) -> None:
     """Replay history one day at a time (the same as one run per day D1..D2)."""
-    from rich.progress import Progress
-
     from loyalty_cli.engine.run import backfill as backfill_core
 
     d1, d2 = _parse_day(from_day, "--from"), _parse_day(to_day, "--to")
@@ -267,18 +336,9 @@ def backfill(
     if d2 < d1:
         raise typer.BadParameter("--to is before --from", param_hint="--to")
     console = _console()
-    total = (d2 - d1).days + 1
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task("backfill", total=total)
-
-        def tick(day: dt.date) -> None:
-            bar.update(task, description=f"day {day}")
-
-        def done(day: dt.date) -> None:
-            bar.advance(task)
-
+    with _day_progress(console) as (planned, progress):
         results = backfill_core(
-            program, data, d1, d2, state_file, out, progress=tick, finished=done
+            program, data, d1, d2, state_file, out, progress=progress, planned=planned
         )
     refused = [r for r in results if r.status == "refused"]
     if refused:

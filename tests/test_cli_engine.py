@@ -249,3 +249,69 @@ def test_liability_is_exact_money_in_the_currency_minor_unit():
     # The yen has no minor unit: 7 x 0.5 = 3.5 -> 4.
     assert str(liability(7, 0.5, "JPY")) == "4"
     assert str(liability(10, None, "PLN")) == "0.00"
+
+
+def test_progress_reports_the_days_then_each_stage_of_each_day(tmp_path):
+    import datetime as dt
+
+    from loyalty_cli.engine.run import STAGES, plan
+
+    shop = small_shop(tmp_path)
+    shop.run("2026-03-01")
+    seen, days = [], []
+    # Last run 03-01, asked for 03-03: 03-02 is caught up first.
+    shop.run(
+        "2026-03-03", progress=lambda d, s: seen.append((d.isoformat(), s)), planned=days.append
+    )
+    assert days == [[dt.date(2026, 3, 2), dt.date(2026, 3, 3)]]
+    assert seen == [
+        *[("2026-03-02", s) for s in (*STAGES, "done")],
+        *[("2026-03-03", s) for s in (*STAGES, "done")],
+    ]
+    assert STAGES[0] == "load" and STAGES[-2:] == ("outputs", "commit")
+    # A plan commits nothing: every stage but the commit.
+    seen.clear()
+    plan(
+        shop.program,
+        shop.data,
+        dt.date(2026, 3, 4),
+        shop.state,
+        progress=lambda d, s: seen.append(s),
+    )
+    assert seen == [*STAGES[:-1], "done"]
+
+
+def test_run_prints_a_line_per_day_caught_up_and_the_table_for_the_day_asked(tmp_path):
+    shop = small_shop(tmp_path)
+    common = ["--data", str(shop.data), "--state", str(shop.state), "--out", str(shop.out)]
+    assert run_cli("run", str(shop.program), "--as-of", "2026-03-01", *common).exit_code == 0
+    res = run_cli("run", str(shop.program), "--as-of", "2026-03-03", *common)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    # 03-02: A (120 + 50 welcome) and B (30 + 50, joined 03-02): 250 points, nothing pending.
+    assert lines[0] == (
+        "2026-03-02: ok | members 2 | available 250 | pending 0 | 0 rejected row(s)"
+    )
+    assert lines[1].strip() == "run for 2026-03-03"
+    assert sum("run for" in x for x in lines) == 1
+
+
+def test_the_progress_display_shows_day_stage_and_days_done_on_a_terminal():
+    import datetime as dt
+    import io
+
+    from rich.console import Console
+
+    from loyalty_cli.cli import _day_progress
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+    with _day_progress(console) as (planned, progress):
+        planned([dt.date(2026, 3, 1), dt.date(2026, 3, 2)])
+        progress(dt.date(2026, 3, 1), "done")
+        progress(dt.date(2026, 3, 2), "earning")
+    assert "2026-03-02 earning" in screen.getvalue()
+    assert "1/2" in screen.getvalue()
+    # Not a terminal (cron, CI, a pipe): no display and no callbacks.
+    with _day_progress(Console(file=io.StringIO())) as callbacks:
+        assert callbacks == (None, None)

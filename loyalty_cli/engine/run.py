@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -72,6 +73,24 @@ def last_run_day(con: duckdb.DuckDBPyConnection) -> dt.date | None:
     return con.execute("SELECT max(as_of) FROM runs WHERE status = 'ok'").fetchone()[0]
 
 
+# The stages of a day's run in order: timed in run.json (all but the commit) and reported,
+# as each starts, to a `progress` callback with the day; "done" follows the last one.
+STAGES = (
+    "load",
+    "prepare",
+    "earning",
+    "returns",
+    "bonuses",
+    "redemptions",
+    "expiry",
+    "tiers",
+    "segments",
+    "outputs",
+    "commit",
+)
+Progress = Callable[[dt.date, str], None]
+
+
 def _refuse(message: str, hint: str) -> LoyaltyError:
     return LoyaltyError(Diagnostic(code="D606", message=message, hint=hint), ExitCode.REFUSED)
 
@@ -84,9 +103,14 @@ def run(
     out_dir: str | Path | None = "out",
     *,
     catch_up: bool = True,
-    progress: Callable[[dt.date], None] | None = None,
+    progress: Progress | None = None,
+    planned: Callable[[list[dt.date]], None] | None = None,
 ) -> list[RunResult]:
-    """Run day `as_of` (catching up missed days first); returns one result per day run."""
+    """Run day `as_of` (catching up missed days first); returns one result per day run.
+
+    `planned` gets the days about to be run; `progress` gets (day, stage) as each stage of
+    each day starts (`STAGES`), then (day, "done").
+    """
     if not isinstance(program, Program):
         program = load_program(program)
     data = Path(data_dir)
@@ -114,16 +138,32 @@ def run(
         if last is not None and catch_up and (as_of - last).days > 1:
             days = [last + dt.timedelta(days=i) for i in range(1, (as_of - last).days + 1)]
         days = _files_missing(con, last, out_dir, days) + days
-        results = []
-        for day in days:
-            if progress:
-                progress(day)
-            results.append(run_day(con, program, data, day, out_dir))
-            if results[-1].status != "ok":
-                break
-        return results
+        return _run_days(con, program, data, days, out_dir, progress, planned)
     finally:
         con.close()
+
+
+def _run_days(
+    con: duckdb.DuckDBPyConnection,
+    program: Program,
+    data: Path,
+    days: list[dt.date],
+    out_dir: str | Path | None,
+    progress: Progress | None,
+    planned: Callable[[list[dt.date]], None] | None,
+) -> list[RunResult]:
+    """Run the days in order, stopping at the first that is not ok."""
+    if planned:
+        planned(days)
+    results = []
+    for day in days:
+        on_stage = functools.partial(progress, day) if progress else None
+        results.append(run_day(con, program, data, day, out_dir, on_stage=on_stage))
+        if progress:
+            progress(day, "done")
+        if results[-1].status != "ok":
+            break
+    return results
 
 
 def backfill(
@@ -134,12 +174,13 @@ def backfill(
     state_path: str | Path | None = "loyalty.duckdb",
     out_dir: str | Path | None = "out",
     *,
-    progress: Callable[[dt.date], None] | None = None,
-    finished: Callable[[dt.date], None] | None = None,
+    progress: Progress | None = None,
+    planned: Callable[[list[dt.date]], None] | None = None,
 ) -> list[RunResult]:
     """One run per day from `first_day` to `last_day`, in order (the way to import history).
 
-    On a fresh state the first day's run covers all history up to that day.
+    On a fresh state the first day's run covers all history up to that day. `planned` and
+    `progress` as for `run`.
     """
     if not isinstance(program, Program):
         program = load_program(program)
@@ -155,16 +196,7 @@ def backfill(
             )
         days = [first_day + dt.timedelta(days=i) for i in range((last_day - first_day).days + 1)]
         days = _files_missing(con, last, out_dir, days) + days
-        results = []
-        for day in days:
-            if progress:
-                progress(day)
-            results.append(run_day(con, program, Path(data_dir), day, out_dir))
-            if finished:
-                finished(day)
-            if results[-1].status != "ok":
-                break
-        return results
+        return _run_days(con, program, Path(data_dir), days, out_dir, progress, planned)
     finally:
         con.close()
 
@@ -190,8 +222,12 @@ def plan(
     data_dir: str | Path,
     as_of: dt.date | None = None,
     state_path: str | Path | None = "loyalty.duckdb",
+    *,
+    progress: Progress | None = None,
 ) -> RunResult:
-    """What `run` would do for one day, on a throw-away copy of the state; writes nothing."""
+    """What `run` would do for one day, on a throw-away copy of the state; writes nothing.
+
+    `progress` as for `run` (all stages but `commit`, then "done")."""
     if not isinstance(program, Program):
         program = load_program(program)
     as_of = as_of or default_as_of(program)
@@ -212,7 +248,11 @@ def plan(
             "Runs go forward in time.",
         )
     try:
-        return run_day(con, program, Path(data_dir), as_of, None, dry_run=True)
+        on_stage = functools.partial(progress, as_of) if progress else None
+        result = run_day(con, program, Path(data_dir), as_of, None, dry_run=True, on_stage=on_stage)
+        if progress:
+            progress(as_of, "done")
+        return result
     finally:
         con.close()
 
@@ -229,8 +269,12 @@ def run_day(
     out_dir: str | Path | None,
     *,
     dry_run: bool = False,
+    on_stage: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """One day's run in one transaction; outputs swapped in after the commit."""
+    """One day's run in one transaction; outputs swapped in after the commit.
+
+    `on_stage` gets the name of each stage (`STAGES`) as it starts.
+    """
     from loyalty_cli.engine import sources as source_loader
 
     timings: dict[str, float] = {}
@@ -262,10 +306,14 @@ def run_day(
         now = time.perf_counter()
         timings[name] = round(now - start, 4)
         _fault_point(name)
+        if on_stage:
+            on_stage(STAGES[STAGES.index(name) + 1])
         return now
 
     con.execute("BEGIN TRANSACTION")
     try:
+        if on_stage:
+            on_stage("load")
         t = time.perf_counter()
         loaded = source_loader.load_sources(
             con,
