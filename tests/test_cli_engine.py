@@ -209,6 +209,17 @@ def test_second_run_on_a_locked_state_is_refused(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         proc = shop.run_cli("2026-03-02", timeout=120)
+        # A plan copies the state under a read-only lock: refused the same way.
+        planned = run_cli(
+            "plan",
+            str(shop.program),
+            "--data",
+            str(shop.data),
+            "--as-of",
+            "2026-03-02",
+            "--state",
+            str(shop.state),
+        )
     finally:
         holder.kill()
         holder.wait()
@@ -216,6 +227,51 @@ def test_second_run_on_a_locked_state_is_refused(tmp_path):
     assert proc.returncode == 3, proc.stderr
     assert "in use by another run" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert planned.exit_code == 3, planned.output
+    assert "in use by another run" in planned.output
+
+
+def test_plan_works_on_a_copy_it_removes(tmp_path, monkeypatch):
+    import tempfile
+
+    shop = small_shop(tmp_path)
+    shop.run("2026-03-01")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    before = shop.state.read_bytes()
+    res = run_cli(
+        "plan",
+        str(shop.program),
+        "--data",
+        str(shop.data),
+        "--as-of",
+        "2026-03-02",
+        "--state",
+        str(shop.state),
+        "--format",
+        "json",
+    )
+    assert res.exit_code == 0, res.output
+    # 03-02: B joins (welcome 50) and orders 30.00 -> 30 points.
+    assert json.loads(res.output)["counts"]["earning"] == {"base.points": 30, "base.rows": 1}
+    assert shop.state.read_bytes() == before
+    assert list(scratch.iterdir()) == []
+    # While the plan runs, its copy is in the temporary folder.
+    import datetime as dt
+
+    from loyalty_cli.engine.run import plan
+
+    during = []
+    plan(
+        shop.program,
+        shop.data,
+        dt.date(2026, 3, 2),
+        shop.state,
+        progress=lambda d, s: during.append(sorted(p.name for p in scratch.glob("*/*"))),
+    )
+    assert during[0] == [shop.state.name]
+    assert list(scratch.iterdir()) == []
 
 
 def test_help_reflows_paragraphs_and_names_values(monkeypatch):

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
 import zoneinfo
 from collections.abc import Callable, Iterator
@@ -231,34 +232,59 @@ def plan(
     if not isinstance(program, Program):
         program = load_program(program)
     as_of = as_of or default_as_of(program)
-    con = duckdb.connect(":memory:")
-    state.configure(con)
-    if state_path is not None and Path(state_path).exists():
+    with _state_copy(state_path) as copy:
+        con = state.connect(copy)  # a fresh state in memory when there is none yet
         try:
-            con.execute(f"ATTACH '{_sql_str(str(state_path))}' AS src (READ_ONLY)")
-            con.execute("COPY FROM DATABASE src TO memory")
-            con.execute("DETACH src")
-        except duckdb.Error as exc:
-            raise state.state_error(state_path, f"cannot read the state file: {exc}") from None
-    state.migrate(con)
-    last = last_run_day(con)
-    if last is not None and as_of < last:
-        raise _refuse(
-            f"the state was last run for {last}; a run for the earlier day {as_of} is refused",
-            "Runs go forward in time.",
-        )
-    try:
-        on_stage = functools.partial(progress, as_of) if progress else None
-        result = run_day(con, program, Path(data_dir), as_of, None, dry_run=True, on_stage=on_stage)
-        if progress:
-            progress(as_of, "done")
-        return result
-    finally:
-        con.close()
+            last = last_run_day(con)
+            if last is not None and as_of < last:
+                raise _refuse(
+                    f"the state was last run for {last}; a run for the earlier day {as_of} "
+                    "is refused",
+                    "Runs go forward in time.",
+                )
+            on_stage = functools.partial(progress, as_of) if progress else None
+            result = run_day(
+                con, program, Path(data_dir), as_of, None, dry_run=True, on_stage=on_stage
+            )
+            if progress:
+                progress(as_of, "done")
+            return result
+        finally:
+            con.close()
 
 
-def _sql_str(s: str) -> str:
-    return s.replace("'", "''")
+@contextlib.contextmanager
+def _state_copy(state_path: str | Path | None) -> Iterator[Path | None]:
+    """A private copy of the state file (and its write-ahead log) for a plan to run on and
+    throw away; None when there is no state yet.
+
+    The bytes are copied, which costs a fraction of loading the tables into memory and
+    needs no more memory than a run. The copy is taken while a read-only connection holds
+    the state: a run in progress makes that fail (exit 3, as for a second run), and no run
+    can start while the bytes are read.
+    """
+    if state_path is None or str(state_path) == ":memory:" or not Path(state_path).exists():
+        yield None
+        return
+    src = Path(state_path)
+    with tempfile.TemporaryDirectory(prefix="loyalty-plan-") as tmp:
+        copy = Path(tmp) / src.name
+        guard = state.connect(src, read_only=True)
+        try:
+            shutil.copyfile(src, copy)
+            wal = src.with_name(src.name + ".wal")
+            if wal.exists():
+                shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+        except OSError as exc:
+            raise state.state_error(
+                src,
+                f"cannot copy the state for the plan: {exc}",
+                "A plan works on a copy of the state file in the temporary folder: set "
+                "TMPDIR to a folder with room for it.",
+            ) from None
+        finally:
+            guard.close()
+        yield copy
 
 
 def run_day(
