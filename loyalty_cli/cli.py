@@ -137,13 +137,17 @@ def _print_result(result, fmt: Format, console: Console) -> None:
             console.print(f"rejects: {result.out_dir / 'rejects.csv'}", highlight=False)
         return
     title = f"{'plan' if result.status == 'planned' else 'run'} for {result.as_of}"
-    table = Table(title=title, show_header=True, header_style="bold")
+    console.print(f"[bold]{title}[/bold]", highlight=False)
+    table = Table(title="steps", show_header=True, header_style="bold")
     table.add_column("step")
     table.add_column("what")
     table.add_column("count", justify="right")
     for step, items in sorted(result.counts.items()):
+        if step == "sources":
+            continue
         for key, value in sorted(items.items()):
             table.add_row(step, key, f"{value:,}")
+    console.print(_sources_table(result.counts.get("sources", {})))
     console.print(table)
     s = result.summary
     if s:
@@ -159,6 +163,35 @@ def _print_result(result, fmt: Format, console: Console) -> None:
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     if result.out_dir:
         console.print(f"files: {result.out_dir}", highlight=False)
+
+
+# The loader's counts per source (run.json counts.sources "<source>.<what>"), as columns.
+SOURCE_COLUMNS = (
+    ("files", "files"),
+    ("rows_read", "rows read"),
+    ("held_back", "held back"),
+    ("rejected", "rejected"),
+    ("duplicates_in_export", "duplicates"),
+    ("loaded", "loaded"),
+)
+
+
+def _sources_table(counts: dict[str, int]):
+    """One row per source: files, rows read, held back (after the day), rejected,
+    repeated within the export, loaded."""
+    from rich.table import Table
+
+    per: dict[str, dict[str, int]] = {}
+    for key, value in counts.items():
+        source, _, what = key.partition(".")
+        per.setdefault(source, {})[what] = value
+    table = Table(title="exports", header_style="bold")
+    table.add_column("source")
+    for _, label in SOURCE_COLUMNS:
+        table.add_column(label, justify="right")
+    for source in sorted(per):
+        table.add_row(source, *(f"{per[source].get(key, 0):,}" for key, _ in SOURCE_COLUMNS))
+    return table
 
 
 def _print_day_line(result, console: Console) -> None:

@@ -348,8 +348,21 @@ def test_run_prints_a_line_per_day_caught_up_and_the_table_for_the_day_asked(tmp
     assert lines[0] == (
         "2026-03-02: ok | members 2 | available 250 | pending 0 | 0 rejected row(s)"
     )
-    assert lines[1].strip() == "run for 2026-03-03"
+    assert lines[1] == "run for 2026-03-03"
     assert sum("run for" in x for x in lines) == 1
+    # The exports, one row per source (files, rows read, held back, rejected, duplicates,
+    # loaded): the orders file holds O1 and O2 (both processed before; the engine, not the
+    # loader, leaves them out); the customers file A and B.
+    exports = lines.index(next(x for x in lines if x.strip() == "exports"))
+    steps = lines.index(next(x for x in lines if x.strip() == "steps"))
+    cells = {
+        row[0]: row[1:]
+        for row in (
+            [c.strip() for c in x.split("│")[1:-1]] for x in lines[exports:steps] if "│" in x
+        )
+    }
+    assert cells["orders"] == ["1", "2", "0", "0", "0", "2"]
+    assert cells["customers"] == ["1", "2", "0", "0", "0", "2"]
 
 
 def test_the_progress_display_shows_day_stage_and_days_done_on_a_terminal():
