@@ -74,6 +74,7 @@ CODES: dict[str, str] = {
     "D606": "run refused for its day",
     "D607": "customer not in the state",
     "D608": "a run's files could not be written",
+    "D609": "state file of another program",
 }
 
 

@@ -384,3 +384,38 @@ def test_the_progress_display_shows_day_stage_and_days_done_on_a_terminal():
     # Not a terminal (cron, CI, a pipe): no display and no callbacks.
     with _day_progress(Console(file=io.StringIO())) as callbacks:
         assert callbacks == (None, None)
+
+
+def test_a_state_refuses_another_programs_runs(tmp_path):
+    shop = small_shop(tmp_path)
+    shop.run("2026-03-01")
+    other = tmp_path / "other.yaml"
+    other.write_text(shop.program.read_text().replace("id: test-club", "id: other-club"))
+    before = shop.query("SELECT count(*), sum(points) FROM ledger")
+    common = ["--data", str(shop.data), "--as-of", "2026-03-02", "--state", str(shop.state)]
+    for command in (
+        ["run", str(other), *common, "--out", str(shop.out)],
+        ["plan", str(other), *common],
+        [
+            "backfill",
+            str(other),
+            "--data",
+            str(shop.data),
+            "--from",
+            "2026-03-02",
+            "--to",
+            "2026-03-03",
+            "--state",
+            str(shop.state),
+            "--out",
+            str(shop.out),
+        ],
+    ):
+        res = run_cli(*command)
+        assert res.exit_code == 3, res.output
+        assert "D609" in res.output
+        assert "program 'test-club', not of 'other-club'" in res.output
+    assert shop.query("SELECT count(*), sum(points) FROM ledger") == before
+    assert sorted(p.name for p in shop.out.iterdir()) == ["2026-03-01"]
+    # The program itself goes on.
+    assert run_cli("run", str(shop.program), *common, "--out", str(shop.out)).exit_code == 0

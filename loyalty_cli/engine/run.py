@@ -92,6 +92,29 @@ STAGES = (
 Progress = Callable[[dt.date, str], None]
 
 
+def _check_program(
+    con: duckdb.DuckDBPyConnection, program: Program, state_path: str | Path | None
+) -> None:
+    """Refuse (D609, exit 3) a program other than the one whose runs the state holds: a
+    state is one program's ledger, and another program's rules, tiers and bonuses run on
+    it would mix two programs' points (most often a wrong --state)."""
+    row = con.execute(
+        "SELECT program_id FROM runs WHERE status = 'ok' ORDER BY run_id DESC LIMIT 1"
+    ).fetchone()
+    if row is None or row[0] is None or row[0] == program.id:
+        return
+    raise LoyaltyError(
+        Diagnostic(
+            code="D609",
+            path=None if state_path is None else str(state_path),
+            message=f"the state holds the runs of program '{row[0]}', not of '{program.id}'",
+            hint="Pass this program's state file (--state), or a new file to start it; if the "
+            f"program was renamed, keep `program.id: {row[0]}`.",
+        ),
+        ExitCode.REFUSED,
+    )
+
+
 def _refuse(message: str, hint: str) -> LoyaltyError:
     return LoyaltyError(Diagnostic(code="D606", message=message, hint=hint), ExitCode.REFUSED)
 
@@ -128,6 +151,7 @@ def run(
     as_of = as_of or default_as_of(program)
     con = state.connect(state_path)
     try:
+        _check_program(con, program, state_path)
         last = last_run_day(con)
         if last is not None and as_of < last:
             raise _refuse(
@@ -187,6 +211,7 @@ def backfill(
         program = load_program(program)
     con = state.connect(state_path)
     try:
+        _check_program(con, program, state_path)
         last = last_run_day(con)
         if last is not None and first_day < last:
             raise _refuse(
@@ -235,6 +260,7 @@ def plan(
     with _state_copy(state_path) as copy:
         con = state.connect(copy)  # a fresh state in memory when there is none yet
         try:
+            _check_program(con, program, state_path)
             last = last_run_day(con)
             if last is not None and as_of < last:
                 raise _refuse(
