@@ -147,7 +147,8 @@ def _print_result(result, fmt: Format, console: Console) -> None:
             continue
         for key, value in sorted(items.items()):
             table.add_row(step, key, f"{value:,}")
-    console.print(_sources_table(result.counts.get("sources", {})))
+    if result.counts.get("sources"):
+        console.print(_sources_table(result.counts["sources"]))
     console.print(table)
     s = result.summary
     if s:
