@@ -487,6 +487,14 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - last line of defence, never a traceback
         if os.environ.get("LOYALTY_DEBUG"):
             raise
+        import duckdb
+
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            from loyalty_cli import state
+
+            error = state.out_of_memory(exc, "working on the state")
+            reporters.render_text(error.diagnostics, _console(stderr=True))
+            sys.exit(error.exit_code)
         _console(stderr=True).print(
             f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc}\n"
             "This is a bug in loyalty, not in your files. Run again with LOYALTY_DEBUG=1 "

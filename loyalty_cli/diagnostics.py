@@ -75,6 +75,8 @@ CODES: dict[str, str] = {
     "D607": "customer not in the state",
     "D608": "a run's files could not be written",
     "D609": "state file of another program",
+    "D610": "out of memory",
+    "D611": "LOYALTY_MEMORY_LIMIT is not an amount of memory",
 }
 
 

@@ -7,11 +7,12 @@ state as it was.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
 
-from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
+from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError, first_line
 
 SCHEMA_VERSION = 5
 
@@ -197,11 +198,42 @@ def configure(con: duckdb.DuckDBPyConnection) -> None:
     Memory is capped (LOYALTY_MEMORY_LIMIT, default 1500MB) so a run over tens of millions of
     rows spills to disk instead of taking the machine's memory.
     """
-    import os
-
     con.execute("SET TimeZone = 'UTC'")
-    limit = os.environ.get("LOYALTY_MEMORY_LIMIT", "1500MB")
-    con.execute("SET memory_limit = ?", [limit])
+    limit = memory_limit()
+    try:
+        con.execute("SET memory_limit = ?", [limit])
+    except duckdb.Error:
+        con.close()
+        raise LoyaltyError(
+            Diagnostic(
+                code="D611",
+                message=f"LOYALTY_MEMORY_LIMIT={limit!r} is not an amount of memory",
+                hint="Write a number and a unit, such as 1500MB or 4GB, or unset it for the "
+                "default (1500MB).",
+            ),
+            ExitCode.USAGE,
+        ) from None
+
+
+def memory_limit() -> str:
+    """The memory cap of a state's connections: LOYALTY_MEMORY_LIMIT, else 1500MB."""
+    return os.environ.get("LOYALTY_MEMORY_LIMIT") or "1500MB"
+
+
+def out_of_memory(exc: duckdb.Error, doing: str) -> LoyaltyError:
+    """D610: DuckDB could not get memory under the cap, nor room to spill to disk (exit 1).
+    The run is rolled back: the state is as before."""
+    return LoyaltyError(
+        Diagnostic(
+            code="D610",
+            message=f"out of memory while {doing}, under the cap of {memory_limit()}; the "
+            f"state is unchanged: {first_line(str(exc))}",
+            hint="Raise LOYALTY_MEMORY_LIMIT (such as 4GB) if the machine has the memory, or "
+            "free disk space next to the state file, where DuckDB spills what does not fit "
+            "(a folder named after the state file, ending in .tmp).",
+        ),
+        ExitCode.INVALID,
+    )
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -237,8 +269,10 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
         )
         con.execute("COMMIT")
-    except Exception:
+    except Exception as exc:
         con.execute("ROLLBACK")
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            raise out_of_memory(exc, "creating or upgrading the state's tables") from None
         raise
     return SCHEMA_VERSION
 

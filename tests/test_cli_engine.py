@@ -419,3 +419,56 @@ def test_a_state_refuses_another_programs_runs(tmp_path):
     assert sorted(p.name for p in shop.out.iterdir()) == ["2026-03-01"]
     # The program itself goes on.
     assert run_cli("run", str(shop.program), *common, "--out", str(shop.out)).exit_code == 0
+
+
+def test_memory_errors_say_what_to_do_and_leave_the_state(tmp_path, monkeypatch, capsys):
+    import duckdb
+    import pytest
+
+    from loyalty_cli import cli
+    from loyalty_cli.engine import earning
+
+    shop = small_shop(tmp_path)
+    shop.run("2026-03-01")
+    before = shop.query("SELECT count(*), sum(points) FROM ledger")
+    args = ["--data", str(shop.data), "--state", str(shop.state), "--out", str(shop.out)]
+
+    # A cap that is not an amount of memory: a usage error, nothing run.
+    monkeypatch.setenv("LOYALTY_MEMORY_LIMIT", "lots")
+    res = run_cli("run", str(shop.program), "--as-of", "2026-03-02", *args)
+    assert res.exit_code == 2 and "D611" in res.output
+    assert "LOYALTY_MEMORY_LIMIT='lots' is not an amount of memory" in res.output
+
+    # DuckDB out of memory in a step: D610 naming the step, exit 1, the run rolled back.
+    monkeypatch.setenv("LOYALTY_MEMORY_LIMIT", "900MB")
+
+    def starved(ctx):
+        raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+
+    monkeypatch.setattr(earning, "apply_earning", starved)
+    res = run_cli("run", str(shop.program), "--as-of", "2026-03-02", *args)
+    assert res.exit_code == 1, res.output
+    assert "D610" in res.output
+    assert "running the earning step for 2026-03-02, under the cap of 900MB" in res.output
+    assert "Raise LOYALTY_MEMORY_LIMIT" in res.output
+    assert shop.query("SELECT count(*), sum(points) FROM ledger") == before
+    assert sorted(p.name for p in shop.out.iterdir()) == ["2026-03-01"]
+
+    # Anywhere else, the last line of defence says the same instead of "internal error".
+    def everywhere(*a, **k):
+        raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate")
+
+    monkeypatch.setattr(cli, "app", everywhere)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert "D610" in err and "internal error" not in err
+
+
+def test_a_cap_too_small_for_the_state_tables_is_d610(tmp_path):
+    shop = small_shop(tmp_path)
+    proc = shop.run_cli("2026-03-01", env={"LOYALTY_MEMORY_LIMIT": "1MB"})
+    assert proc.returncode == 1, proc.stderr
+    assert "D610" in proc.stderr and "under the cap of 1MB" in proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr

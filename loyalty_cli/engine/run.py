@@ -354,12 +354,15 @@ def run_day(
             shutil.rmtree(stale, ignore_errors=True)
         tmp_dir.mkdir()
 
+    stage = ["load"]  # the stage under way, for messages
+
     def lap(name: str, start: float) -> float:
         now = time.perf_counter()
         timings[name] = round(now - start, 4)
         _fault_point(name)
+        stage[0] = STAGES[STAGES.index(name) + 1]
         if on_stage:
-            on_stage(STAGES[STAGES.index(name) + 1])
+            on_stage(stage[0])
         return now
 
     con.execute("BEGIN TRANSACTION")
@@ -452,13 +455,15 @@ def run_day(
         else:
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
-    except BaseException:
+    except BaseException as exc:
         try:
             con.execute("ROLLBACK")
         except duckdb.Error:
             pass
         if tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            raise state.out_of_memory(exc, f"running the {stage[0]} step for {as_of}") from None
         raise
     _fault_point("committed")
     timings["total"] = round(time.perf_counter() - t0, 4)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import duckdb
 
+from loyalty_cli import state
 from loyalty_cli.columns import DUCKDB_TYPES, REQUIRED_SOURCES, SOURCE_COLUMNS
 from loyalty_cli.diagnostics import Diagnostic, LoyaltyError, first_line
 from loyalty_cli.engine.timeutil import (
@@ -285,6 +286,10 @@ class _Loader:
         """Execute SQL; a DuckDB error becomes D603 naming the file (and line if known)."""
         try:
             return self.con.execute(sql)
+        except duckdb.OutOfMemoryException as exc:
+            self.db_failed = True
+            what = part.shown if part is not None else source.name if source else "the exports"
+            raise state.out_of_memory(exc, f"loading {what}") from None
         except duckdb.Error as exc:
             # In the caller's transaction the error aborts it: no more SQL after this one.
             self.db_failed = True
