@@ -77,6 +77,7 @@ CODES: dict[str, str] = {
     "D609": "state file of another program",
     "D610": "out of memory",
     "D611": "LOYALTY_MEMORY_LIMIT is not an amount of memory",
+    "D612": "the state's disk failed during a run",
 }
 
 

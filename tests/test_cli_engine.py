@@ -454,6 +454,19 @@ def test_memory_errors_say_what_to_do_and_leave_the_state(tmp_path, monkeypatch,
     assert shop.query("SELECT count(*), sum(points) FROM ledger") == before
     assert sorted(p.name for p in shop.out.iterdir()) == ["2026-03-01"]
 
+    # The disk of the state (or of DuckDB's spill folder) failing: D612, rolled back too.
+    def disk_full(ctx):
+        raise duckdb.IOException("IO Error: No space left on device")
+
+    monkeypatch.setattr(earning, "apply_earning", disk_full)
+    res = run_cli("run", str(shop.program), "--as-of", "2026-03-02", *args)
+    assert res.exit_code == 1, res.output
+    assert "D612" in res.output
+    assert "the disk failed while running the earning step for 2026-03-02" in res.output
+    assert "No space left on device" in res.output
+    assert shop.query("SELECT count(*), sum(points) FROM ledger") == before
+    assert sorted(p.name for p in shop.out.iterdir()) == ["2026-03-01"]
+
     # Anywhere else, the last line of defence says the same instead of "internal error".
     def everywhere(*a, **k):
         raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate")

@@ -462,8 +462,22 @@ def run_day(
             pass
         if tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
+        doing = f"running the {stage[0]} step for {as_of}"
         if isinstance(exc, duckdb.OutOfMemoryException):
-            raise state.out_of_memory(exc, f"running the {stage[0]} step for {as_of}") from None
+            raise state.out_of_memory(exc, doing) from None
+        if isinstance(exc, duckdb.IOException):
+            # The exports' and out/ files have their own messages (D603, D608): this is the
+            # state file or DuckDB's spill folder next to it.
+            raise LoyaltyError(
+                Diagnostic(
+                    code="D612",
+                    message=f"the disk failed while {doing}; the state is unchanged: "
+                    f"{first_line(str(exc))}",
+                    hint="Check the free space and permissions of the state file's folder, "
+                    "where DuckDB also spills what does not fit in memory, then run again.",
+                ),
+                ExitCode.INVALID,
+            ) from None
         raise
     _fault_point("committed")
     timings["total"] = round(time.perf_counter() - t0, 4)
