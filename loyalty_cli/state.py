@@ -174,6 +174,16 @@ def connect(path: str | Path | None, *, read_only: bool = False) -> duckdb.DuckD
                 ),
                 ExitCode.USAGE,
             )
+        if not p.parent.is_dir():
+            raise LoyaltyError(
+                Diagnostic(
+                    code="D605",
+                    path=str(p),
+                    message=f"the state file's folder {str(p.parent)!r} does not exist",
+                    hint="Create the folder, or pass another --state FILE.",
+                ),
+                ExitCode.USAGE,
+            )
         try:
             con = duckdb.connect(str(p), read_only=read_only)
         except duckdb.IOException as exc:

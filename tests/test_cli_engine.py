@@ -169,6 +169,43 @@ def test_usage_errors_exit_2(tmp_path):
     assert res.exit_code == 2
     res = run_cli("run", str(shop.program), "--bogus")
     assert res.exit_code == 2
+    # An --out that is a file, a state file in a folder that does not exist: said before
+    # any work, nothing written.
+    (tmp_path / "afile").write_text("")
+    common = ["--data", str(shop.data), "--as-of", "2026-03-01"]
+    res = run_cli(
+        "run",
+        str(shop.program),
+        *common,
+        "--state",
+        str(shop.state),
+        "--out",
+        str(tmp_path / "afile"),
+    )
+    assert res.exit_code == 2 and "the --out folder is a file, not a folder" in res.output
+    assert not shop.state.exists()
+    res = run_cli(
+        "backfill",
+        str(shop.program),
+        "--data",
+        str(shop.data),
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-03-02",
+        "--state",
+        str(shop.state),
+        "--out",
+        str(tmp_path / "afile"),
+    )
+    assert res.exit_code == 2 and "D608" in res.output
+    missing = tmp_path / "no-such-folder" / "state.duckdb"
+    res = run_cli(
+        "run", str(shop.program), *common, "--state", str(missing), "--out", str(shop.out)
+    )
+    assert res.exit_code == 2
+    assert "the state file's folder" in res.output and "does not exist" in res.output
+    assert not missing.parent.exists()
 
 
 def test_invalid_program_exits_1_with_location(tmp_path):

@@ -115,6 +115,31 @@ def _check_program(
     )
 
 
+def _check_out_folder(out_dir: str | Path | None) -> None:
+    """The --out folder, made if missing, before any work: a path that is a file or cannot
+    be made is said at once (D608) rather than after the run's work."""
+    if out_dir is None:
+        return
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        problem, code = "is a file, not a folder", ExitCode.USAGE
+    else:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            return
+        except OSError as exc:
+            problem, code = f"cannot be made: {exc.strerror or exc}", ExitCode.INVALID
+    raise LoyaltyError(
+        Diagnostic(
+            code="D608",
+            path=str(out),
+            message=f"the --out folder {problem}",
+            hint="Pass a folder the run may write to (--out DIR).",
+        ),
+        code,
+    )
+
+
 def _refuse(message: str, hint: str) -> LoyaltyError:
     return LoyaltyError(Diagnostic(code="D606", message=message, hint=hint), ExitCode.REFUSED)
 
@@ -149,6 +174,7 @@ def run(
             ExitCode.USAGE,
         )
     as_of = as_of or default_as_of(program)
+    _check_out_folder(out_dir)
     con = state.connect(state_path)
     try:
         _check_program(con, program, state_path)
@@ -209,6 +235,7 @@ def backfill(
     """
     if not isinstance(program, Program):
         program = load_program(program)
+    _check_out_folder(out_dir)
     con = state.connect(state_path)
     try:
         _check_program(con, program, state_path)
