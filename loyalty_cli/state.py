@@ -158,8 +158,13 @@ def state_error(
     )
 
 
-def connect(path: str | Path | None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the state file and bring its schema up to date."""
+def connect(
+    path: str | Path | None, *, read_only: bool = False, upgradable: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the state file and bring its schema up to date.
+
+    Read-only, the file must be a loyalty state of this schema version, or of an older one
+    with `upgradable` (for a caller that upgrades a copy of it)."""
     if path is None or str(path) == ":memory:":
         con = duckdb.connect(":memory:")
     else:
@@ -197,9 +202,64 @@ def connect(path: str | Path | None, *, read_only: bool = False) -> duckdb.DuckD
         except duckdb.Error as exc:
             raise state_error(p, f"not a valid state file: {exc}") from None
     configure(con)
-    if not read_only:
-        migrate(con)
+    if read_only:
+        try:
+            check_state(con, path, upgradable=upgradable)
+        except LoyaltyError:
+            con.close()
+            raise
+    else:
+        migrate(con, path)
     return con
+
+
+def check_state(
+    con: duckdb.DuckDBPyConnection, path: str | Path | None, *, upgradable: bool
+) -> int:
+    """The state's schema version, after making sure it is one this loyalty can use (D605):
+    a loyalty state file (or a database with no tables at all, when `upgradable`: a new
+    state), not newer than this loyalty, and not older unless `upgradable`."""
+    version = schema_version(con)
+    shown = None if path is None else str(path)
+    if version == 0:
+        others = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE NOT temporary "
+                "AND database_name = current_database() ORDER BY table_name LIMIT 4"
+            ).fetchall()
+        ]
+        if others:
+            message = (
+                "not a loyalty state file: it is a DuckDB database holding other tables "
+                f"({', '.join(others)})"
+            )
+            hint = (
+                "Pass the state file written by `loyalty run`, or a new file name to start "
+                "one; loyalty does not add its tables to another database."
+            )
+        elif upgradable:
+            return version
+        else:
+            message = "not a loyalty state file (it has no loyalty tables)"
+            hint = "Pass the DuckDB file written by `loyalty run`."
+    elif version > SCHEMA_VERSION:
+        message = (
+            f"the state file has schema version {version}; this loyalty knows up to "
+            f"{SCHEMA_VERSION}"
+        )
+        hint = "Upgrade loyalty to read this state file."
+    elif version < SCHEMA_VERSION and not upgradable:
+        message = (
+            f"the state file has schema version {version}; this loyalty reads version "
+            f"{SCHEMA_VERSION}"
+        )
+        hint = "The next `loyalty run` on it upgrades it (keep a copy from before)."
+    else:
+        return version
+    raise LoyaltyError(
+        Diagnostic(code="D605", path=shown, message=message, hint=hint), ExitCode.INVALID
+    )
 
 
 def configure(con: duckdb.DuckDBPyConnection) -> None:
@@ -256,18 +316,9 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> int:
+def migrate(con: duckdb.DuckDBPyConnection, path: str | Path | None = None) -> int:
     """Apply pending migrations in one transaction; returns the resulting version."""
-    current = schema_version(con)
-    if current > SCHEMA_VERSION:
-        raise LoyaltyError(
-            Diagnostic(
-                code="D605",
-                message=f"the state file has schema version {current}; this loyalty knows "
-                f"up to {SCHEMA_VERSION}",
-                hint="Upgrade loyalty to read this state file.",
-            )
-        )
+    current = check_state(con, path, upgradable=True)
     if current == SCHEMA_VERSION:
         return current
     con.execute("BEGIN TRANSACTION")

@@ -522,3 +522,32 @@ def test_a_cap_too_small_for_the_state_tables_is_d610(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "D610" in proc.stderr and "under the cap of 1MB" in proc.stderr
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_plan_upgrades_a_copy_of_an_older_state_and_explain_asks_for_a_run(tmp_path):
+    import duckdb
+    from test_state import _v1_state
+
+    shop = small_shop(tmp_path)
+    _v1_state(shop.state)
+    before = shop.state.read_bytes()
+    res = run_cli(
+        "plan",
+        str(shop.program),
+        "--data",
+        str(shop.data),
+        "--as-of",
+        "2026-03-02",
+        "--state",
+        str(shop.state),
+        "--format",
+        "json",
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["counts"]["bonuses"] == {"welcome": 2}
+    assert shop.state.read_bytes() == before
+    con = duckdb.connect(str(shop.state), read_only=True)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+    con.close()
+    res = run_cli("explain", "A", "--state", str(shop.state))
+    assert res.exit_code == 1 and "schema version 1" in res.output

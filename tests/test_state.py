@@ -97,3 +97,48 @@ def test_migration_5_deletes_released_lots_and_keeps_their_highest_id(tmp_path):
         (3, "pending"),
     ]
     assert state.get_meta(con, "lots_removed_up_to") == "4"
+
+
+def test_read_only_opens_only_a_current_loyalty_state(tmp_path):
+    import pytest
+
+    from loyalty_cli.diagnostics import LoyaltyError
+
+    old = tmp_path / "old.duckdb"
+    _v1_state(old)
+    with pytest.raises(LoyaltyError) as err:
+        state.connect(old, read_only=True)
+    assert err.value.diagnostics[0].code == "D605"
+    assert "schema version 1; this loyalty reads version 5" in err.value.diagnostics[0].message
+    assert "next `loyalty run`" in err.value.diagnostics[0].hint
+    # Upgradable (a plan upgrades a copy): opened as it is, still version 1 on disk.
+    con = state.connect(old, read_only=True, upgradable=True)
+    assert state.schema_version(con) == 1
+    con.close()
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    with pytest.raises(LoyaltyError) as err:
+        state.connect(empty, read_only=True)
+    assert err.value.diagnostics[0].message == "not a loyalty state file (it has no loyalty tables)"
+
+
+def test_another_database_is_not_made_a_state(tmp_path):
+    import pytest
+
+    from loyalty_cli.diagnostics import LoyaltyError
+
+    path = tmp_path / "shop.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE sales (id INTEGER)")
+    con.execute("CREATE TABLE stock (id INTEGER)")
+    con.close()
+    for read_only in (False, True):
+        with pytest.raises(LoyaltyError) as err:
+            state.connect(path, read_only=read_only)
+        d = err.value.diagnostics[0]
+        assert d.code == "D605" and d.path == str(path)
+        assert d.message == (
+            "not a loyalty state file: it is a DuckDB database holding other tables (sales, stock)"
+        )
+    con = duckdb.connect(str(path))
+    assert _tables(con) == {"sales", "stock"}

@@ -322,7 +322,7 @@ def _state_copy(state_path: str | Path | None) -> Iterator[Path | None]:
     src = Path(state_path)
     with tempfile.TemporaryDirectory(prefix="loyalty-plan-") as tmp:
         copy = Path(tmp) / src.name
-        guard = state.connect(src, read_only=True)
+        guard = state.connect(src, read_only=True, upgradable=True)
         try:
             shutil.copyfile(src, copy)
             wal = src.with_name(src.name + ".wal")
