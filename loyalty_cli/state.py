@@ -202,14 +202,14 @@ def connect(
         except duckdb.Error as exc:
             raise state_error(p, f"not a valid state file: {exc}") from None
     configure(con)
-    if read_only:
-        try:
+    try:
+        if read_only:
             check_state(con, path, upgradable=upgradable)
-        except LoyaltyError:
-            con.close()
-            raise
-    else:
-        migrate(con, path)
+        else:
+            migrate(con, path)
+    except BaseException:
+        con.close()  # the caller gets no connection: let go of the file and its lock
+        raise
     return con
 
 
