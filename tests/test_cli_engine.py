@@ -454,6 +454,10 @@ def test_a_state_refuses_another_programs_runs(tmp_path):
         assert "program 'test-club', not of 'other-club'" in res.output
     assert shop.query("SELECT count(*), sum(points) FROM ledger") == before
     assert sorted(p.name for p in shop.out.iterdir()) == ["2026-03-01"]
+    # A refused run makes no --out folder either.
+    fresh = tmp_path / "fresh-out"
+    assert run_cli("run", str(other), *common, "--out", str(fresh)).exit_code == 3
+    assert not fresh.exists()
     # The program itself goes on.
     assert run_cli("run", str(shop.program), *common, "--out", str(shop.out)).exit_code == 0
 

@@ -116,19 +116,22 @@ def _check_program(
 
 
 def _check_out_folder(out_dir: str | Path | None) -> None:
-    """The --out folder, made if missing, before any work: a path that is a file or cannot
-    be made is said at once (D608) rather than after the run's work."""
+    """Say at once (D608), before any work, when the --out folder is a file or cannot be
+    made there; the run makes it when it writes its first files."""
     if out_dir is None:
         return
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        problem, code = "is a file, not a folder", ExitCode.USAGE
+    existing = out
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        problem, code = f"cannot be made: {str(existing)!r} is a file", ExitCode.USAGE
+        if existing == out:
+            problem = "is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem, code = f"cannot be written: no permission in {str(existing)!r}", ExitCode.INVALID
     else:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            return
-        except OSError as exc:
-            problem, code = f"cannot be made: {exc.strerror or exc}", ExitCode.INVALID
+        return
     raise LoyaltyError(
         Diagnostic(
             code="D608",
