@@ -212,7 +212,8 @@ def _print_day_line(result, console: Console) -> None:
 @contextlib.contextmanager
 def _day_progress(console: Console) -> Iterator[tuple]:
     """(planned, progress) callbacks for the engine: on a terminal, a transient display of
-    the day and stage being run, with a bar over the days; elsewhere (cron, CI) nothing."""
+    the day and stage being run, with a bar over the days; elsewhere (cron, CI) nothing.
+    Given the stderr console, so that stdout holds only the results (`--format json`)."""
     if not console.is_terminal:
         yield None, None
         return
@@ -291,7 +292,7 @@ def run(
 
     day = _parse_day(as_of, "--as-of")
     console = _console()
-    with _day_progress(console) as (planned, progress):
+    with _day_progress(_console(stderr=True)) as (planned, progress):
         results = run_core(
             program,
             data,
@@ -336,7 +337,7 @@ def plan(
 
     day = _parse_day(as_of, "--as-of")
     console = _console()
-    with _day_progress(console) as (_, progress):
+    with _day_progress(_console(stderr=True)) as (_, progress):
         result = plan_core(program, data, day, state_file, progress=progress)
     _print_result(result, fmt, console)
     if fmt is Format.json:
@@ -370,7 +371,7 @@ def backfill(
     if d2 < d1:
         raise typer.BadParameter("--to is before --from", param_hint="--to")
     console = _console()
-    with _day_progress(console) as (planned, progress):
+    with _day_progress(_console(stderr=True)) as (planned, progress):
         results = backfill_core(
             program, data, d1, d2, state_file, out, progress=progress, planned=planned
         )
