@@ -555,3 +555,28 @@ def test_plan_upgrades_a_copy_of_an_older_state_and_explain_asks_for_a_run(tmp_p
     con.close()
     res = run_cli("explain", "A", "--state", str(shop.state))
     assert res.exit_code == 1 and "schema version 1" in res.output
+
+
+def test_plan_says_when_the_temporary_folder_has_no_room_for_its_copy(tmp_path, monkeypatch):
+    import shutil
+
+    shop = small_shop(tmp_path)
+    shop.run("2026-03-01")
+
+    def no_room(src, dst, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", no_room)
+    res = run_cli(
+        "plan",
+        str(shop.program),
+        "--data",
+        str(shop.data),
+        "--as-of",
+        "2026-03-02",
+        "--state",
+        str(shop.state),
+    )
+    assert res.exit_code == 1, res.output
+    assert "D605" in res.output and "cannot copy the state for the plan" in res.output
+    assert "No space left on device" in res.output and "TMPDIR" in res.output
