@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from enum import Enum
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -30,6 +31,13 @@ class Format(str, Enum):
     text = "text"
     json = "json"
     github = "github"
+
+
+# Parameters shared by the commands.
+ProgramArg = Annotated[str, typer.Argument(metavar="PROGRAM", help="The program YAML file.")]
+DataOpt = Annotated[str, typer.Option("--data", metavar="DIR", help="Folder holding the exports.")]
+StateOpt = Annotated[str, typer.Option("--state", metavar="FILE", help="State file (DuckDB).")]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output: text, json or github.")]
 
 
 def _guard(func):
@@ -75,7 +83,7 @@ def validate(
         metavar="PATHS",
         help="Program or workflow files, folders (searched for *.yaml) or globs.",
     ),
-    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text, json or github."),
+    fmt: FormatOpt = Format.text,
 ) -> None:
     """Check program and workflow files: schema, references, expressions and templates.
 
@@ -269,19 +277,17 @@ def _result_json(result) -> dict:
 )
 @_guard
 def run(
-    program: str = typer.Argument(..., metavar="PROGRAM", help="The program YAML file."),
-    data: str = typer.Option(..., "--data", metavar="DIR", help="Folder holding the exports."),
+    program: ProgramArg,
+    data: DataOpt,
     as_of: str = typer.Option(
         None, "--as-of", metavar="DATE", help="Day to run (YYYY-MM-DD); default yesterday."
     ),
-    state_file: str = typer.Option(
-        "loyalty.duckdb", "--state", metavar="FILE", help="State file (DuckDB)."
-    ),
+    state_file: StateOpt = "loyalty.duckdb",
     out: str = typer.Option(
         "out", "--out", metavar="DIR", help="Folder for the day's output files."
     ),
     no_catch_up: bool = typer.Option(False, "--no-catch-up", help="Do not run missed days first."),
-    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text, json or github."),
+    fmt: FormatOpt = Format.text,
 ) -> None:
     """The nightly run: earn, return, bonus, redeem, expire, tier, segment; write out/D/.
 
@@ -321,15 +327,13 @@ def run(
 @app.command(epilog="Example:\n\n  loyalty plan program.yaml --data exports/ --as-of 2026-11-22")
 @_guard
 def plan(
-    program: str = typer.Argument(..., metavar="PROGRAM", help="The program YAML file."),
-    data: str = typer.Option(..., "--data", metavar="DIR", help="Folder holding the exports."),
+    program: ProgramArg,
+    data: DataOpt,
     as_of: str = typer.Option(
         None, "--as-of", metavar="DATE", help="Day to plan (YYYY-MM-DD); default yesterday."
     ),
-    state_file: str = typer.Option(
-        "loyalty.duckdb", "--state", metavar="FILE", help="State file (DuckDB)."
-    ),
-    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text, json or github."),
+    state_file: StateOpt = "loyalty.duckdb",
+    fmt: FormatOpt = Format.text,
 ) -> None:
     """Dry run: what `run` would do for one day (points by rule, tiers, expiry,
     redemptions, rejects). Writes nothing."""
@@ -352,13 +356,11 @@ def plan(
 )
 @_guard
 def backfill(
-    program: str = typer.Argument(..., metavar="PROGRAM", help="The program YAML file."),
-    data: str = typer.Option(..., "--data", metavar="DIR", help="Folder holding the exports."),
+    program: ProgramArg,
+    data: DataOpt,
     from_day: str = typer.Option(..., "--from", metavar="DATE", help="First day (YYYY-MM-DD)."),
     to_day: str = typer.Option(..., "--to", metavar="DATE", help="Last day (YYYY-MM-DD)."),
-    state_file: str = typer.Option(
-        "loyalty.duckdb", "--state", metavar="FILE", help="State file (DuckDB)."
-    ),
+    state_file: StateOpt = "loyalty.duckdb",
     out: str = typer.Option(
         "out", "--out", metavar="DIR", help="Folder for each day's output files."
     ),
@@ -391,9 +393,7 @@ def explain(
     customer_id: str = typer.Argument(
         ..., metavar="CUSTOMER_ID", help="The customer id (text, as in the exports)."
     ),
-    state_file: str = typer.Option(
-        "loyalty.duckdb", "--state", metavar="FILE", help="State file (DuckDB)."
-    ),
+    state_file: StateOpt = "loyalty.duckdb",
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text or json."),
 ) -> None:
     """A member's ledger, lots, tier history, segments and redemptions, with their causes."""

@@ -150,12 +150,14 @@ def _locked_error(path: Path, exc: Exception) -> LoyaltyError:
 
 
 def state_error(
-    path: str | Path, message: str, hint: str = "Pass the DuckDB file written by `loyalty run`."
+    path: str | Path | None,
+    message: str,
+    hint: str = "Pass the DuckDB file written by `loyalty run`.",
+    exit_code: ExitCode = ExitCode.INVALID,
 ) -> LoyaltyError:
-    """D605: the state file cannot be opened or read (exit 1)."""
-    return LoyaltyError(
-        Diagnostic(code="D605", path=str(path), message=message, hint=hint), ExitCode.INVALID
-    )
+    """D605: the state file cannot be opened or read (exit 1; 2 for a path that is wrong)."""
+    shown = None if path is None else str(path)
+    return LoyaltyError(Diagnostic(code="D605", path=shown, message=message, hint=hint), exit_code)
 
 
 def connect(
@@ -170,23 +172,17 @@ def connect(
     else:
         p = Path(path)
         if read_only and not p.exists():
-            raise LoyaltyError(
-                Diagnostic(
-                    code="D605",
-                    path=str(p),
-                    message="no state file here",
-                    hint="Pass --state FILE, or run `loyalty run` first to create it.",
-                ),
+            raise state_error(
+                p,
+                "no state file here",
+                "Pass --state FILE, or run `loyalty run` first to create it.",
                 ExitCode.USAGE,
             )
         if not p.parent.is_dir():
-            raise LoyaltyError(
-                Diagnostic(
-                    code="D605",
-                    path=str(p),
-                    message=f"the state file's folder {str(p.parent)!r} does not exist",
-                    hint="Create the folder, or pass another --state FILE.",
-                ),
+            raise state_error(
+                p,
+                f"the state file's folder {str(p.parent)!r} does not exist",
+                "Create the folder, or pass another --state FILE.",
                 ExitCode.USAGE,
             )
         try:
@@ -220,7 +216,6 @@ def check_state(
     a loyalty state file (or a database with no tables at all, when `upgradable`: a new
     state), not newer than this loyalty, and not older unless `upgradable`."""
     version = schema_version(con)
-    shown = None if path is None else str(path)
     if version == 0:
         others = [
             r[0]
@@ -257,9 +252,7 @@ def check_state(
         hint = "The next `loyalty run` on it upgrades it (keep a copy from before)."
     else:
         return version
-    raise LoyaltyError(
-        Diagnostic(code="D605", path=shown, message=message, hint=hint), ExitCode.INVALID
-    )
+    raise state_error(path, message, hint)
 
 
 def configure(con: duckdb.DuckDBPyConnection) -> None:

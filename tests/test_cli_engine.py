@@ -26,6 +26,21 @@ def run_cli(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+def plan_cli(shop: Shop, day: str, *extra: str):
+    """`loyalty plan` of the shop's program, exports and state for `day`."""
+    return run_cli(
+        "plan",
+        str(shop.program),
+        "--data",
+        str(shop.data),
+        "--as-of",
+        day,
+        "--state",
+        str(shop.state),
+        *extra,
+    )
+
+
 def small_shop(tmp_path) -> Shop:
     shop = Shop(tmp_path, PROGRAM)
     shop.add(
@@ -97,18 +112,7 @@ def test_run_writes_balances_and_explain_shows_the_causes(tmp_path):
 
 def test_plan_writes_nothing(tmp_path):
     shop = small_shop(tmp_path)
-    res = run_cli(
-        "plan",
-        str(shop.program),
-        "--data",
-        str(shop.data),
-        "--as-of",
-        "2026-03-02",
-        "--state",
-        str(shop.state),
-        "--format",
-        "json",
-    )
+    res = plan_cli(shop, "2026-03-02", "--format", "json")
     assert res.exit_code == 0, res.output
     plan = json.loads(res.output)
     assert plan["status"] == "planned"
@@ -123,18 +127,7 @@ def test_plan_writes_nothing(tmp_path):
         "orders",
         {"order_id": "O3", "customer_id": "B", "ordered_at": "2026-03-03 12:00", "total": "10.00"},
     )
-    res = run_cli(
-        "plan",
-        str(shop.program),
-        "--data",
-        str(shop.data),
-        "--as-of",
-        "2026-03-03",
-        "--state",
-        str(shop.state),
-        "--format",
-        "json",
-    )
+    res = plan_cli(shop, "2026-03-03", "--format", "json")
     assert json.loads(res.output)["counts"]["earning"] == {"base.points": 10, "base.rows": 1}
     assert shop.query("SELECT count(*), sum(points) FROM ledger") == before
 
@@ -247,16 +240,7 @@ def test_second_run_on_a_locked_state_is_refused(tmp_path):
         assert holder.stdout.readline().strip() == "locked"
         proc = shop.run_cli("2026-03-02", timeout=120)
         # A plan copies the state under a read-only lock: refused the same way.
-        planned = run_cli(
-            "plan",
-            str(shop.program),
-            "--data",
-            str(shop.data),
-            "--as-of",
-            "2026-03-02",
-            "--state",
-            str(shop.state),
-        )
+        planned = plan_cli(shop, "2026-03-02")
     finally:
         holder.kill()
         holder.wait()
@@ -277,18 +261,7 @@ def test_plan_works_on_a_copy_it_removes(tmp_path, monkeypatch):
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     before = shop.state.read_bytes()
-    res = run_cli(
-        "plan",
-        str(shop.program),
-        "--data",
-        str(shop.data),
-        "--as-of",
-        "2026-03-02",
-        "--state",
-        str(shop.state),
-        "--format",
-        "json",
-    )
+    res = plan_cli(shop, "2026-03-02", "--format", "json")
     assert res.exit_code == 0, res.output
     # 03-02: B joins (welcome 50) and orders 30.00 -> 30 points.
     assert json.loads(res.output)["counts"]["earning"] == {"base.points": 30, "base.rows": 1}
@@ -535,18 +508,7 @@ def test_plan_upgrades_a_copy_of_an_older_state_and_explain_asks_for_a_run(tmp_p
     shop = small_shop(tmp_path)
     _v1_state(shop.state)
     before = shop.state.read_bytes()
-    res = run_cli(
-        "plan",
-        str(shop.program),
-        "--data",
-        str(shop.data),
-        "--as-of",
-        "2026-03-02",
-        "--state",
-        str(shop.state),
-        "--format",
-        "json",
-    )
+    res = plan_cli(shop, "2026-03-02", "--format", "json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["counts"]["bonuses"] == {"welcome": 2}
     assert shop.state.read_bytes() == before
@@ -567,16 +529,7 @@ def test_plan_says_when_the_temporary_folder_has_no_room_for_its_copy(tmp_path, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(shutil, "copyfile", no_room)
-    res = run_cli(
-        "plan",
-        str(shop.program),
-        "--data",
-        str(shop.data),
-        "--as-of",
-        "2026-03-02",
-        "--state",
-        str(shop.state),
-    )
+    res = plan_cli(shop, "2026-03-02")
     assert res.exit_code == 1, res.output
     assert "D605" in res.output and "cannot copy the state for the plan" in res.output
     assert "No space left on device" in res.output and "TMPDIR" in res.output

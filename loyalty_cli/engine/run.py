@@ -143,6 +143,25 @@ def _check_out_folder(out_dir: str | Path | None) -> None:
     )
 
 
+def _last_run_before(
+    con: duckdb.DuckDBPyConnection,
+    program: Program,
+    state_path: str | Path | None,
+    as_of: dt.date,
+    hint: str,
+) -> dt.date | None:
+    """The state's last run day, after refusing another program (D609) or a day before that
+    last run (D606, with `hint`)."""
+    _check_program(con, program, state_path)
+    last = last_run_day(con)
+    if last is not None and as_of < last:
+        raise _refuse(
+            f"the state was last run for {last}; a run for the earlier day {as_of} is refused",
+            hint,
+        )
+    return last
+
+
 def _refuse(message: str, hint: str) -> LoyaltyError:
     return LoyaltyError(Diagnostic(code="D606", message=message, hint=hint), ExitCode.REFUSED)
 
@@ -180,14 +199,14 @@ def run(
     _check_out_folder(out_dir)
     con = state.connect(state_path)
     try:
-        _check_program(con, program, state_path)
-        last = last_run_day(con)
-        if last is not None and as_of < last:
-            raise _refuse(
-                f"the state was last run for {last}; a run for the earlier day {as_of} is refused",
-                "Runs go forward in time. To replay history, use `loyalty backfill` on a fresh "
-                "state file.",
-            )
+        last = _last_run_before(
+            con,
+            program,
+            state_path,
+            as_of,
+            "Runs go forward in time. To replay history, use `loyalty backfill` on a fresh "
+            "state file.",
+        )
         days = [as_of]
         if last is not None and catch_up and (as_of - last).days > 1:
             days = [last + dt.timedelta(days=i) for i in range(1, (as_of - last).days + 1)]
@@ -290,14 +309,7 @@ def plan(
     with _state_copy(state_path) as copy:
         con = state.connect(copy)  # a fresh state in memory when there is none yet
         try:
-            _check_program(con, program, state_path)
-            last = last_run_day(con)
-            if last is not None and as_of < last:
-                raise _refuse(
-                    f"the state was last run for {last}; a run for the earlier day {as_of} "
-                    "is refused",
-                    "Runs go forward in time.",
-                )
+            _last_run_before(con, program, state_path, as_of, "Runs go forward in time.")
             on_stage = functools.partial(progress, as_of) if progress else None
             result = run_day(
                 con, program, Path(data_dir), as_of, None, dry_run=True, on_stage=on_stage
