@@ -8,7 +8,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-for script in ("bench_run.py", "bench_models.py", "bench_segments.py", "bench_validate.py"):
+for script in (
+    "bench_run.py",
+    "bench_floor.py",
+    "bench_models.py",
+    "bench_segments.py",
+    "bench_validate.py",
+):
     if (HERE / script).exists():
         print(f"== {script}", flush=True)
         subprocess.run([sys.executable, str(HERE / script)], check=True)
