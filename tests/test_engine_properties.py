@@ -242,3 +242,58 @@ def test_the_order_of_export_lines_changes_nothing(tmp_path_factory, rows, seed)
     assert outcome(a, item_numbers=False) == outcome(b, item_numbers=False)
     for day in DAYS:
         assert a.csv(str(day), "balances.csv") == b.csv(str(day), "balances.csv")
+
+
+TIME_COLUMNS = {
+    "customers": "joined_at",
+    "orders": "ordered_at",
+    "returns": "returned_at",
+    "events": "occurred_at",
+    "redemptions": "requested_at",
+    "adjustments": "created_at",
+}
+
+
+def _written_as(local: str, style: str) -> str:
+    """A local time of Europe/Warsaw in March before the 29th (UTC+1), written another way."""
+    t = dt.datetime.fromisoformat(local)
+    if style == "T":
+        return t.isoformat()
+    if style == "Z":
+        return (t - dt.timedelta(hours=1)).isoformat() + "Z"
+    if style == "+01:00":
+        return t.isoformat() + "+01:00"
+    # New York, UTC-5 until its own DST change on 8 March 2026, UTC-4 after it.
+    offset = 4 if t.date() >= dt.date(2026, 3, 8) else 5
+    return (t - dt.timedelta(hours=1 + offset)).isoformat() + f"-0{offset}:00"
+
+
+@SETTINGS
+@given(rows=shops(), data=st.data())
+def test_times_written_in_utc_or_with_offsets_are_the_same_local_times(
+    tmp_path_factory, rows, data
+):
+    """9.1: a timestamp with `Z` or an offset is converted to the program's timezone, so a
+    shop exported in UTC or with offsets books what it books with local times; events
+    without an id get the same key (a hash of the local time) either way."""
+    root: Path = tmp_path_factory.mktemp("shop")
+    styles = st.sampled_from(["T", "Z", "+01:00", "-05:00"])
+    no_ids = data.draw(st.sets(st.integers(0, 15)), label="events without an id")
+    rows = {k: [dict(r) for r in v] for k, v in rows.items()}
+    for n, e in enumerate(rows["events"]):
+        if n in no_ids:
+            e["event_id"] = ""
+    restamped = {k: [dict(r) for r in v] for k, v in rows.items()}
+    for source, column in TIME_COLUMNS.items():
+        for r in restamped[source]:
+            r[column] = _written_as(r[column], data.draw(styles, label=f"{source} time"))
+    shops_ = []
+    for name, export in (("local", rows), ("restamped", restamped)):
+        shop = Shop(root / name, PROGRAM)
+        for source, source_rows in export.items():
+            shop.add(source, *source_rows)
+        shop.backfill(DAYS[0].isoformat(), DAYS[-1].isoformat())
+        shops_.append(shop)
+    a, b = shops_
+    assert outcome(a) == outcome(b)
+    assert a.csv(str(DAYS[-1]), "balances.csv") == b.csv(str(DAYS[-1]), "balances.csv")

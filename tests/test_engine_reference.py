@@ -43,16 +43,29 @@ bonuses:
   - {id: welcome, trigger: joined, points: 10}
 expiry:
   after: 3 days
+tiers:
+  basis: spend
+  window: 4 days
+  retain: 2 days
+  downgrade: one_level
+  levels:
+    - {id: bronze, name: Bronze, min: 0}
+    - {id: silver, name: Silver, min: 100, multiplier: 1.5}
+    - {id: gold, name: Gold, min: 300, multiplier: 2}
 rewards:
   - {id: small, name: Small, cost: 5}
   - {id: big, name: Big, cost: 40}
+  - {id: vip, name: VIP, cost: 5, min_tier: silver}
 """
 PENDING_DAYS = 2
 AFTER = 3
 CAPS = {"page_view": (2, 5, "day"), "email_open": (4, 10, "week")}
 UNSUBSCRIBE = -7
 WELCOME = 10
-REWARDS = {"small": 5, "big": 40}
+REWARDS = {"small": (5, 0), "big": (40, 0), "vip": (5, 1)}  # cost, lowest tier index
+LEVELS = [("bronze", 0, Decimal(1)), ("silver", 100, Decimal("1.5")), ("gold", 300, Decimal(2))]
+WINDOW = 4
+RETAIN = 2
 
 START = dt.date(2026, 3, 5)  # a Thursday: the nights cross the ISO week of Monday 9 March
 NIGHTS = 6
@@ -121,7 +134,7 @@ def shops(draw) -> dict[str, list[dict]]:
             {
                 "redemption_id": f"R{n}",
                 "customer_id": cid,
-                "reward_id": draw(st.sampled_from(["small", "small", "big", "nope"])),
+                "reward_id": draw(st.sampled_from(["small", "small", "big", "vip", "nope"])),
                 "requested_at": _at(day, sec),
             }
         )
@@ -151,9 +164,12 @@ class Reference:
         self.orders: dict[str, dict] = {}
         self.cap_used: dict[tuple, int] = defaultdict(int)
         self.redemptions: dict[str, str] = {}
+        self.tier: dict[str, tuple[int, dt.date | None]] = {c: (0, None) for c in MEMBERS}
+        self.lifetime: dict[str, int] = defaultdict(int)
 
-    def _credit(self, cid: str, earned_on: dt.date, points: int) -> None:
+    def _credit(self, cid: str, earned_on: dt.date, points: int, new: bool = True) -> None:
         self.lots[cid][earned_on + dt.timedelta(days=AFTER)] += points
+        self.lifetime[cid] += points if new else 0
 
     def _debit(self, cid: str, points: int) -> None:
         """Take up to `points` from the oldest lots first."""
@@ -175,7 +191,7 @@ class Reference:
         # Release at the start of the day.
         for oid, p in list(self.pending.items()):
             if p["available_on"] <= d:
-                self._credit(p["customer_id"], p["earned_on"], p["points"])
+                self._credit(p["customer_id"], p["earned_on"], p["points"], new=False)
                 del self.pending[oid]
         # Earn: orders and their items, then events; credits first, then debits.
         debits = []
@@ -183,14 +199,18 @@ class Reference:
             if o.get("status") == "cancelled":
                 continue
             total = Decimal(o["total"])
-            granted = _round(total / 10) + 3 * sum(
+            multiplier = LEVELS[self.tier[o["customer_id"]][0]][2]  # as of the start of D
+            news = sum(
                 "new" in i["tags"].split(";")
                 for i in self.rows["order_items"]
                 if i["order_id"] == o["order_id"]
             )
+            granted = _round(_round(total / 10) * multiplier) + news * _round(3 * multiplier)
+            self.lifetime[o["customer_id"]] += granted
             day = dt.date.fromisoformat(o["ordered_at"][:10])
             self.orders[o["order_id"]] = {
                 "customer_id": o["customer_id"],
+                "day": day,
                 "total": total,
                 "granted": granted,
                 "returned": Decimal(0),
@@ -230,6 +250,7 @@ class Reference:
                 _round(Decimal(o["granted"]) * o["returned"] / o["total"]),
             )
             back, o["reversed"] = due - o["reversed"], due
+            self.lifetime[o["customer_id"]] -= back
             if d < o["release_on"]:
                 self.pending[r["order_id"]]["points"] -= back
             else:
@@ -253,9 +274,11 @@ class Reference:
             today("redemptions", "requested_at"),
             key=lambda r: (r["requested_at"], r["redemption_id"]),
         ):
-            cost = REWARDS.get(r["reward_id"])
+            cost, lowest = REWARDS.get(r["reward_id"], (None, 0))
             if cost is None:
                 self.redemptions[r["redemption_id"]] = "rejected:unknown_reward"
+            elif self.tier[r["customer_id"]][0] < lowest:
+                self.redemptions[r["redemption_id"]] = "rejected:tier_too_low"
             elif self.available(r["customer_id"]) < cost:
                 self.redemptions[r["redemption_id"]] = "rejected:insufficient_points"
             else:
@@ -265,14 +288,44 @@ class Reference:
         for lots in self.lots.values():
             for expires in [e for e in lots if e <= d]:
                 del lots[expires]
+        # Tiers as of D, from the spend of the days after D - window up to D.
+        for c in self.rows["customers"]:
+            cid = c["customer_id"]
+            if dt.date.fromisoformat(c["joined_at"][:10]) > d:
+                continue
+            basis = sum(
+                max(Decimal(0), o["total"] - o["returned"])
+                for o in self.orders.values()
+                if o["customer_id"] == cid and d - dt.timedelta(days=WINDOW) < o["day"] <= d
+            )
+            qualified = max(n for n, (_, least, _) in enumerate(LEVELS) if basis >= least)
+            tier, renewed = self.tier[cid]
+            if qualified >= tier and qualified > 0:
+                self.tier[cid] = (qualified, d)
+            elif qualified < tier and (d - renewed).days >= RETAIN:
+                self.tier[cid] = (tier - 1, d)
 
-    def balances(self) -> dict[str, tuple[int, int]]:
-        """member -> (available, pending), members with any points."""
+    def balances(self, d: dt.date) -> dict[str, dict[str, str]]:
+        """balances.csv after the night of D: a row per member who joined by D."""
         pending: dict[str, int] = defaultdict(int)
         for p in self.pending.values():
             pending[p["customer_id"]] += p["points"]
-        out = {cid: (self.available(cid), pending[cid]) for cid in MEMBERS}
-        return {cid: v for cid, v in out.items() if v != (0, 0)}
+        out = {}
+        for c in self.rows["customers"]:
+            cid = c["customer_id"]
+            if dt.date.fromisoformat(c["joined_at"][:10]) > d:
+                continue
+            lots = {e: n for e, n in self.lots[cid].items() if n > 0}
+            nxt = min(lots, default=None)
+            out[cid] = {
+                "available": str(self.available(cid)),
+                "pending": str(pending[cid]),
+                "tier": LEVELS[self.tier[cid][0]][0],
+                "next_expiry_on": str(nxt) if nxt else "",
+                "next_expiry_points": str(lots[nxt]) if nxt else "",
+                "lifetime_earned": str(self.lifetime[cid]),
+            }
+        return out
 
 
 # LOYALTY_PROPERTY_EXAMPLES=200 draws more shops, each run with a new random seed.
@@ -297,12 +350,8 @@ def test_the_engine_books_what_the_reference_model_books(tmp_path_factory, rows)
     engine_redemptions: dict[str, str] = {}
     for n, day in enumerate(DAYS):
         ref.night(day, first=n == 0)
-        engine = {
-            r["customer_id"]: (int(r["available"]), int(r["pending"]))
-            for r in shop.csv(str(day), "balances.csv")
-            if (r["available"], r["pending"]) != ("0", "0")
-        }
-        assert engine == ref.balances(), f"balances after {day}"
+        engine = {r.pop("customer_id"): r for r in shop.csv(str(day), "balances.csv")}
+        assert engine == ref.balances(day), f"balances after {day}"
         engine_redemptions.update(
             {
                 r["redemption_id"]: f"{r['status']}:{r['reason']}"
@@ -352,7 +401,8 @@ def test_the_reference_model_on_a_hand_checked_shop(tmp_path):
     ref = Reference(rows)
     for n, day in enumerate(expected):
         ref.night(dt.date.fromisoformat(day), first=n == 0)
-        assert ref.balances() == {"C1": expected[day]}, day
+        row = ref.balances(dt.date.fromisoformat(day))["C1"]
+        assert (int(row["available"]), int(row["pending"])) == expected[day], day
     assert ref.redemptions == {"R1": "accepted:", "R2": "rejected:insufficient_points"}
 
     shop = Shop(tmp_path / "shop", PROGRAM)
