@@ -243,6 +243,20 @@ def test_birthdays_of_a_longer_window_each_count_once(con):
     assert [(e[0], e[5]) for e in entries(con)] == [("A", D(2026, 3, 5)), ("E", D(2026, 3, 20))]
 
 
+def test_each_member_s_birthday_in_nightly_runs_of_the_same_year(con):
+    """A member's birthday grant of a year does not stand for anyone else's: Ola's on
+    9 March and Piotr's on 10 March are each granted by their night's run."""
+    prog = program([BIRTHDAY])
+    add_customer(con, "O", T(2020, 1, 1, 8, 0), birth_date=D(1990, 3, 9))
+    add_customer(con, "P", T(2020, 1, 1, 8, 0), birth_date=D(1991, 3, 10))
+    run(con, prog, D(2026, 3, 9), D(2026, 3, 8))
+    run(con, prog, D(2026, 3, 10), D(2026, 3, 9))
+    assert [(e[0], e[4], e[5]) for e in entries(con)] == [
+        ("O", "2026", D(2026, 3, 9)),
+        ("P", "2026", D(2026, 3, 10)),
+    ]
+
+
 def test_no_birthday_bonus_before_joining(con):
     prog = program([BIRTHDAY])
     add_customer(con, "J", T(2026, 5, 20, 10, 0), birth_date=D(1990, 5, 10))  # joined after

@@ -94,7 +94,12 @@ def apply_bonuses(ctx: RunContext) -> None:
 
 
 def _not_granted(customer: str, period: str) -> str:
-    """SQL: no grant yet of this bonus (parameter $bonus) to customer in period."""
+    """SQL: no grant yet of this bonus (parameter $bonus) to customer in period.
+
+    `customer` must name its table (`c.customer_id`): inside the subquery a bare
+    `customer_id` is the grant's own column, which matches every grant of the period."""
+    if "." not in customer:
+        raise ValueError(f"_not_granted needs a qualified column, not {customer!r}")
     return f"""NOT EXISTS (
         SELECT 1 FROM bonus_grants g WHERE g.bonus_id = $bonus
           AND g.customer_id = {customer} AND g.period = {period})"""
@@ -143,11 +148,11 @@ def _birthday(ctx: RunContext, bonus: dict) -> int:
                         THEN CAST(make_date(y, 3, 1) - INTERVAL 1 DAY AS DATE)
                         ELSE make_date(y, month(birth_date), day(birth_date)) END AS bday
             FROM years)
-        SELECT $bonus, customer_id, CAST(y AS VARCHAR), CAST(y AS VARCHAR),
-               greatest(CAST(bday AS TIMESTAMP), joined_at), bday, $points, NULL
+        SELECT $bonus, b.customer_id, CAST(b.y AS VARCHAR), CAST(b.y AS VARCHAR),
+               greatest(CAST(b.bday AS TIMESTAMP), b.joined_at), b.bday, $points, NULL
         FROM b
-        WHERE join_day <= bday AND {trigger_day_sql(ctx, "bday")}
-          AND {_not_granted("customer_id", "CAST(y AS VARCHAR)")}""",
+        WHERE b.join_day <= b.bday AND {trigger_day_sql(ctx, "b.bday")}
+          AND {_not_granted("b.customer_id", "CAST(b.y AS VARCHAR)")}""",
         {"bonus": bonus["id"], "points": int(bonus["points"])},
     )
     return int(ctx.scalar("SELECT count(*) FROM _bonus_new WHERE rule_id = ?", [bonus["id"]]))
