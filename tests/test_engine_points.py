@@ -755,3 +755,45 @@ def test_released_points_join_the_lot_of_their_expiry_day(tmp_path):
         (1, d(2026, 4, 30)),
         (3, d(2026, 5, 31)),
     ]
+
+
+def test_a_return_on_an_order_cancelled_when_first_exported_does_not_make_it_a_first_order(
+    tmp_path,
+):
+    """The referee's first order is the first one completed when processed (docs/bonuses.md).
+    A return on an order exported cancelled does nothing, and must not make that order
+    count as completed: the referral waits for the release of the next, completed order."""
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          pending_days: 2
+          rules:
+            - {id: base, on: order, points: order.total}
+        bonuses:
+          - {id: referral, trigger: referral, points: {referrer: 30, referee: 12}}
+        """,
+    )
+    shop.add(
+        "customers",
+        customer("R", "2026-03-01 08:00:00"),
+        customer("E", "2026-03-01 08:00:00", referred_by="R"),
+    )
+    shop.add(
+        "orders",
+        order("o1", "E", "2026-03-05 09:00:00", "15.00", status="cancelled"),
+        order("o2", "E", "2026-03-06 09:00:00", "20.00"),
+    )
+    shop.add("returns", {"order_id": "o1", "returned_at": "2026-03-05 10:00:00", "amount": "3.34"})
+    shop.backfill("2026-03-05", "2026-03-08")
+    # o1 would have been released on 7 March; o2 is, on 8 March: 20 points, and the referral.
+    assert shop.ledger("E") == [
+        ("pending", 0, 20, "base", 0),
+        ("release", 20, -20, "base", 0),
+        ("bonus", 12, 0, "referral", 0),
+    ]
+    assert shop.query("SELECT run_on FROM ledger WHERE kind = 'bonus' ORDER BY ALL") == [
+        (dt.date(2026, 3, 8),),
+        (dt.date(2026, 3, 8),),
+    ]
+    assert shop.query("SELECT returned FROM orders WHERE order_id = 'o1'")[0][0] == 0
