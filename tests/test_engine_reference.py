@@ -42,6 +42,16 @@ earning:
     - {id: unsub, on: event, when: "event.type = 'unsubscribe'", points: -7}
 bonuses:
   - {id: welcome, trigger: joined, points: 10}
+  - {id: birthday, trigger: birthday, points: 20}
+  - {id: referral, trigger: referral, points: {referrer: 30, referee: 12}}
+  - id: two-big
+    trigger: challenge
+    period: week
+    on: order
+    when: "order.total >= 50"
+    goal: {count: 2}
+    points: 15
+    badge: duo
 expiry:
   after: 3 days
 tiers:
@@ -63,6 +73,9 @@ AFTER = 3
 CAPS = {"page_view": (2, 5, "day"), "email_open": (4, 10, "week")}
 UNSUBSCRIBE = -7
 WELCOME = 10
+BIRTHDAY = 20
+REFERRAL = {"referrer": 30, "referee": 12}
+CHALLENGE = (Decimal(50), 2, 15)  # order total at least, orders a week, points
 REWARDS = {"small": (5, 0), "big": (40, 0), "vip": (5, 1)}  # cost, lowest tier index
 LEVELS = [("bronze", 0, Decimal(1)), ("silver", 100, Decimal("1.5")), ("gold", 300, Decimal(2))]
 WINDOW = 4
@@ -90,11 +103,18 @@ def shops(draw) -> dict[str, list[dict]]:
 
     Times are few and often equal, so that ties between rows are common."""
     joined = {cid: draw(st.integers(-4, NIGHTS - 1)) for cid in MEMBERS}
-    rows: dict[str, list[dict]] = {
-        "customers": [
-            customer(cid, joined=_at(START + dt.timedelta(days=j), 0)) for cid, j in joined.items()
-        ]
-    }
+    rows: dict[str, list[dict]] = {"customers": []}
+    for cid, j in joined.items():
+        row = customer(cid, joined=_at(START + dt.timedelta(days=j), 0))
+        # a birthday within a few days of the nights, or 29 February
+        birthday = draw(st.sampled_from([None, "2000-02-29"]) | st.integers(-5, NIGHTS + 1))
+        if isinstance(birthday, int):
+            birthday = str((START + dt.timedelta(days=birthday)).replace(year=1990))
+        row["birth_date"] = birthday or ""
+        # referred by a member who joined before them (so known by then), or by nobody
+        referrers = [r for r in MEMBERS if r != cid and joined[r] <= j]
+        row["referred_by"] = draw(st.sampled_from([""] + referrers))
+        rows["customers"].append(row)
     for source in ("orders", "order_items", "returns", "events", "redemptions", "adjustments"):
         rows[source] = []
 
@@ -108,7 +128,7 @@ def shops(draw) -> dict[str, list[dict]]:
         status = draw(st.sampled_from(["completed"] * 4 + ["cancelled"]))
         oid = f"O{n}"
         row = order(oid, cid, _at(day, sec), f"{Decimal(cents) / 100:.2f}", status=status)
-        if status == "completed" and draw(st.integers(0, 4)) == 0:
+        if status == "completed" and cents and draw(st.integers(0, 4)) == 0:
             # re-exported as cancelled from that night on (the order's own night: it is
             # first seen cancelled)
             row["_cancelled_from"] = str(DAYS[draw(st.integers(DAYS.index(day), NIGHTS - 1))])
@@ -187,6 +207,10 @@ class Reference:
         self.cap_used: dict[tuple, int] = defaultdict(int)
         self.redemptions: dict[str, str] = {}
         self.tier: dict[str, tuple[int, dt.date | None]] = {c: (0, None) for c in MEMBERS}
+        self.last_night: dt.date | None = None  # the previous run's day
+        self.referred: set[str] = set()  # referees paid
+        self.progress: dict[tuple, int] = defaultdict(int)  # (member, ISO week) -> orders
+        self.badges: set[tuple] = set()
         self.lifetime: dict[str, int] = defaultdict(int)
 
     def _credit(self, cid: str, earned_on: dt.date, points: int, new: bool = True) -> None:
@@ -224,6 +248,7 @@ class Reference:
         release()  # at the start of the day
         # Earn: orders and their items, then events; credits first, then debits.
         debits = []
+        challenges = []  # goals reached by this night's orders, granted in the bonus step
         for o in today("orders", "ordered_at"):
             if status_on(o, d) == "cancelled":
                 continue
@@ -237,6 +262,13 @@ class Reference:
             granted = _round(_round(total / 10) * multiplier) + news * _round(3 * multiplier)
             self.lifetime[o["customer_id"]] += granted
             day = dt.date.fromisoformat(o["ordered_at"][:10])
+            least, goal, points = CHALLENGE
+            if total >= least:
+                week = (o["customer_id"], day.isocalendar()[:2])
+                self.progress[week] += 1
+                if self.progress[week] == goal:
+                    challenges.append((o["customer_id"], day, points))
+                    self.badges.add(week)
             self.orders[o["order_id"]] = {
                 "customer_id": o["customer_id"],
                 "day": day,
@@ -247,6 +279,8 @@ class Reference:
                 "release_on": day + dt.timedelta(days=PENDING_DAYS),
                 "row": o,
                 "cancelled": False,
+                "processed_on": d,
+                "returned_by_release": Decimal(0),
             }
             self.pending[o["order_id"]] = {
                 "customer_id": o["customer_id"],
@@ -291,6 +325,8 @@ class Reference:
                 if not r["amount"]:  # nothing left to return
                     continue
             o["returned"] = min(o["total"], o["returned"] + Decimal(r["amount"]))
+            if dt.date.fromisoformat(r["returned_at"][:10]) <= o["release_on"]:
+                o["returned_by_release"] = o["returned"]
             due = min(
                 o["granted"],
                 _round(Decimal(o["granted"]) * o["returned"] / o["total"]),
@@ -304,11 +340,40 @@ class Reference:
         release()
         for cid, points in clawbacks:
             self._debit(cid, points)
+
         # Bonuses and adjustments: credits first, then debits in timestamp order.
+        def covered(day: dt.date) -> bool:
+            """Whether this night's run covers a trigger day."""
+            return day <= d and (self.last_night is None or day > self.last_night)
+
         for c in self.rows["customers"]:
-            join = dt.date.fromisoformat(c["joined_at"][:10])
-            if join == d or (first and join <= d):
-                self._credit(c["customer_id"], join, WELCOME)
+            cid, join = c["customer_id"], dt.date.fromisoformat(c["joined_at"][:10])
+            if covered(join):
+                self._credit(cid, join, WELCOME)
+            if c.get("birth_date"):
+                born = dt.date.fromisoformat(c["birth_date"])
+                for year in (2025, 2026):  # neither is a leap year: 29 Feb -> 28 Feb
+                    feb29 = (born.month, born.day) == (2, 29)
+                    day = born.replace(year=year, day=28) if feb29 else born.replace(year=year)
+                    if covered(day) and day >= join:
+                        self._credit(cid, day, BIRTHDAY)
+            # Referral: the referee's first order completed when processed, released by
+            # now, not fully returned by its release day.
+            referrer = c.get("referred_by")
+            firsts = sorted(
+                (o["row"]["ordered_at"], oid, o)
+                for oid, o in self.orders.items()
+                if o["customer_id"] == cid
+            )
+            if referrer and cid not in self.referred and firsts:
+                _, oid, o = firsts[0]
+                paid = o["release_on"] <= d and (covered(o["release_on"]) or o["processed_on"] == d)
+                if paid and o["total"] > 0 and o["returned_by_release"] < o["total"]:
+                    self.referred.add(cid)
+                    self._credit(cid, o["release_on"], REFERRAL["referee"])
+                    self._credit(referrer, o["release_on"], REFERRAL["referrer"])
+        for cid, day, points in challenges:
+            self._credit(cid, day, points)
         debits = []
         for a in today("adjustments", "created_at"):
             points = int(a["points"])
@@ -355,6 +420,7 @@ class Reference:
                 self.tier[cid] = (qualified, d)
             elif qualified < tier and (d - renewed).days >= RETAIN:
                 self.tier[cid] = (tier - 1, d)
+        self.last_night = d
 
     def balances(self, d: dt.date) -> dict[str, dict[str, str]]:
         """balances.csv after the night of D: a row per member who joined by D."""
@@ -413,6 +479,10 @@ def test_the_engine_books_what_the_reference_model_books(tmp_path_factory, first
             }
         )
     assert engine_redemptions == ref.redemptions
+    badges = shop.query("SELECT customer_id, badge, period FROM badges")
+    assert sorted(badges) == sorted(
+        (cid, "duo", f"{year}-W{week:02d}") for cid, (year, week) in ref.badges
+    )
 
 
 def test_the_reference_model_on_a_hand_checked_shop(tmp_path):
