@@ -107,10 +107,18 @@ def stored_order(
     total: str,
     *,
     returned: str = "0",
+    returned_on: D | None = None,
     processed_on: D | None = None,
     status: str = "completed",
 ) -> None:
-    """An order in the state as earning leaves it (release_on = day + 14)."""
+    """An order in the state as earning leaves it (release_on = day + 14); a `returned`
+    amount is one return of it, on `returned_on` (default: the next day)."""
+    if Decimal(returned):
+        day = returned_on or at.date() + dt.timedelta(days=1)
+        con.execute(
+            "INSERT INTO returns VALUES (?, ?, CAST(? AS DECIMAL(18,2)), ?, ?)",
+            [oid, T.combine(day, dt.time(12)), returned, day, processed_on or day],
+        )
     con.execute(
         """INSERT INTO orders (order_id, customer_id, ordered_at, day, total, status, release_on,
                                granted, qualifying, returned, reversed, qualifying_reversed,
@@ -341,6 +349,28 @@ def test_no_referral_when_the_first_order_is_fully_returned(con):
     for day in range(15, 19):
         run(con, prog, D(2026, 3, day), D(2026, 3, day - 1))
     assert entries(con) == []
+
+
+def test_referral_stands_when_the_first_order_is_returned_after_its_release_day(con):
+    """A first run holds the whole history: the order returned in full after its release
+    day had been released, so the referral is paid as nightly runs would have paid it."""
+    prog = program([REFERRAL])
+    add_customer(con, "R", T(2026, 1, 1, 10, 0))
+    add_customer(con, "E", T(2026, 2, 1, 10, 0), referred_by="R")
+    add_customer(con, "F", T(2026, 2, 1, 10, 0), referred_by="R")
+    # E's order releases on Mar 15 and comes back in full on Mar 20; F's comes back in full
+    # on its release day, Mar 15, whose nightly run takes the return before the bonuses.
+    stored_order(
+        con, "e1", "E", T(2026, 3, 1, 12, 0), "80.00", returned="80.00", returned_on=D(2026, 3, 20)
+    )
+    stored_order(
+        con, "f1", "F", T(2026, 3, 1, 12, 0), "90.00", returned="90.00", returned_on=D(2026, 3, 15)
+    )
+    run(con, prog, D(2026, 3, 31), None)
+    assert entries(con) == [
+        ("E", "bonus", 100, "referral", "e1", D(2026, 3, 15), "referee", 0),
+        ("R", "bonus", 300, "referral", "E", D(2026, 3, 15), "referrer", 0),
+    ]
 
 
 def test_referral_for_a_late_order_already_past_its_release_day(con):

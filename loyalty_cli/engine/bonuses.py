@@ -181,7 +181,7 @@ def _referral(ctx: RunContext, bonus: dict) -> int:
     The first order is the referee's earliest order by ordered_at, then order_id, that was
     completed when processed (an order cancelled later counts as fully returned). It
     triggers in the run in which it becomes released (release day in the window, or the
-    order first processed in this run), if it is not fully returned by then.
+    order first processed in this run), if it was not fully returned by its release day.
     """
     released_now = "TRUE"
     if ctx.window_start is not None:
@@ -223,8 +223,15 @@ def _referral(ctx: RunContext, bonus: dict) -> int:
         FROM firsts f
         JOIN customers c USING (customer_id)
         JOIN customers r ON r.customer_id = c.referred_by
+        -- What was returned by the release day (a first run or a late order also holds
+        -- later returns, which do not take back a referral a nightly run would have paid).
+        LEFT JOIN (
+            SELECT order_id, sum(x.amount) AS amount
+            FROM returns x JOIN firsts USING (order_id)
+            WHERE x.day <= firsts.release_on
+            GROUP BY order_id) rb USING (order_id)
         WHERE c.referred_by <> c.customer_id
-          AND f.returned < f.total
+          AND coalesce(rb.amount, 0) < f.total
           AND f.release_on <= {ctx.sql_date()} AND ({released_now}) {since}
           AND {_not_granted("c.customer_id", "'once'")}""",
         {"bonus": bonus["id"]},
