@@ -797,3 +797,38 @@ def test_a_return_on_an_order_cancelled_when_first_exported_does_not_make_it_a_f
         (dt.date(2026, 3, 8),),
     ]
     assert shop.query("SELECT returned FROM orders WHERE order_id = 'o1'")[0][0] == 0
+
+
+def test_an_order_cancelled_tonight_is_not_the_last_completed_order_for_inactivity(tmp_path):
+    """9.15: inactivity counts from the last completed order. An order re-exported as
+    cancelled in tonight's run no longer is one, in this very run."""
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          pending_days: 0
+          rules:
+            - {id: base, on: order, points: order.total}
+        expiry:
+          after: 365 days
+          inactivity: 3 days
+        """,
+    )
+    shop.add("customers", customer("A", "2026-03-01 08:00:00"))
+    shop.add(
+        "orders",
+        order("o1", "A", "2026-03-02 09:00:00", "10.00"),
+        order("o2", "A", "2026-03-04 09:00:00", "20.00"),
+    )
+    shop.backfill("2026-03-02", "2026-03-04")
+    assert shop.balance("A") == (30, 0)
+    shop.rows["orders"][1]["status"] = "cancelled"
+    shop.export()
+    shop.run("2026-03-05")
+    # o2's 20 points are clawed back; o1 (2 March) is the last completed order, 3 days
+    # before 5 March: its 10 points expire for inactivity.
+    assert shop.ledger("A", "2026-03-05") == [
+        ("clawback", -20, 0, "return", 0),
+        ("expire", -10, 0, None, 0),
+    ]
+    assert shop.balance("A") == (0, 0)

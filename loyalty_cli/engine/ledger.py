@@ -457,11 +457,21 @@ def expire(ctx: RunContext) -> int:
     inactivity = ctx.program.duration("expiry", "inactivity")
     inactive = "FALSE"
     if inactivity is not None:
-        # 9.15: D - day(last completed order, or join day if none) >= N.
+        # 9.15: D - day(last completed order, or join day if none) >= N. An order
+        # re-exported as cancelled in this run is no longer completed (its status changes
+        # at the end of the run).
+        cancelled = (
+            "AND order_id NOT IN (SELECT order_id FROM cancelled_now)"
+            if ctx.scalar(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'cancelled_now'"
+            )
+            else ""
+        )
         inactive = f"""customer_id IN (
             SELECT c.customer_id FROM customers c
             LEFT JOIN (SELECT customer_id, max(day) AS last_day FROM orders
-                       WHERE status = 'completed' GROUP BY customer_id) o USING (customer_id)
+                       WHERE status = 'completed' {cancelled}
+                       GROUP BY customer_id) o USING (customer_id)
             WHERE CAST(coalesce(o.last_day, c.join_day) + {inactivity.sql_interval()} AS DATE)
                   <= {run_on})"""
     ctx.q(
