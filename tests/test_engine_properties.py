@@ -5,6 +5,8 @@
   rows only.
 - Within a run, rows are taken in timestamp order, then by key (9.3): the order of the lines
   in an export changes nothing but entry numbers.
+- Times written in UTC or with offsets are their local wall times (9.1), also around the
+  change of the clocks.
 - After every run, each member's balances equal their lots and their ledger (enginekit).
 
 The shops are small (four members, six nights) and every row is valid and dated after its
@@ -18,7 +20,9 @@ import os
 import random
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
 from enginekit import Shop, customer, event, item, order
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -74,24 +78,29 @@ DAYS = [START + dt.timedelta(days=i) for i in range(NIGHTS)]
 MEMBERS = ["C1", "C2", "C3", "C4"]
 
 
-def _at(day: dt.date, second: int) -> str:
-    """A local time on day, second seconds after 08:00 (well clear of any DST change)."""
-    t = dt.datetime.combine(day, dt.time(8)) + dt.timedelta(seconds=second)
+def _at(day: dt.date, second: int, hour: int = 8) -> str:
+    """A local time on day, second seconds after `hour` o'clock (by the clock on the wall)."""
+    t = dt.datetime.combine(day, dt.time(hour)) + dt.timedelta(seconds=second)
     return t.strftime("%Y-%m-%d %H:%M:%S")
 
 
 @st.composite
-def shops(draw) -> dict[str, list[dict]]:
-    """Rows of a small shop over DAYS, each dated after its member joined."""
+def shops(
+    draw, start: dt.date = START, hour: int = 8, span: int = 6 * 3600
+) -> dict[str, list[dict]]:
+    """Rows of a small shop over six nights from start, each dated after its member joined,
+    at times from `hour` o'clock to `span` seconds later (08:00 to 14:00, well clear of any
+    change of the clocks, unless told otherwise)."""
+    days = [start + dt.timedelta(days=i) for i in range(NIGHTS)]
     joined = {cid: draw(st.integers(-3, NIGHTS - 1), label=f"join day of {cid}") for cid in MEMBERS}
     rows: dict[str, list[dict]] = {k: [] for k in ("customers", "orders", "order_items")}
     rows.update({k: [] for k in ("returns", "events", "redemptions", "adjustments")})
     for cid, j in joined.items():
-        rows["customers"].append(customer(cid, joined=_at(START + dt.timedelta(days=j), 0)))
+        rows["customers"].append(customer(cid, joined=_at(start + dt.timedelta(days=j), 0, hour)))
 
     def when(cid: str) -> tuple[dt.date, int]:
         day = draw(st.integers(max(joined[cid], 0), NIGHTS - 1))
-        return DAYS[day], draw(st.integers(1, 6 * 3600))
+        return days[day], draw(st.integers(1, span))
 
     for n in range(draw(st.integers(0, 8))):
         cid = draw(st.sampled_from(MEMBERS))
@@ -100,17 +109,17 @@ def shops(draw) -> dict[str, list[dict]]:
         total = Decimal(cents) / 100
         status = draw(st.sampled_from(["completed"] * 5 + ["cancelled"]))
         oid = f"O{n}"
-        rows["orders"].append(order(oid, cid, _at(day, sec), f"{total:.2f}", status=status))
+        rows["orders"].append(order(oid, cid, _at(day, sec, hour), f"{total:.2f}", status=status))
         for k in range(draw(st.integers(0, 2))):
             tags = draw(st.sampled_from(["new", "", "new;sale", "sale"]))
             rows["order_items"].append(item(oid, f"S{n}-{k}", "1", "5.00", tags=tags))
         if status == "completed" and cents and draw(st.booleans()):
-            back = draw(st.integers(0, NIGHTS - 1 - DAYS.index(day)))
+            back = draw(st.integers(0, NIGHTS - 1 - days.index(day)))
             amount = Decimal(draw(st.integers(1, cents))) / 100
             rows["returns"].append(
                 {
                     "order_id": oid,
-                    "returned_at": _at(day + dt.timedelta(days=back), sec + 60),
+                    "returned_at": _at(day + dt.timedelta(days=back), sec + 60, hour),
                     "amount": f"{amount:.2f}",
                 }
             )
@@ -118,7 +127,7 @@ def shops(draw) -> dict[str, list[dict]]:
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
         kind = draw(st.sampled_from(["page_view"] * 4 + ["email_open"] * 2 + ["unsubscribe"]))
-        rows["events"].append(event(f"E{n}", cid, _at(day, sec), kind))
+        rows["events"].append(event(f"E{n}", cid, _at(day, sec, hour), kind))
     for n in range(draw(st.integers(0, 4))):
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
@@ -128,7 +137,7 @@ def shops(draw) -> dict[str, list[dict]]:
                 "redemption_id": f"R{n}",
                 "customer_id": cid,
                 "reward_id": reward,
-                "requested_at": _at(day, sec),
+                "requested_at": _at(day, sec, hour),
             }
         )
     for n in range(draw(st.integers(0, 2))):
@@ -140,7 +149,7 @@ def shops(draw) -> dict[str, list[dict]]:
                 "customer_id": cid,
                 "points": str(draw(st.integers(-30, 30).filter(bool))),
                 "reason": "service",
-                "created_at": _at(day, sec),
+                "created_at": _at(day, sec, hour),
             }
         )
     return rows
@@ -297,3 +306,63 @@ def test_times_written_in_utc_or_with_offsets_are_the_same_local_times(
     a, b = shops_
     assert outcome(a) == outcome(b)
     assert a.csv(str(DAYS[-1]), "balances.csv") == b.csv(str(DAYS[-1]), "balances.csv")
+
+
+WARSAW = ZoneInfo("Europe/Warsaw")
+
+
+def _written_in_zones(local: str, style: str, fold: int) -> str:
+    """A wall time of Europe/Warsaw written in UTC or with an offset. A time the clocks
+    skip (the spring gap) is written with the offset before the change, which puts it the
+    gap's length later; a time that happens twice is written as its occurrence `fold`."""
+    t = dt.datetime.fromisoformat(local)
+    fold = (
+        fold
+        if t.replace(tzinfo=WARSAW, fold=0).utcoffset()
+        != t.replace(tzinfo=WARSAW, fold=1).utcoffset()
+        and _exists(t)
+        else 0
+    )
+    aware = t.replace(tzinfo=WARSAW, fold=fold)
+    if style == "Z":
+        return aware.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if style == "offset":
+        return aware.isoformat()
+    return aware.astimezone(ZoneInfo("America/New_York")).isoformat()
+
+
+def _exists(t: dt.datetime) -> bool:
+    """Whether a wall time happens in Warsaw (not in the spring gap)."""
+    aware = t.replace(tzinfo=WARSAW)
+    return aware.astimezone(dt.UTC).astimezone(WARSAW).replace(tzinfo=None) == t
+
+
+@pytest.mark.parametrize(
+    "start", [dt.date(2026, 3, 26), dt.date(2026, 10, 22)], ids=["spring-gap", "autumn-fold"]
+)
+@SETTINGS
+@given(data=st.data())
+def test_night_times_around_a_change_of_the_clocks_written_in_utc(tmp_path_factory, start, data):
+    """9.1 around the change of the clocks: rows between 00:00 and 04:00, on nights that
+    include the last Sunday of March or October. Written in UTC or with offsets they book
+    what their wall times book: a time in the spring gap moves on by the gap, either
+    way; a time of the repeated autumn hour is its wall time, whichever occurrence."""
+    rows = data.draw(shops(start, hour=0, span=4 * 3600), label="rows")
+    days = [start + dt.timedelta(days=i) for i in range(NIGHTS)]
+    root: Path = tmp_path_factory.mktemp("shop")
+    styles = st.sampled_from(["Z", "offset", "New York"])
+    restamped = {k: [dict(r) for r in v] for k, v in rows.items()}
+    for source, column in TIME_COLUMNS.items():
+        for r in restamped[source]:
+            style = data.draw(styles, label=f"{source} time")
+            r[column] = _written_in_zones(r[column], style, data.draw(st.integers(0, 1)))
+    shops_ = []
+    for name, export in (("local", rows), ("restamped", restamped)):
+        shop = Shop(root / name, PROGRAM)
+        for source, source_rows in export.items():
+            shop.add(source, *source_rows)
+        shop.backfill(days[0].isoformat(), days[-1].isoformat())
+        shops_.append(shop)
+    a, b = shops_
+    assert outcome(a) == outcome(b)
+    assert a.csv(str(days[-1]), "balances.csv") == b.csv(str(days[-1]), "balances.csv")
