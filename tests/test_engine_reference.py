@@ -50,6 +50,20 @@ bonuses:
     goal: {count: 2}
     points: 15
     badge: duo
+  - id: new-month
+    trigger: challenge
+    period: month
+    on: order_item
+    when: "list_contains(item.tags, 'new')"
+    goal: {sum: item.unit_price * item.quantity, at_least: 10}
+    points: 7
+  - id: busy-day
+    trigger: challenge
+    period: day
+    on: event
+    when: "event.type = 'page_view'"
+    goal: {count: 3}
+    points: 5
 rewards:
   - {id: small, name: Small, cost: 5, coupon_pool: two}
   - {id: big, name: Big, cost: 40}
@@ -174,6 +188,8 @@ WELCOME = 10
 BIRTHDAY = 20
 REFERRAL = {"referrer": 30, "referee": 12}
 CHALLENGE = (Decimal(50), 2, 15)  # order total at least, orders a week, points
+ITEM_CHALLENGE = (Decimal(10), 7)  # `new` items' value a month at least, points
+EVENT_CHALLENGE = (3, 5)  # page views a day, points
 REWARDS = {"small": (5, 0), "big": (40, 0), "vip": (5, 1)}  # cost, lowest tier index
 POOL = ("small", 2)  # the reward with a coupon pool, and the pool's codes
 WINDOW = 4
@@ -307,6 +323,7 @@ class Reference:
         self.referred: set[str] = set()  # referees paid
         self.progress: dict[tuple, int] = defaultdict(int)  # (member, ISO week) -> orders
         self.badges: set[tuple] = set()
+        self.spent: dict[tuple, Decimal] = defaultdict(Decimal)  # item challenge progress
         self.lifetime: dict[str, int] = defaultdict(int)
 
     def _credit(self, cid: str, earned_on: dt.date, points: int, new: bool = True) -> None:
@@ -377,6 +394,13 @@ class Reference:
                 if self.progress[week] == goal:
                     challenges.append((o["customer_id"], day, points))
                     self.badges.add(week)
+            month = (o["customer_id"], "new", day.year, day.month)
+            for i in self.rows["order_items"]:
+                if i["order_id"] == o["order_id"] and "new" in i["tags"].split(";"):
+                    before = self.spent[month]
+                    self.spent[month] += Decimal(i["unit_price"]) * int(i["quantity"])
+                    if before < ITEM_CHALLENGE[0] <= self.spent[month]:
+                        challenges.append((o["customer_id"], day, ITEM_CHALLENGE[1]))
             self.orders[o["order_id"]] = {
                 "customer_id": o["customer_id"],
                 "day": day,
@@ -408,6 +432,10 @@ class Reference:
             if e["type"] == "unsubscribe":
                 debits.append((e["occurred_at"], cid, -UNSUBSCRIBE))
                 continue
+            if e["type"] == "page_view":
+                self.progress[(cid, "views", day)] += 1
+                if self.progress[(cid, "views", day)] == EVENT_CHALLENGE[0]:
+                    challenges.append((cid, day, EVENT_CHALLENGE[1]))
             points, cap, per = CAPS[e["type"]]
             period = day if per == "day" else day.isocalendar()[:2]
             key = (cid, e["type"], period)
@@ -645,7 +673,8 @@ def test_the_reference_model_on_a_hand_checked_shop(tmp_path):
     # 5 Mar (the first run): an order of 123.45 earns round(12.345) = 12, pending until
     # 7 Mar; three page views earn 2 + 2 + 1 (cap 5 a day), expiring at the end of 8 Mar;
     # an unsubscribe (-7) takes those 5 (2 short): the welcome bonus (10, earned on 3 Mar,
-    # expiring at the end of 6 Mar) comes in the bonus step, after the earning step.
+    # expiring at the end of 6 Mar) and the busy-day challenge (3 page views: 5, expiring
+    # at the end of 8 Mar) come in the bonus step, after the earning step: 15 available.
     rows["orders"] = [order("O1", "C1", "2026-03-05 09:00:00", "123.45")]
     rows["events"] = [
         event("E1", "C1", "2026-03-05 09:00:01"),
@@ -654,12 +683,12 @@ def test_the_reference_model_on_a_hand_checked_shop(tmp_path):
         event("E4", "C1", "2026-03-05 09:00:04", "unsubscribe"),
     ]
     # 6 Mar: half the order comes back before its release: due = round(12 x 61.73 / 123.45)
-    # = round(6.0005) = 6 of the pending 12 are cancelled; the welcome's 10 expire.
+    # = round(6.0005) = 6 of the pending 12 are cancelled; the welcome's 10 expire: 5 left.
     rows["returns"] = [
         {"order_id": "O1", "returned_at": "2026-03-06 10:00:00", "amount": "61.73"},
     ]
-    # 7 Mar: the other 6 are released (earned on 5 Mar); a reward of 5 is accepted, a second
-    # one a minute later finds 1 point.
+    # 7 Mar: the other 6 are released (earned on 5 Mar): 11; a reward of 5 is accepted with
+    # a code, one of 40 a minute later finds 6 points.
     rows["redemptions"] = [
         {
             "redemption_id": "R1",
@@ -670,11 +699,11 @@ def test_the_reference_model_on_a_hand_checked_shop(tmp_path):
         {
             "redemption_id": "R2",
             "customer_id": "C1",
-            "reward_id": "small",
+            "reward_id": "big",
             "requested_at": "2026-03-07 09:01:00",
         },
     ]
-    expected = {"2026-03-05": (10, 12), "2026-03-06": (0, 6), "2026-03-07": (1, 0)}
+    expected = {"2026-03-05": (15, 12), "2026-03-06": (5, 6), "2026-03-07": (6, 0)}
     ref = Reference(rows)
     for n, day in enumerate(expected):
         ref.night(dt.date.fromisoformat(day), first=n == 0)
