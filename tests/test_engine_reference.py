@@ -91,6 +91,7 @@ class Variant:
     basis: str  # spend | points
     downgrade: str  # one_level | to_qualified
     order_cap: int | None  # the base rule's cap a week
+    item_cap: int | None  # the new-items rule's cap a week
     levels: tuple  # (id, min, multiplier)
 
     @property
@@ -115,7 +116,11 @@ earning:
   pending_days: 2
   rules:
     - {id: base, on: order, points: order.total / 10}
-    - {id: new-items, on: order_item, when: "list_contains(item.tags, 'new')", points: 3}""",
+    - id: new-items
+      on: order_item
+      when: "list_contains(item.tags, 'new')"
+      points: 3
+      cap: {max: 9, per: week}""",
     rest="""
 expiry:
   after: 3 days
@@ -137,6 +142,7 @@ tiers:
     basis="spend",
     downgrade="one_level",
     order_cap=None,
+    item_cap=9,
     levels=(("bronze", 0, Decimal(1)), ("silver", 100, Decimal("1.5")), ("gold", 300, Decimal(2))),
 )
 B = Variant(
@@ -178,6 +184,7 @@ tiers:
     basis="points",
     downgrade="to_qualified",
     order_cap=30,
+    item_cap=None,
     levels=(("bronze", 0, Decimal(1)), ("silver", 10, Decimal("1.5")), ("gold", 30, Decimal(2))),
 )
 VARIANTS = {v.name: v for v in (A, B)}
@@ -385,7 +392,15 @@ class Reference:
                 week = (o["customer_id"], "base", day.isocalendar()[:2])
                 base = min(base, v.order_cap - self.cap_used[week])
                 self.cap_used[week] += base
-            granted = base + news * v.round(3 * multiplier)
+            items = 0
+            for _ in range(news):  # each item on its own, in export order
+                points = v.round(3 * multiplier)
+                if v.item_cap is not None:  # pending points count; returns free nothing
+                    week = (o["customer_id"], "new-items", day.isocalendar()[:2])
+                    points = min(points, v.item_cap - self.cap_used[week])
+                    self.cap_used[week] += points
+                items += points
+            granted = base + items
             self.lifetime[o["customer_id"]] += granted
             least, goal, points = CHALLENGE
             if total >= least:
