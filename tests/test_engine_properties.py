@@ -202,7 +202,7 @@ def outcome(shop: Shop, item_numbers: bool = True) -> dict[str, list[tuple]]:
 EXAMPLES = int(os.environ.get("LOYALTY_PROPERTY_EXAMPLES", "0"))
 
 SETTINGS = settings(
-    max_examples=EXAMPLES or 8,
+    max_examples=EXAMPLES or 3,
     deadline=None,
     derandomize=not EXAMPLES,
     # Shrinking a failing shop takes minutes of runs: the example as drawn is shown instead.

@@ -639,7 +639,7 @@ EXAMPLES = int(os.environ.get("LOYALTY_PROPERTY_EXAMPLES", "0"))
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("first", [0, 3], ids=["backfill", "first-run-of-four-days"])
 @settings(
-    max_examples=EXAMPLES or 12,
+    max_examples=EXAMPLES or 5,
     deadline=None,
     derandomize=not EXAMPLES,
     # Shrinking a failing shop takes minutes of runs: the example as drawn is shown instead.
