@@ -48,6 +48,19 @@ class RunContext:
         row = self.con.execute(sql, params or []).fetchone()
         return row[0] if row else None
 
+    def has_table(self, name: str) -> bool:
+        """Whether the run's connection has a table (or temp table) of this name."""
+        return bool(
+            self.scalar("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name])
+        )
+
+    def not_cancelled_now(self, column: str) -> str:
+        """SQL: `AND column NOT IN` the orders re-exported as cancelled in this run, which are
+        still `completed` in `orders` until the run's end (empty without `cancelled_now`)."""
+        if not self.has_table("cancelled_now"):
+            return ""
+        return f"AND {column} NOT IN (SELECT order_id FROM cancelled_now)"
+
     def expiry_after(self) -> Duration | None:
         return self.program.duration("expiry", "after")
 

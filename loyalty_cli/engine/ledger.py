@@ -460,13 +460,7 @@ def expire(ctx: RunContext) -> int:
         # 9.15: D - day(last completed order, or join day if none) >= N. An order
         # re-exported as cancelled in this run is no longer completed (its status changes
         # at the end of the run).
-        cancelled = (
-            "AND order_id NOT IN (SELECT order_id FROM cancelled_now)"
-            if ctx.scalar(
-                "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'cancelled_now'"
-            )
-            else ""
-        )
+        cancelled = ctx.not_cancelled_now("order_id")
         inactive = f"""customer_id IN (
             SELECT c.customer_id FROM customers c
             LEFT JOIN (SELECT customer_id, max(day) AS last_day FROM orders

@@ -116,18 +116,8 @@ def refresh_order_days(ctx: RunContext, *, everyone: bool = False) -> None:
     run and a rerun of the same day see the same orders. `everyone` (and a first run)
     recomputes all members from all orders.
     """
-    has = {
-        name
-        for (name,) in ctx.q(
-            "SELECT table_name FROM duckdb_tables() "
-            "WHERE table_name IN ('cancelled_now', 'new_returns')"
-        ).fetchall()
-    }
-    cancelled = (
-        "AND o.order_id NOT IN (SELECT order_id FROM cancelled_now)"
-        if "cancelled_now" in has
-        else ""
-    )
+    has = {name for name in ("cancelled_now", "new_returns") if ctx.has_table(name)}
+    cancelled = ctx.not_cancelled_now("o.order_id")
     spend = "sum(greatest(o.total - o.returned, 0))"
     if everyone or ctx.first_run:
         ctx.q(
