@@ -32,7 +32,7 @@ import datetime as dt
 
 from loyalty_cli import exprbase as expressions
 from loyalty_cli.engine import ledger
-from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.context import RunContext, id_range
 from loyalty_cli.engine.earning import OWNER_ALIAS, period_sql, row_from
 from loyalty_cli.engine.earning import ROW_WHERE as _WHERE
 
@@ -228,7 +228,7 @@ def _referral(ctx: RunContext, bonus: dict) -> int:
         LEFT JOIN (
             SELECT order_id, sum(x.amount) AS amount
             FROM returns x JOIN firsts USING (order_id)
-            WHERE x.day <= firsts.release_on
+            WHERE x.day <= firsts.release_on AND {id_range("x.order_id", "firsts")}
             GROUP BY order_id) rb USING (order_id)
         WHERE c.referred_by <> c.customer_id
           AND coalesce(rb.amount, 0) < f.total
