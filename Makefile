@@ -26,8 +26,8 @@ test: $(STAMP_TEST)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP_TEST)
-	$(BIN)/ruff check loyalty_cli tests
-	$(BIN)/ruff format --check loyalty_cli tests
+	$(BIN)/ruff check loyalty_cli tests bench
+	$(BIN)/ruff format --check loyalty_cli tests bench
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m compileall -q loyalty_cli
