@@ -1,13 +1,16 @@
 """The engine against a plain reference model of SPEC 5 and 9, on generated shops.
 
-`Reference` below books the points of a program without tiers with Python dictionaries,
-night by night, the way docs/run.md tells it: release at the start of the day; earn
-(credits, caps in timestamp order, then debits in timestamp order); returns (cumulative
-`due`, cancelling pending points before the release day and clawing back from the
-available ones on or after it); welcome bonuses and adjustments; redemptions in
-`requested_at` order; expiry at the end of `earned_on + after`. Debits take the oldest
-points first and never go below zero. After every night, each member's available and
-pending balances and every redemption's status must be the engine's.
+`Reference` below books a program's points with Python dictionaries, night by night, the
+way docs/run.md, docs/bonuses.md and docs/tiers.md tell it: release at the start of the
+day; earn (credits with their caps in timestamp order, then debits in timestamp order);
+returns (cumulative `due`, cancelling pending points before the release day and clawing
+back from the available ones on or after it; orders re-exported as cancelled); welcome,
+birthday, referral and challenge bonuses, and adjustments; redemptions in `requested_at`
+order (tier, balance, coupon pool); expiry at the end of `earned_on + after` (rounded up
+by `at`) and for inactivity; tiers as of D. Debits take the oldest points first and never
+go below zero. After every night, each member's row of balances.csv, every redemption and
+every badge must be the engine's, for two programs (`Variant`) and for both a night-by-night
+start and a first run over several days.
 """
 
 from __future__ import annotations
@@ -313,7 +316,7 @@ def export_as_of(shop: Shop, rows: dict[str, list[dict]], d: dt.date) -> None:
 
 
 class Reference:
-    """Points of PROGRAM's shop, booked night by night with dictionaries."""
+    """Points of a Variant's shop, booked night by night with dictionaries."""
 
     def __init__(self, rows: dict[str, list[dict]], variant: Variant = A):
         self.rows = rows
