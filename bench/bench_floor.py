@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from loyalty_cli import state
+from loyalty_cli.columns import DUCKDB_TYPES, SOURCE_COLUMNS
 
 DEFAULT_DATA = Path("/tmp/loyalty-bench/data-100000-730")
 
@@ -50,46 +51,21 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _csv(path: Path, columns: dict[str, str]) -> str:
-    cols = ", ".join(f"'{k}': '{v}'" for k, v in columns.items())
+def _csv(data: Path, source: str) -> str:
+    """read_csv of a source's file with the data contract's columns and types; lists and
+    JSON are read as text (the floor parses nothing it does not need)."""
+    types = {
+        column: "VARCHAR" if kind in ("list", "json") else DUCKDB_TYPES[kind]
+        for column, (kind, _required) in SOURCE_COLUMNS[source].items()
+    }
+    cols = ", ".join(f"'{k}': '{v}'" for k, v in types.items())
+    path = data / f"{source}.csv"
     return f"read_csv('{path}', columns={{{cols}}}, header=true, auto_detect=false)"
 
 
 def steps(data: Path, csv_out: Path) -> list[tuple[str, str]]:
     """The floor's statements, in order, each with a label."""
-    events = _csv(
-        data / "events.csv",
-        {
-            "event_id": "VARCHAR",
-            "customer_id": "VARCHAR",
-            "type": "VARCHAR",
-            "occurred_at": "TIMESTAMP",
-            "properties": "VARCHAR",
-        },
-    )
-    orders = _csv(
-        data / "orders.csv",
-        {
-            "order_id": "VARCHAR",
-            "customer_id": "VARCHAR",
-            "ordered_at": "TIMESTAMP",
-            "total": "DECIMAL(18,2)",
-            "currency": "VARCHAR",
-            "status": "VARCHAR",
-            "channel": "VARCHAR",
-        },
-    )
-    items = _csv(
-        data / "order_items.csv",
-        {
-            "order_id": "VARCHAR",
-            "sku": "VARCHAR",
-            "quantity": "INTEGER",
-            "unit_price": "DECIMAL(18,2)",
-            "category": "VARCHAR",
-            "tags": "VARCHAR",
-        },
-    )
+    events, orders, items = (_csv(data, s) for s in ("events", "orders", "order_items"))
     case = " ".join(f"WHEN '{t}' THEN {p}" for t, p in EVENT_POINTS.items())
     types = ", ".join(f"'{t}'" for t in EVENT_POINTS)
     return [

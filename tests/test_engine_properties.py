@@ -26,51 +26,13 @@ import pytest
 from enginekit import Shop, customer, event, item, order
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from test_engine_reference import A as REFERENCE_PROGRAM
 
 from loyalty_cli import state
+from loyalty_cli.engine.sources import TIME_COLUMN
 
-PROGRAM = """
-earning:
-  rounding: round
-  pending_days: 2
-  rules:
-    - {id: base, on: order, points: order.total / 10, qualifying: true}
-    - {id: new-items, on: order_item, when: "list_contains(item.tags, 'new')", points: 3}
-    - id: visits
-      on: event
-      when: "event.type = 'page_view'"
-      points: 2
-      cap: {max: 5, per: day}
-    - id: reads
-      on: event
-      when: "event.type = 'email_open'"
-      points: 4
-      cap: {max: 10, per: week}
-    - {id: unsub, on: event, when: "event.type = 'unsubscribe'", points: -7}
-bonuses:
-  - {id: welcome, trigger: joined, points: 10}
-  - id: big-week
-    trigger: challenge
-    period: week
-    on: order
-    when: "order.total >= 50"
-    goal: {count: 2}
-    points: 15
-expiry:
-  after: 3 days
-tiers:
-  basis: spend
-  window: 30 days
-  retain: 2 days
-  levels:
-    - {id: bronze, name: Bronze, min: 0}
-    - {id: silver, name: Silver, min: 100, multiplier: 1.5}
-    - {id: gold, name: Gold, min: 300, multiplier: 2}
-rewards:
-  - {id: small, name: Small, cost: 5}
-  - {id: big, name: Big, cost: 40}
-  - {id: vip, name: VIP, cost: 5, min_tier: gold}
-"""
+# The reference model's first program (pending points, caps, bonuses, tiers, a coupon pool).
+PROGRAM = REFERENCE_PROGRAM.program
 
 START = dt.date(2026, 3, 2)  # a Monday: the six nights cross no ISO week boundary but one
 NIGHTS = 6
@@ -157,18 +119,11 @@ def shops(
 
 def _day_of(source: str, row: dict, orders_day: dict[str, str]) -> str | None:
     """The local day a row belongs to in a nightly delta (None: in every night's file)."""
-    column = {
-        "orders": "ordered_at",
-        "returns": "returned_at",
-        "events": "occurred_at",
-        "redemptions": "requested_at",
-        "adjustments": "created_at",
-    }.get(source)
     if source == "customers":
         return None
     if source == "order_items":
         return orders_day[row["order_id"]]
-    return row[column][:10]
+    return row[TIME_COLUMN[source]][:10]
 
 
 def outcome(shop: Shop, item_numbers: bool = True) -> dict[str, list[tuple]]:
@@ -253,16 +208,6 @@ def test_the_order_of_export_lines_changes_nothing(tmp_path_factory, rows, seed)
         assert a.csv(str(day), "balances.csv") == b.csv(str(day), "balances.csv")
 
 
-TIME_COLUMNS = {
-    "customers": "joined_at",
-    "orders": "ordered_at",
-    "returns": "returned_at",
-    "events": "occurred_at",
-    "redemptions": "requested_at",
-    "adjustments": "created_at",
-}
-
-
 def _written_as(local: str, style: str) -> str:
     """A local time of Europe/Warsaw in March before the 29th (UTC+1), written another way."""
     t = dt.datetime.fromisoformat(local)
@@ -293,7 +238,7 @@ def test_times_written_in_utc_or_with_offsets_are_the_same_local_times(
         if n in no_ids:
             e["event_id"] = ""
     restamped = {k: [dict(r) for r in v] for k, v in rows.items()}
-    for source, column in TIME_COLUMNS.items():
+    for source, column in TIME_COLUMN.items():
         for r in restamped[source]:
             r[column] = _written_as(r[column], data.draw(styles, label=f"{source} time"))
     shops_ = []
@@ -352,7 +297,7 @@ def test_night_times_around_a_change_of_the_clocks_written_in_utc(tmp_path_facto
     root: Path = tmp_path_factory.mktemp("shop")
     styles = st.sampled_from(["Z", "offset", "New York"])
     restamped = {k: [dict(r) for r in v] for k, v in rows.items()}
-    for source, column in TIME_COLUMNS.items():
+    for source, column in TIME_COLUMN.items():
         for r in restamped[source]:
             style = data.draw(styles, label=f"{source} time")
             r[column] = _written_in_zones(r[column], style, data.draw(st.integers(0, 1)))
