@@ -699,9 +699,7 @@ SCHEDULES = {
     suppress_health_check=list(HealthCheck),
 )
 @given(data=st.data())
-def test_the_engine_books_what_the_reference_model_books(
-    tmp_path_factory, schedule, variant, data
-):
+def test_the_engine_books_what_the_reference_model_books(tmp_path_factory, schedule, variant, data):
     """Each run of the schedule on the exports of its night (the first run covers its days
     in one run, each step once, tiers only at the end; a later run catches up the nights
     it covers one by one). Some orders are exported cancelled from a later night on (9.2).
