@@ -16,7 +16,7 @@ import duckdb
 import pytest
 
 from loyalty_cli.diagnostics import LoyaltyError
-from loyalty_cli.engine.sources import SOURCE_ORDER, load_sources
+from loyalty_cli.engine.sources import SOURCE_ORDER, _stray_line_break, load_sources
 
 AS_OF = date(2026, 6, 30)
 CUSTOMERS = "customer_id,joined_at\nC1,2026-01-01 10:00\nC2,2026-01-02 10:00\n"
@@ -974,3 +974,23 @@ def test_without_a_state_nothing_is_kept(tmp_path):
     assert con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'meta'"
     ).fetchone() == (0,)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 20])
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (b"a,b\n1,x\ry\n2,z\n", 2),  # a CR inside a value of a file of LF lines
+        (b"a,b\n1,x\n2,z\r\n3,w\n", 3),  # a CRLF line among LF lines
+        (b"a,b\r\n1,x\ny\r\n2,z\r\n", 2),  # a LF alone among CRLF lines
+        (b"a,b\r\n1,x\r\n2,z\r", 3),  # a CR alone at the very end
+        (b"a,b\n1,x\n2,z\n", None),
+        (b"a,b\r\n1,x\r\n2,z\r\n", None),
+    ],
+)
+def test_the_line_of_a_stray_line_end_is_found_across_read_blocks(tmp_path, data, line, chunk):
+    plain, packed = tmp_path / "x.csv", tmp_path / "x.csv.gz"
+    plain.write_bytes(data)
+    packed.write_bytes(gzip.compress(data))
+    assert _stray_line_break(str(plain), chunk) == line
+    assert _stray_line_break(str(packed), chunk) == line

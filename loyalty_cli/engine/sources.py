@@ -1440,6 +1440,42 @@ def _file_error(part: _Part, what: str, hint: str = "", line: int | None = None)
 
 _LINE_RE = re.compile(r"\b[Ll]ine:? (\d+)")
 
+# A line end unlike the file's first: any carriage return in a file of LF lines; a carriage
+# return or a line feed alone in a file of CRLF lines.
+_STRAY = {b"\n": re.compile(rb"\r"), b"\r\n": re.compile(rb"\r(?!\n)|(?<!\r)\n")}
+
+
+def _stray_line_break(path: str, chunk: int = 1 << 22) -> int | None:
+    """The line (1-based) of the first line end unlike the file's first, or None.
+
+    Only read when DuckDB has refused the file, so a plain scan in chunks is fine; values in
+    quotes are not told apart (a quoted carriage return is allowed, but rare)."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            line, block, stray, carried = 1, b"", None, False
+            while data := fh.read(chunk):
+                block += data
+                if stray is None:
+                    first = block.find(b"\n")
+                    if first < 0:
+                        continue
+                    crlf = first > 0 and block[first - 1] == ord("\r")
+                    stray = _STRAY[b"\r\n" if crlf else b"\n"]
+                # A LF first in the block was checked with the byte before it, last time.
+                m = stray.search(block, 1 if carried and block.startswith(b"\n") else 0)
+                if m and not (m.start() == len(block) - 1 and block.endswith(b"\r")):
+                    return line + block.count(b"\n", 0, m.start())
+                # The last byte waits for the next block: a CR there may be followed by a LF.
+                line += block.count(b"\n", 0, len(block) - 1)
+                block, carried = block[-1:], True
+            if stray is not None and block == b"\r":
+                return line  # a CR alone at the very end
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
+        return None
+    return None
+    return None
+
 
 def _parse_error(part: _Part, src: _Source | None, exc: duckdb.Error) -> Diagnostic:
     """A DuckDB read error as D603 with the file, the line DuckDB names and a likely fix."""
@@ -1456,6 +1492,10 @@ def _parse_error(part: _Part, src: _Source | None, exc: duckdb.Error) -> Diagnos
             "a value contains the delimiter without quotes, or the delimiter is wrong "
             f"(sources.{name}.csv.delimiter)"
         )
+    elif "state machine reached an invalid state" in text and part.fmt == "csv":
+        line = _stray_line_break(part.shown)
+        what = "a line break inside a value without quotes, or a line end unlike the first line's"
+        hint = "quote values that hold line breaks; end every line the same way (LF or CRLF)"
     elif "Invalid unicode" in text or "UTF-8" in text or "utf-8" in text:
         what = "the file is not UTF-8 text"
         hint = "export it as UTF-8"
