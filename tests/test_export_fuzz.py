@@ -1,11 +1,11 @@
 """Exports damaged at random: a run books what it can or says what is wrong, never crashes.
 
-A small shop's valid CSV exports get a few random edits (bytes inserted, deleted or
-replaced with quotes, separators, line breaks, NUL, invalid UTF-8, a BOM, formula signs,
-odd numbers and dates). Whatever the damage, `run` must either finish (ok, or refused for
-too many rejects) with the balance invariants holding and every row it read accounted for,
-or raise a LoyaltyError whose every diagnostic names a file. Any other exception is a bug:
-the CLI would show it as an internal error.
+A small shop's valid exports, as CSV or as JSON lines, get a few random edits (bytes
+inserted, deleted or replaced with quotes, separators, line breaks, NUL, invalid UTF-8, a
+BOM, formula signs, odd numbers and dates). Whatever the damage, `run` must either finish
+(ok, or refused for too many rejects) with the balance invariants holding and every row it
+read accounted for, or raise a LoyaltyError whose every diagnostic names a file. Any other
+exception is a bug: the CLI would show it as an internal error.
 
 Accounted for: per source, rows read = held back + rejected + repeated in the export +
 loaded, and each rejected row is a line of rejects.csv with its file, a line number inside
@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import os
 
 import hypothesis
+import pytest
 from enginekit import Shop, check_invariants, customer, event, item, order
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -143,15 +145,26 @@ def _apply(data: bytes, start: int, edits: list[tuple[float, str, bytes]]) -> by
 EXAMPLES = int(os.environ.get("LOYALTY_PROPERTY_EXAMPLES", "0"))
 
 
+def _write_jsonl(shop: Shop) -> None:
+    """The shop's exports as JSON lines instead of CSV (empty values left out, as in CSV)."""
+    for name, rows in ROWS.items():
+        (shop.data / f"{name}.csv").unlink()
+        lines = [json.dumps({k: v for k, v in r.items() if v != ""}) + "\n" for r in rows]
+        (shop.data / f"{name}.jsonl").write_text("".join(lines), encoding="utf-8")
+    text = shop.program.read_text(encoding="utf-8")
+    shop.program.write_text(text.replace(".csv}", ".jsonl}"), encoding="utf-8")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 @settings(
-    max_examples=EXAMPLES or 40,
+    max_examples=EXAMPLES or 30,
     deadline=None,
     derandomize=not EXAMPLES,
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
 @given(case=damage())
-def test_a_damaged_export_is_booked_or_named_never_a_crash(tmp_path_factory, case):
+def test_a_damaged_export_is_booked_or_named_never_a_crash(tmp_path_factory, fmt, case):
     source, header, edits = case
     # every rejected row counts: a few rows make a high share of rejects
     shop = Shop(
@@ -160,7 +173,11 @@ def test_a_damaged_export_is_booked_or_named_never_a_crash(tmp_path_factory, cas
     for name, rows in ROWS.items():
         shop.rows[name] = list(rows)
     shop.export()
-    path = shop.data / f"{source}.csv"
+    first = 2  # the first line of a row
+    if fmt == "jsonl":
+        _write_jsonl(shop)
+        first = 1
+    path = shop.data / f"{source}.{fmt}"
     text = path.read_bytes()
     damaged = _apply(text, 0 if header else text.index(b"\n") + 1, edits)
     path.write_bytes(damaged)
@@ -189,6 +206,6 @@ def test_a_damaged_export_is_booked_or_named_never_a_crash(tmp_path_factory, cas
         # rejects.csv also has rows the engine turned down (an item of an unknown order)
         assert len(mine) >= counts.get(f"{name}.rejected", 0), (name, mine)
         for r in mine:
-            assert r["file"] == f"{name}.csv" and r["reason"], r
-            limit = lines if name == source else len(ROWS[name]) + 1
-            assert 2 <= int(r["line"]) <= limit, (r, limit)
+            assert r["file"] == f"{name}.{fmt}" and r["reason"], r
+            limit = lines if name == source else len(ROWS[name]) + first - 1
+            assert first <= int(r["line"]) <= limit, (r, limit)

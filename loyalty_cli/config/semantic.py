@@ -58,13 +58,15 @@ class ProgramContext:
             for name, src in (data.get("sources") or {}).items()
         }
         template_dir = path.parent / str(data.get("templates") or "templates/")
+        # A program with schema errors still gives its workflows what it can: ids that are
+        # text (a number or a list where an id belongs is the program's error, reported).
         return cls(
             path=path,
             data=data,
-            tiers=[t for t in tiers if t],
-            pools={p for p in pools if p},
-            rewards={r for r in rewards if r},
-            segments=segments,
+            tiers=[t for t in tiers if t and isinstance(t, str)],
+            pools={p for p in pools if p and isinstance(p, str)},
+            rewards={r for r in rewards if r and isinstance(r, str)},
+            segments={k: v for k, v in segments.items() if k and isinstance(k, str)},
             has_rfm=has_rfm,
             extras=extras,
             template_dir=template_dir,
@@ -374,7 +376,7 @@ def check_program(doc: YamlDoc) -> tuple[list[Diagnostic], ProgramContext]:
 
 
 def _known(what: str, names: Iterable[str]) -> str:
-    names = sorted(n for n in names if n)
+    names = sorted(str(n) for n in names if n)
     return f"Known {what}: {', '.join(names)}." if names else f"The program defines no {what}."
 
 
@@ -383,7 +385,12 @@ def workflow_paths(doc: YamlDoc) -> tuple[list[Path], list[Diagnostic]]:
     c = Checker(doc)
     base = Path(doc.path).parent
     found: list[Path] = []
-    for i, pattern in enumerate((doc.data or {}).get("workflows") or []):
+    patterns = (doc.data or {}).get("workflows") or []
+    if not isinstance(patterns, list):  # the schema reports it; one pattern is meant
+        patterns = [patterns]
+    for i, pattern in enumerate(patterns):
+        if not isinstance(pattern, str):
+            continue  # reported by the schema
         if not _source_path_ok(pattern):
             c.add(
                 "R306",
@@ -392,7 +399,7 @@ def workflow_paths(doc: YamlDoc) -> tuple[list[Path], list[Diagnostic]]:
                 "Use a relative path such as 'workflows/*.yaml'.",
             )
             continue
-        matches = sorted(Path(p) for p in glob.glob(str(base / pattern)))
+        matches = sorted(Path(p) for p in glob.glob(str(base / pattern)) if Path(p).is_file())
         if not matches:
             c.add(
                 "R306",
