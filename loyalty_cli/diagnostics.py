@@ -58,6 +58,7 @@ CODES: dict[str, str] = {
     "E406": "table function or file access not allowed",
     "E407": "row not available here",
     "E408": "forbidden construct",
+    "E409": "values that do not fit: types, literals, the kind of result",
     # Templates
     "T501": "template file missing",
     "T502": "template syntax error",
@@ -78,6 +79,7 @@ CODES: dict[str, str] = {
     "D610": "out of memory",
     "D611": "LOYALTY_MEMORY_LIMIT is not an amount of memory",
     "D612": "the state's disk failed during a run",
+    "D613": "a value of the exports does not fit an expression of the program",
 }
 
 

@@ -32,12 +32,14 @@ from sqlglot.errors import ErrorLevel, ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 from loyalty_cli.columns import (
+    DUCKDB_TYPES,
     MEMBER_COLUMNS,
     RFM_COLUMNS,
     ROW_SOURCES,
     SOURCE_COLUMNS,
     WORKFLOW_COLUMNS,
 )
+from loyalty_cli.diagnostics import first_line
 from loyalty_cli.exprbase import (  # noqa: F401 - re-exported: the public expression API
     KINDS,
     MEMBER_ALIAS,
@@ -1098,6 +1100,10 @@ class _Checker:
                 "check operator order and add parentheses, e.g. `-(a + b)`",
             )
             return None
+        mismatch = _type_problem(sql, self.ctx, self.kind)
+        if mismatch is not None:
+            self.add("E409", mismatch, 0, _TYPE_HINT[self.kind])
+            return None
         return condition_sql(sql) if self.kind == "condition" else sql
 
 
@@ -1231,6 +1237,70 @@ def _duckdb_parse_error(sql: str) -> str | None:
         return None
     if result.get("error"):
         return str(result.get("error_message") or "syntax error").split("\n")[0]
+    return None
+
+
+# What the engine's rows and member view are made of, as empty tables: the compiled SQL is
+# bound against them (types checked, nothing runs). One connection per set of columns.
+_BINDERS: dict[tuple, duckdb.DuckDBPyConnection] = {}
+
+_NUMERIC = re.compile(r"(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|DECIMAL\(\d+,\d+\)|FLOAT|DOUBLE|NULL)")
+
+_TYPE_HINT = {
+    "condition": "compare values of one kind, e.g. `order.total >= 100`; "
+    "cast where needed, e.g. `cast(item.quantity as integer)`",
+    "value": "points are a number: compute them from numbers, e.g. `order.total / 10`; "
+    "cast text with `try_cast(x as integer)`",
+}
+
+
+def _binder(ctx: ExprContext) -> tuple[duckdb.DuckDBPyConnection, str] | None:
+    """A connection with an empty table per row of the context and one for the member view,
+    and the FROM clause naming them; None when a column type is not known."""
+    tables = {**ctx.rows, MEMBER_ALIAS: ctx.bare}
+    key = tuple((row, tuple(sorted(cols.items()))) for row, cols in sorted(tables.items()))
+    con = _BINDERS.get(key)
+    if con is None:
+        try:
+            ddl = [
+                f"CREATE TABLE {_quoted(row)} ("
+                + ", ".join(f"{_quoted(c)} {DUCKDB_TYPES[t]}" for c, t in cols.items())
+                + ")"
+                for row, cols in tables.items()
+                if cols
+            ]
+        except KeyError:
+            return None
+        con = duckdb.connect(":memory:")
+        for statement in ddl:
+            con.execute(statement)
+        _BINDERS[key] = con
+    return con, ", ".join(_quoted(row) for row, cols in tables.items() if cols)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _type_problem(sql: str, ctx: ExprContext, kind: str) -> str | None:
+    """Bind the compiled SQL over empty tables of the context: what DuckDB says when the
+    types do not fit (`- 'x'`, a date divided by a date), or when a condition is not true
+    or false, or points are not a number. None when they fit, or cannot be checked here."""
+    with _PARSER_LOCK:
+        made = _binder(ctx)
+        if made is None:
+            return None
+        con, tables = made
+        try:
+            row = con.execute(f"DESCRIBE SELECT {sql} AS v FROM {tables}").fetchone()
+        except duckdb.Error as error:
+            text = re.sub(r"^[\w ]+ Error: ", "", first_line(str(error)))
+            return f"DuckDB refuses this expression: {text}"
+    typ = str(row[1]).upper().strip('"') if row else ""
+    if kind == "condition" and typ not in ("BOOLEAN", "JSON", "NULL"):
+        return f"a condition must be true or false, not {typ.lower()}"
+    if kind == "value" and not _NUMERIC.fullmatch(typ):
+        return f"a value must be a number, not {typ.lower()}"
     return None
 
 

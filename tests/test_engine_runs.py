@@ -388,3 +388,32 @@ def test_new_lots_are_stored_in_order_of_expiry_day(tmp_path):
     assert shop.query(
         "SELECT lot_id, customer_id, CAST(expires_on AS VARCHAR) FROM lots ORDER BY rowid"
     ) == [(1, "A", "2026-02-28"), (3, "B", "2026-03-31"), (2, "A", "2026-04-30")]
+
+
+@pytest.mark.parametrize(
+    ("points", "properties", "what"),
+    [
+        ("cast(event.properties->>'p' as integer)", '{"p": "abc"}', "Could not convert"),
+        ("100 // cast(event.properties->>'p' as integer)", '{"p": "0"}', "Division by zero"),
+    ],
+)
+def test_a_value_that_breaks_an_expression_stops_the_run_with_its_reason(
+    tmp_path, points, properties, what
+):
+    """Validate cannot know the data: a cast of text that does not convert, or a divisor
+    that is 0, fails in the run. It is the program's problem with this data (D613, exit 1),
+    named with its step, and the run is rolled back, not an internal error."""
+    program = f"""
+earning:
+  rules:
+    - {{id: props, on: event, points: "{points}"}}
+"""
+    shop = Shop(tmp_path / "shop", program)
+    shop.add("customers", customer("C1"))
+    shop.add("events", event("E1", "C1", "2026-03-05 10:00:00", properties=properties))
+    done = shop.run_cli("2026-03-05")
+    assert done.returncode == 1, done.stderr
+    assert "D613" in done.stderr and what in done.stderr and "earning step" in done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+    assert shop.query("SELECT count(*) FROM runs") == [(0,)]
+    assert shop.query("SELECT count(*) FROM ledger") == [(0,)]

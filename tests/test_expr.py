@@ -297,6 +297,12 @@ BAD = [
     (None, "condition", "tier = 'gold' and order.total > 1", "E407", 1, 19),
     ("order", "condition", "orders.total > 1", "E407", 1, 1),
     ("order", "condition", "member.tier = 'gold'", "E407", 1, 1),
+    # E409: DuckDB binds the compiled SQL over the rows' column types
+    ("order", "value", "customer.birth_date / customer.birth_date", "E409", 1, 1),
+    ("event", "value", "event.properties->>'points'", "E409", 1, 1),
+    ("order", "condition", "[1, 2]", "E409", 1, 1),
+    ("order", "condition", "date '2026-01-01'", "E409", 1, 1),
+    ("order", "value", "- 'x'", "E409", 1, 1),
     ("order", "condition", "order.total > ?", "E408", 1, 15),
     ("order", "condition", "order.total > $1", "E408", 1, 15),
     ("order", "condition", "order.total > $limit", "E408", 1, 15),
@@ -526,9 +532,10 @@ def evaluate(db, text, on="order", kind="condition", **kw):
          [True, False, False]),
         # json: a key without `$` is one key, `$.a.b` is a path
         ("event.properties->>'size' = 'M'", "event", "condition", [True, False]),
-        ("event.properties->>'a.b'", "event", "value", ["key", None]),
-        ("event.properties->>'$.a.b'", "event", "value", ["path", None]),
-        ("json_extract_string(event.properties, 'size')", "event", "value", ["M", None]),
+        ("event.properties->>'a.b' = 'key'", "event", "condition", [True, False]),
+        ("event.properties->>'$.a.b' = 'path'", "event", "condition", [True, False]),
+        ("json_extract_string(event.properties, 'size') = 'M'", "event", "condition",
+         [True, False]),
         ("cast(event.properties->>'points' as integer) * 2", "event", "value", [14, None]),
         # member view, rfm and workflow names
         ("tier in ('gold','silver') and days_since_last_order > 90", None, "condition",

@@ -520,6 +520,18 @@ def run_day(
                 ),
                 ExitCode.INVALID,
             ) from None
+        if _value_error(exc):
+            raise LoyaltyError(
+                Diagnostic(
+                    code="D613",
+                    message=f"a value of the exports does not fit an expression of the program "
+                    f"while {doing}; the state is unchanged: {first_line(str(exc))}",
+                    path=str(program.path),
+                    hint="Where a value may not convert, use try_cast(...), which gives a "
+                    "missing value instead; write nullif(x, 0) for a divisor that can be 0.",
+                ),
+                ExitCode.INVALID,
+            ) from None
         raise
     _fault_point("committed")
     timings["total"] = round(time.perf_counter() - t0, 4)
@@ -570,6 +582,14 @@ def _files_of(
                 ExitCode.INVALID,
             ) from None
         raise
+
+
+def _value_error(exc: BaseException) -> bool:
+    """A DuckDB error that a value of the data raised in an expression (a cast that fails, a
+    division by zero with `//` or `%`, a number too large), not a fault of the engine."""
+    if isinstance(exc, duckdb.ConversionException | duckdb.OutOfRangeException):
+        return True
+    return isinstance(exc, duckdb.InvalidInputException) and "Division by zero" in str(exc)
 
 
 def _tidy_ledger(con: duckdb.DuckDBPyConnection, first_entry: int) -> None:
