@@ -1241,8 +1241,9 @@ def _duckdb_parse_error(sql: str) -> str | None:
 
 
 # What the engine's rows and member view are made of, as empty tables: the compiled SQL is
-# bound against them (types checked, nothing runs). One connection per set of columns.
-_BINDERS: dict[tuple, duckdb.DuckDBPyConnection] = {}
+# bound against them (types checked, nothing runs). One schema per set of columns, all in
+# the connection of _duckdb_parse_error.
+_BINDERS: dict[tuple, str] = {}
 
 _NUMERIC = re.compile(r"(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|DECIMAL\(\d+,\d+\)|FLOAT|DOUBLE|NULL)")
 
@@ -1254,28 +1255,26 @@ _TYPE_HINT = {
 }
 
 
-def _binder(ctx: ExprContext) -> tuple[duckdb.DuckDBPyConnection, str] | None:
-    """A connection with an empty table per row of the context and one for the member view,
-    and the FROM clause naming them; None when a column type is not known."""
-    tables = {**ctx.rows, MEMBER_ALIAS: ctx.bare}
+def _binder(con: duckdb.DuckDBPyConnection, ctx: ExprContext) -> str | None:
+    """The FROM clause over empty tables of the context's rows and member view (made in a
+    schema of their own the first time); None when a column type is not known."""
+    tables = {row: cols for row, cols in {**ctx.rows, MEMBER_ALIAS: ctx.bare}.items() if cols}
     key = tuple((row, tuple(sorted(cols.items()))) for row, cols in sorted(tables.items()))
-    con = _BINDERS.get(key)
-    if con is None:
+    schema = _BINDERS.get(key)
+    if schema is None:
         try:
-            ddl = [
-                f"CREATE TABLE {_quoted(row)} ("
-                + ", ".join(f"{_quoted(c)} {DUCKDB_TYPES[t]}" for c, t in cols.items())
-                + ")"
+            columns = {
+                row: ", ".join(f"{_quoted(c)} {DUCKDB_TYPES[t]}" for c, t in cols.items())
                 for row, cols in tables.items()
-                if cols
-            ]
+            }
         except KeyError:
             return None
-        con = duckdb.connect(":memory:")
-        for statement in ddl:
-            con.execute(statement)
-        _BINDERS[key] = con
-    return con, ", ".join(_quoted(row) for row, cols in tables.items() if cols)
+        schema = f"ctx{len(_BINDERS)}"
+        con.execute(f"CREATE SCHEMA {schema}")
+        for row, cols in columns.items():
+            con.execute(f"CREATE TABLE {schema}.{_quoted(row)} ({cols})")
+        _BINDERS[key] = schema
+    return ", ".join(f"{schema}.{_quoted(row)} AS {_quoted(row)}" for row in tables)
 
 
 def _quoted(name: str) -> str:
@@ -1287,10 +1286,12 @@ def _type_problem(sql: str, ctx: ExprContext, kind: str) -> str | None:
     types do not fit (`- 'x'`, a date divided by a date), or when a condition is not true
     or false, or points are not a number. None when they fit, or cannot be checked here."""
     with _PARSER_LOCK:
-        made = _binder(ctx)
-        if made is None:
+        if not _PARSER:
+            _PARSER.append(duckdb.connect(":memory:"))
+        con = _PARSER[0]
+        tables = _binder(con, ctx)
+        if tables is None:
             return None
-        con, tables = made
         try:
             row = con.execute(f"DESCRIBE SELECT {sql} AS v FROM {tables}").fetchone()
         except duckdb.Error as error:
