@@ -729,13 +729,19 @@ def _csv_first_record(part: _Part, opts: dict) -> list[str] | None:
         raise LoyaltyError(_file_error(part, f"the header cannot be read: {exc}", line=1)) from None
 
 
+JSON_LINE_DELIMITER = "chr(30) || chr(31) || chr(30) || chr(31)"
+
+
 def _read_json(loader: _Loader, src: _Source, part: _Part) -> None:
     """JSON lines: read each physical line as text, so line numbers are exact."""
     if loader.check_only:  # JSON lines have no header: their keys need the data
         return
+    # The delimiter is one no JSON text holds (JSON escapes control characters): a NUL byte
+    # or any other byte of a damaged line stays in its line, which is then a bad_json reject.
     read = (
         f"read_csv({sql_literal(part.shown)}, columns={{'line': 'VARCHAR'}}, auto_detect=false, "
-        "header=false, delim=chr(0), quote='', escape='', skip=0, comment='', strict_mode=true, "
+        f"header=false, delim={JSON_LINE_DELIMITER}, quote='', escape='', skip=0, comment='', "
+        "strict_mode=true, "
         f"null_padding=false, buffer_size={csv_buffer_size(part.shown)}, "
         f"max_line_size={MAX_LINE_SIZE})"
     )
@@ -1486,16 +1492,23 @@ def _parse_error(part: _Part, src: _Source | None, exc: duckdb.Error) -> Diagnos
     if "unterminated quote" in text:
         what = "a quoted value is never closed (unbalanced quote)"
         hint = f"quote characters inside values must be doubled; see sources.{name}.csv.quote"
+    elif part.fmt == "json" and "Expected Number of Columns" in text:
+        what = "the line holds control characters (bytes 30 and 31) that JSON text cannot hold"
+        hint = "re-create the export; JSON escapes control characters inside strings"
     elif m2 := re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text):
         what = f"the row has {m2.group(2)} fields where the header has {m2.group(1)}"
         hint = (
             "a value contains the delimiter without quotes, or the delimiter is wrong "
             f"(sources.{name}.csv.delimiter)"
         )
-    elif "state machine reached an invalid state" in text and part.fmt == "csv":
+    elif "state machine reached an invalid state" in text and part.fmt in ("csv", "json"):
         line = _stray_line_break(part.shown)
-        what = "a line break inside a value without quotes, or a line end unlike the first line's"
-        hint = "quote values that hold line breaks; end every line the same way (LF or CRLF)"
+        if part.fmt == "csv":
+            what = "a line break inside a value without quotes, or a line end unlike the first's"
+            hint = "quote values that hold line breaks; end every line the same way (LF or CRLF)"
+        else:
+            what = "a carriage return inside a line, or a line end unlike the first line's"
+            hint = "end every line the same way (LF or CRLF); inside JSON strings write \\r"
     elif "Invalid unicode" in text or "UTF-8" in text or "utf-8" in text:
         what = "the file is not UTF-8 text"
         hint = "export it as UTF-8"
