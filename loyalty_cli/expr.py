@@ -1219,6 +1219,13 @@ _PARSER_LOCK = threading.Lock()
 _PARSER: list[duckdb.DuckDBPyConnection] = []
 
 
+def _parser() -> duckdb.DuckDBPyConnection:
+    """The in-memory connection that reads and binds compiled expressions (under the lock)."""
+    if not _PARSER:
+        _PARSER.append(duckdb.connect(":memory:"))
+    return _PARSER[0]
+
+
 def _duckdb_parse_error(sql: str) -> str | None:
     """DuckDB's own parser reading the compiled SQL (parse only, nothing runs): the error, if any.
 
@@ -1226,9 +1233,7 @@ def _duckdb_parse_error(sql: str) -> str | None:
     """
     with _PARSER_LOCK:
         try:
-            if not _PARSER:
-                _PARSER.append(duckdb.connect(":memory:"))
-            row = _PARSER[0].execute("SELECT json_serialize_sql($1)", [f"SELECT {sql}"]).fetchone()
+            row = _parser().execute("SELECT json_serialize_sql($1)", [f"SELECT {sql}"]).fetchone()
         except duckdb.Error:  # json extension unavailable: skip this extra check
             return None
     try:
@@ -1286,9 +1291,7 @@ def _type_problem(sql: str, ctx: ExprContext, kind: str) -> str | None:
     types do not fit (`- 'x'`, a date divided by a date), or when a condition is not true
     or false, or points are not a number. None when they fit, or cannot be checked here."""
     with _PARSER_LOCK:
-        if not _PARSER:
-            _PARSER.append(duckdb.connect(":memory:"))
-        con = _PARSER[0]
+        con = _parser()
         tables = _binder(con, ctx)
         if tables is None:
             return None

@@ -436,7 +436,7 @@ class Reference:
                 items += points
             granted = base + items
             if v.member_rules:  # after the multiplier, like every order rule
-                tier, balance, orders_count = view[o["customer_id"]]
+                _, balance, orders_count = view[o["customer_id"]]
                 if orders_count == 0:
                     granted += v.round(FIRST_ORDER * multiplier)
                 if balance >= RICH[0] and total > 0:

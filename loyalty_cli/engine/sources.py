@@ -1480,7 +1480,6 @@ def _stray_line_break(path: str, chunk: int = 1 << 22) -> int | None:
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
         return None
     return None
-    return None
 
 
 def _parse_error(part: _Part, src: _Source | None, exc: duckdb.Error) -> Diagnostic:
