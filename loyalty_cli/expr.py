@@ -456,8 +456,33 @@ class _Checker:
             self._check_top(tree)
         if self.problems or tree is None:
             return CheckedExpr(self.source, None, self.problems, self.columns, self.kind)
+        self._check_literals(tree)
+        if self.problems:
+            return CheckedExpr(self.source, None, self.problems, self.columns, self.kind)
         sql = self._compile(tree)
         return CheckedExpr(self.source, sql, self.problems, self.columns, self.kind)
+
+    def _check_literals(self, tree: exp.Expr) -> None:
+        """A text literal compared with a date, time, number or yes/no column must convert
+        to that column's type (`order.total > 'abc'`, `customer.birth_date = '2026-02-30'`):
+        DuckDB converts it when the run starts and would stop there."""
+        for node in tree.find_all(*_LITERAL_SIDES):
+            pairs = [(node.this, side) for side in _compared(node)]
+            for a, b in pairs + [(b, a) for a, b in pairs]:
+                if not (isinstance(a, exp.Column) and isinstance(b, exp.Literal)):
+                    continue
+                typ = self._column_type(a)
+                if not b.is_string or typ not in _CONVERTED:
+                    continue
+                if _converts(b.this, DUCKDB_TYPES[typ]):
+                    continue
+                self.add(
+                    "E409",
+                    f"{b.sql(dialect='duckdb')} cannot be compared with `{_column_text(a)}` "
+                    f"({typ}): it is not {_CONVERTED[typ]}",
+                    self._offset(b),
+                    f"write {_CONVERTED[typ]}, e.g. {_EXAMPLE[typ]}",
+                )
 
     def _parse(self) -> exp.Expr | None:
         if not self.source.strip():
@@ -1217,6 +1242,43 @@ def _unterminated(source: str) -> tuple[int, str]:
 
 _PARSER_LOCK = threading.Lock()
 _PARSER: list[duckdb.DuckDBPyConnection] = []
+
+
+# Comparisons whose text literal DuckDB converts to the type of the column on the other side.
+_LITERAL_SIDES = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, exp.In)
+_CONVERTED = {
+    "date": "a date",
+    "timestamp": "a timestamp",
+    "decimal": "a number",
+    "integer": "a whole number",
+    "boolean": "true or false",
+}
+_EXAMPLE = {
+    "date": "'2026-01-31'",
+    "timestamp": "'2026-01-31 18:00'",
+    "decimal": "100 or 99.99",
+    "integer": "3",
+    "boolean": "true",
+}
+
+
+def _compared(node: exp.Expr) -> list[exp.Expr]:
+    """The sides a comparison sets against its left one (`this`)."""
+    if isinstance(node, exp.Between):
+        return [node.args.get("low"), node.args.get("high")]
+    if isinstance(node, exp.In):
+        return list(node.expressions)
+    return [node.expression]
+
+
+def _converts(text: str, duckdb_type: str) -> bool:
+    """Whether DuckDB converts the text to the type (as it does a literal in a comparison)."""
+    with _PARSER_LOCK:
+        try:
+            row = _parser().execute(f"SELECT TRY_CAST($1 AS {duckdb_type})", [text]).fetchone()
+        except duckdb.Error:
+            return True  # not checkable here: leave it to the binder
+    return row is not None and row[0] is not None
 
 
 def _parser() -> duckdb.DuckDBPyConnection:

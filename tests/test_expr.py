@@ -303,6 +303,10 @@ BAD = [
     ("order", "condition", "[1, 2]", "E409", 1, 1),
     ("order", "condition", "date '2026-01-01'", "E409", 1, 1),
     ("order", "value", "- 'x'", "E409", 1, 1),
+    # ... and a text literal compared with a typed column must convert to its type
+    ("order", "condition", "order.total > 'abc'", "E409", 1, 15),
+    ("order", "condition", "customer.birth_date = '2026-02-30'", "E409", 1, 23),
+    ("order_item", "condition", "item.quantity between '1' and 'x'", "E409", 1, 31),
     ("order", "condition", "order.total > ?", "E408", 1, 15),
     ("order", "condition", "order.total > $1", "E408", 1, 15),
     ("order", "condition", "order.total > $limit", "E408", 1, 15),
