@@ -130,7 +130,8 @@ def damage(draw) -> tuple[str, bool, list[tuple[float, str, bytes]]]:
 
 
 def _apply(data: bytes, start: int, edits: list[tuple[float, str, bytes]]) -> bytes:
-    """The bytes after `start` edited (a deletion may reach back to it)."""
+    """The bytes with each edit made at its share of the length after `start` (the bytes
+    before `start`, a CSV header, stay as they are)."""
     for where, what, piece in edits:
         at = start + int(where * (len(data) - start))
         if what == "insert":
