@@ -1307,9 +1307,9 @@ def _duckdb_parse_error(sql: str) -> str | None:
     return None
 
 
-# What the engine's rows and member view are made of, as empty tables: the compiled SQL is
-# bound against them (types checked, nothing runs). One schema per set of columns, all in
-# the connection of _duckdb_parse_error.
+# What the engine's rows and member view are made of, as tables of one sample row: the
+# compiled SQL is bound and run against them. One schema per set of columns, all in the
+# connection of _duckdb_parse_error.
 _BINDERS: dict[tuple, str] = {}
 
 _NUMERIC = re.compile(r"(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|DECIMAL\(\d+,\d+\)|FLOAT|DOUBLE|NULL)")
@@ -1322,9 +1322,24 @@ _TYPE_HINT = {
 }
 
 
+# A value of each column type, for the one row of each table: a cast that DuckDB has no
+# way to make (a timestamp to a number) only fails once a value goes through it.
+_SAMPLE = {
+    "varchar": "'x'",
+    "integer": "1",
+    "decimal": "1",
+    "boolean": "true",
+    "date": "DATE '2026-01-01'",
+    "timestamp": "TIMESTAMP '2026-01-01 10:00:00'",
+    "list": "['x']",
+    "json": "'{}'",
+}
+
+
 def _binder(con: duckdb.DuckDBPyConnection, ctx: ExprContext) -> str | None:
-    """The FROM clause over empty tables of the context's rows and member view (made in a
-    schema of their own the first time); None when a column type is not known."""
+    """The FROM clause over tables of the context's rows and member view, one row of sample
+    values each (made in a schema of their own the first time); None when a column type is
+    not known."""
     tables = {row: cols for row, cols in {**ctx.rows, MEMBER_ALIAS: ctx.bare}.items() if cols}
     key = tuple((row, tuple(sorted(cols.items()))) for row, cols in sorted(tables.items()))
     schema = _BINDERS.get(key)
@@ -1340,6 +1355,8 @@ def _binder(con: duckdb.DuckDBPyConnection, ctx: ExprContext) -> str | None:
         con.execute(f"CREATE SCHEMA {schema}")
         for row, cols in columns.items():
             con.execute(f"CREATE TABLE {schema}.{_quoted(row)} ({cols})")
+            values = ", ".join(_SAMPLE[t] for t in tables[row].values())
+            con.execute(f"INSERT INTO {schema}.{_quoted(row)} VALUES ({values})")
         _BINDERS[key] = schema
     return ", ".join(f"{schema}.{_quoted(row)} AS {_quoted(row)}" for row in tables)
 
@@ -1348,10 +1365,16 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _error_text(error: duckdb.Error) -> str:
+    """DuckDB's message without its class name or the lines of context after it."""
+    return re.sub(r"^[\w ]+ Error: ", "", first_line(str(error)))
+
+
 def _type_problem(sql: str, ctx: ExprContext, kind: str) -> str | None:
-    """Bind the compiled SQL over empty tables of the context: what DuckDB says when the
-    types do not fit (`- 'x'`, a date divided by a date), or when a condition is not true
-    or false, or points are not a number. None when they fit, or cannot be checked here."""
+    """Bind the compiled SQL over tables of the context's columns and run it over a row of
+    sample values: what DuckDB says when the types do not fit (`- 'x'`, a date divided by a
+    date, a cast of a timestamp to a number), or when a condition is not true or false, or
+    points are not a number. None when they fit, or cannot be checked here."""
     with _PARSER_LOCK:
         con = _parser()
         tables = _binder(con, ctx)
@@ -1360,8 +1383,14 @@ def _type_problem(sql: str, ctx: ExprContext, kind: str) -> str | None:
         try:
             row = con.execute(f"DESCRIBE SELECT {sql} AS v FROM {tables}").fetchone()
         except duckdb.Error as error:
-            text = re.sub(r"^[\w ]+ Error: ", "", first_line(str(error)))
-            return f"DuckDB refuses this expression: {text}"
+            return f"DuckDB refuses this expression: {_error_text(error)}"
+        try:
+            con.execute(f"SELECT {sql} AS v FROM {tables}").fetchall()
+        except duckdb.Error as error:
+            # Over the sample values only a cast that no value can make counts: the others
+            # (a text that is not a number, a division by zero) depend on the data.
+            if "Unimplemented type for cast" in str(error):
+                return f"DuckDB refuses this expression: {_error_text(error)}"
     typ = str(row[1]).upper().strip('"') if row else ""
     if kind == "condition" and typ not in ("BOOLEAN", "JSON", "NULL"):
         return f"a condition must be true or false, not {typ.lower()}"

@@ -303,6 +303,7 @@ BAD = [
     ("order", "condition", "[1, 2]", "E409", 1, 1),
     ("order", "condition", "date '2026-01-01'", "E409", 1, 1),
     ("order", "value", "- 'x'", "E409", 1, 1),
+    ("order", "value", "cast(customer.joined_at as double)", "E409", 1, 1),  # no such cast
     # ... and a text literal compared with a typed column must convert to its type
     ("order", "condition", "order.total > 'abc'", "E409", 1, 15),
     ("order", "condition", "customer.birth_date = '2026-02-30'", "E409", 1, 23),
