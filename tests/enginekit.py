@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from hypothesis import HealthCheck, Phase, settings
+
 from loyalty_cli import state
 from loyalty_cli.columns import SOURCE_COLUMNS
 from loyalty_cli.engine.run import RunResult, backfill, run
@@ -193,3 +195,19 @@ def check_invariants(state_path: Path) -> None:
         assert over == 0, "a lot holds more than it was credited"
     finally:
         con.close()
+
+
+def hunt_settings(fixed: int) -> settings:
+    """Hypothesis settings of the property and fuzz tests: `fixed` examples drawn the same
+    way every run, or LOYALTY_PROPERTY_EXAMPLES=N new ones each run (a random hunt).
+
+    Shrinking a failing example takes minutes of runs: the example as drawn is shown instead.
+    """
+    hunt = int(os.environ.get("LOYALTY_PROPERTY_EXAMPLES", "0"))
+    return settings(
+        max_examples=hunt or fixed,
+        deadline=None,
+        derandomize=not hunt,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )

@@ -16,15 +16,14 @@ member joined, so no row is rejected and both ways of exporting see the same row
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from enginekit import Shop, customer, event, item, order
-from hypothesis import HealthCheck, Phase, given, settings
+from enginekit import Shop, customer, event, hunt_settings, item, order
+from hypothesis import given
 from hypothesis import strategies as st
 from test_engine_reference import A as REFERENCE_PROGRAM
 
@@ -153,17 +152,7 @@ def outcome(shop: Shop, item_numbers: bool = True) -> dict[str, list[tuple]]:
         con.close()
 
 
-# LOYALTY_PROPERTY_EXAMPLES=200 draws more shops, each run with a new random seed.
-EXAMPLES = int(os.environ.get("LOYALTY_PROPERTY_EXAMPLES", "0"))
-
-SETTINGS = settings(
-    max_examples=EXAMPLES or 3,
-    deadline=None,
-    derandomize=not EXAMPLES,
-    # Shrinking a failing shop takes minutes of runs: the example as drawn is shown instead.
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+SETTINGS = hunt_settings(3)
 
 
 @SETTINGS

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 import pytest
-from enginekit import Shop, customer, event, item, order
-from hypothesis import HealthCheck, Phase, given, settings
+from enginekit import Shop, customer, event, hunt_settings, item, order
+from hypothesis import given
 from hypothesis import strategies as st
 
 from loyalty_cli.engine.run import plan
@@ -674,10 +673,6 @@ class Reference:
         return out
 
 
-# LOYALTY_PROPERTY_EXAMPLES=200 draws more shops, each run with a new random seed.
-EXAMPLES = int(os.environ.get("LOYALTY_PROPERTY_EXAMPLES", "0"))
-
-
 # Which nights each run covers: every night on its own; a first run over four days, then
 # every night; or runs that miss nights, which the next run catches up day by day from its
 # own night's exports.
@@ -690,14 +685,7 @@ SCHEDULES = {
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
-@settings(
-    max_examples=EXAMPLES or 4,
-    deadline=None,
-    derandomize=not EXAMPLES,
-    # Shrinking a failing shop takes minutes of runs: the example as drawn is shown instead.
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@hunt_settings(4)
 @given(data=st.data())
 def test_the_engine_books_what_the_reference_model_books(tmp_path_factory, schedule, variant, data):
     """Each run of the schedule on the exports of its night (the first run covers its days

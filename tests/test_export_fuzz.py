@@ -17,12 +17,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import os
 
 import hypothesis
 import pytest
-from enginekit import Shop, check_invariants, customer, event, item, order
-from hypothesis import HealthCheck, Phase, given, settings
+from enginekit import Shop, check_invariants, customer, event, hunt_settings, item, order
+from hypothesis import given
 from hypothesis import strategies as st
 from test_engine_reference import A
 
@@ -143,9 +142,6 @@ def _apply(data: bytes, start: int, edits: list[tuple[float, str, bytes]]) -> by
     return data
 
 
-EXAMPLES = int(os.environ.get("LOYALTY_PROPERTY_EXAMPLES", "0"))
-
-
 def _write_jsonl(shop: Shop) -> None:
     """The shop's exports as JSON lines instead of CSV (empty values left out, as in CSV)."""
     for name, rows in ROWS.items():
@@ -157,13 +153,7 @@ def _write_jsonl(shop: Shop) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-@settings(
-    max_examples=EXAMPLES or 30,
-    deadline=None,
-    derandomize=not EXAMPLES,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@hunt_settings(30)
 @given(case=damage())
 def test_a_damaged_export_is_booked_or_named_never_a_crash(tmp_path_factory, fmt, case):
     source, header, edits = case

@@ -11,13 +11,13 @@ must load or be refused with a LoyaltyError.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
 
 import hypothesis
-from hypothesis import HealthCheck, Phase, given, settings
+from enginekit import hunt_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from loyalty_cli.config.model import load_program
@@ -101,16 +101,7 @@ def _edit(text: str, changes: list[tuple[float, str, str]]) -> str:
     return "\n".join(lines)
 
 
-EXAMPLES = int(os.environ.get("LOYALTY_PROPERTY_EXAMPLES", "0"))
-
-
-@settings(
-    max_examples=EXAMPLES or 150,
-    deadline=None,
-    derandomize=not EXAMPLES,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@hunt_settings(150)
 @given(case=edits())
 def test_an_edited_program_is_reported_never_a_crash(tmp_path_factory, case):
     name, target, changes = case
