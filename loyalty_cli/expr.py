@@ -49,6 +49,7 @@ from loyalty_cli.exprbase import (  # noqa: F401 - re-exported: the public expre
     check_expression_cached,
     compile_expression,
     condition_sql,
+    value_error,
 )
 
 
@@ -441,6 +442,26 @@ class _Checker:
             anchor = self._find_token(_node_names(node))
         return anchor
 
+    def _source_span(self, node: exp.Expr, start: int | None) -> str:
+        """The source text of a part that starts at `start`: through its last token that
+        sqlglot placed, and on through the parentheses still open there (a call's or a
+        cast's closing one). The part as SQL when its place is not known."""
+        ends = [n.meta["end"] for n in node.walk() if "end" in n.meta]
+        index = self._token_index(start) if start is not None else None
+        if index is None or not ends:
+            return _snippet(node)
+        depth, end = 0, max(ends)
+        for token in self.tokens[index:]:
+            if token.start > end and depth <= 0:
+                break
+            if token.token_type == TokenType.L_PAREN:
+                depth += 1
+            elif token.token_type == TokenType.R_PAREN:
+                depth -= 1
+            end = max(end, token.end)
+        text = self.source[start : end + 1]
+        return text if len(text) <= 40 else text[:37] + "..."
+
     def _text_at(self, offset: int | None, fallback: str) -> str:
         if offset is not None:
             index = self._token_index(offset)
@@ -463,22 +484,28 @@ class _Checker:
         return CheckedExpr(self.source, sql, self.problems, self.columns, self.kind)
 
     def _check_literals(self, tree: exp.Expr) -> None:
-        """A text literal compared with a date, time, number or yes/no column must convert
-        to that column's type (`order.total > 'abc'`, `customer.birth_date = '2026-02-30'`):
-        DuckDB converts it when the run starts and would stop there."""
-        for node in tree.find_all(*_LITERAL_SIDES):
-            pairs = [(node.this, side) for side in _compared(node)]
-            for a, b in pairs + [(b, a) for a, b in pairs]:
+        """A text literal compared with a date, time, number or yes/no column, or set beside
+        one where DuckDB needs one type (`coalesce`, `greatest`, the results of `case`), must
+        convert to that column's type (`order.total > 'abc'`, `coalesce(order.total, 'x')`,
+        `customer.birth_date = '2026-02-30'`): DuckDB converts it on every row and would stop
+        the run there."""
+        reported: set[int] = set()
+        for node in tree.find_all(*_LITERAL_SIDES, *_UNIFYING):
+            group = _unified(node)
+            pairs = [(a, b) for a in group for b in group if a is not b]
+            for a, b in pairs:
                 if not (isinstance(a, exp.Column) and isinstance(b, exp.Literal)):
                     continue
                 typ = self._column_type(a)
-                if not b.is_string or typ not in _CONVERTED:
+                if not b.is_string or typ not in _CONVERTED or id(b) in reported:
                     continue
                 if _converts(b.this, DUCKDB_TYPES[typ]):
                     continue
+                reported.add(id(b))
+                how = "compared with" if isinstance(node, _LITERAL_SIDES) else "set beside"
                 self.add(
                     "E409",
-                    f"{b.sql(dialect='duckdb')} cannot be compared with `{_column_text(a)}` "
+                    f"{b.sql(dialect='duckdb')} cannot be {how} `{_column_text(a)}` "
                     f"({typ}): it is not {_CONVERTED[typ]}",
                     self._offset(b),
                     f"write {_CONVERTED[typ]}, e.g. {_EXAMPLE[typ]}",
@@ -1094,20 +1121,24 @@ class _Checker:
 
     # ---- compilation
 
-    def _compile(self, tree: exp.Expr) -> str | None:
+    def _sql(self, tree: exp.Expr) -> str:
+        """DuckDB SQL of the expression or one of its parts, bare member names qualified."""
         tree = tree.copy()
         for column in list(tree.find_all(exp.Column)):
             if len(column.parts) == 1:
                 name = self.bare_names[column.name.lower()]
                 column.set("this", exp.Identifier(this=name, quoted=True))
                 column.set("table", exp.Identifier(this=MEMBER_ALIAS, quoted=True))
+        return tree.sql(
+            dialect="duckdb",
+            identify=True,
+            comments=False,
+            unsupported_level=ErrorLevel.RAISE,
+        )
+
+    def _compile(self, tree: exp.Expr) -> str | None:
         try:
-            sql = tree.sql(
-                dialect="duckdb",
-                identify=True,
-                comments=False,
-                unsupported_level=ErrorLevel.RAISE,
-            )
+            sql = self._sql(tree)
         except Exception as error:
             self.add(
                 "E408",
@@ -1129,7 +1160,55 @@ class _Checker:
         if mismatch is not None:
             self.add("E409", mismatch, 0, _TYPE_HINT[self.kind])
             return None
+        self._check_truth_operands(tree)
+        self._check_constant_parts(tree)
+        if self.problems:
+            return None
         return condition_sql(sql) if self.kind == "condition" else sql
+
+    def _check_truth_operands(self, tree: exp.Expr) -> None:
+        """Text where true or false belongs (`not order.channel`, `case when order.channel`):
+        DuckDB binds it and converts each value when the run computes it, which stops the
+        run on any text but 'true' or 'false'."""
+        operands = list(_truth_operands(tree))
+        if not operands:
+            return
+        try:
+            parts = [self._sql(node) for _, node in operands]
+        except Exception:  # compiled as a whole above; a part alone may not be: skip
+            return
+        types = _types_of(parts, self.ctx)
+        for (operator, node), typ in zip(operands, types or [], strict=False):
+            if typ != "VARCHAR":
+                continue
+            offset = self._offset(node)
+            text = self._source_span(node, offset)
+            self.add(
+                "E409",
+                f"`{text}` is text, but {operator} needs true or false",
+                offset,
+                f"compare it, e.g. `{text} = 'web'`, or test it with `{text} is not null`",
+            )
+
+    def _check_constant_parts(self, tree: exp.Expr) -> None:
+        """A part with no column that fails whenever it is computed (`cast('x' as integer)`,
+        `1 // 0`): the data cannot make it right, so it is refused here, not in the run."""
+        for node in _constant_parts(tree):
+            try:
+                sql = self._sql(node)
+            except Exception:
+                continue
+            error = _evaluation_error(sql)
+            if error is None:
+                continue
+            offset = self._offset(node)
+            self.add(
+                "E409",
+                f"`{self._source_span(node, offset)}` fails whenever it is computed: {error}",
+                offset,
+                "fix the value, or use try_cast(...) and nullif(x, 0) where a value may "
+                "not convert or a divisor may be 0",
+            )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1152,6 +1231,86 @@ def _children(node: exp.Expr) -> Iterator[tuple[str, exp.Expr]]:
             for item in value:
                 if isinstance(item, _NODE):
                     yield key, item
+
+
+# Where an operand must be true or false: the operator, as messages name it.
+def _truth_operands(tree: exp.Expr) -> Iterator[tuple[str, exp.Expr]]:
+    """(operator, operand) for each operand that DuckDB takes as true or false, outside
+    lambda bodies (whose variables are not columns). Operands that are comparisons or
+    other yes/no forms are left out: they cannot be text."""
+    stack = [(tree, None)]
+    while stack:
+        node, parent = stack.pop()
+        if isinstance(node, exp.Lambda):
+            continue
+        found: list[tuple[str, exp.Expr]] = []
+        if isinstance(node, exp.Not):
+            found = [("`not`", node.this)]
+        elif isinstance(node, exp.And | exp.Or):
+            word = "`and`" if isinstance(node, exp.And) else "`or`"
+            found = [(word, node.this), (word, node.expression)]
+        elif isinstance(node, exp.If):
+            word = "`case when`" if isinstance(parent, exp.Case) else "the condition of `if`"
+            found = [(word, node.this)]
+        for operator, operand in found:
+            inner = operand
+            while isinstance(inner, exp.Paren):
+                inner = inner.this
+            if inner is not None and not isinstance(inner, _PREDICATE_NODES):
+                yield operator, inner
+        stack.extend((child, node) for _, child in _children(node))
+
+
+# Parts that compute nothing on their own: a constant part is only evaluated when it is more.
+_LEAF_NODES = (
+    exp.Literal, exp.Null, exp.Boolean, exp.DataType, exp.Var, exp.Identifier, exp.Star,
+    exp.JSONPath, exp.JSONPathPart, exp.Lambda, exp.Interval,
+)  # fmt: skip
+
+
+def _constant_parts(tree: exp.Expr) -> Iterator[exp.Expr]:
+    """The largest parts of the expression with no column in them that compute something
+    (not a bare literal or a negative number), outside lambda bodies."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _LEAF_NODES):
+            continue
+        if isinstance(node, exp.Neg | exp.Paren) and isinstance(node.this, exp.Literal):
+            continue
+        if not any(isinstance(n, exp.Column | exp.Lambda) for n in node.walk()):
+            yield node
+            continue
+        stack.extend(child for _, child in _children(node))
+
+
+def _evaluation_error(sql: str) -> str | None:
+    """DuckDB's message when computing this column-free SQL fails because of its values (a
+    cast that fails, a division by zero, a number too large); None otherwise."""
+    with _PARSER_LOCK:
+        try:
+            _parser().execute(f"SELECT {sql}").fetchall()
+        except duckdb.Error as error:
+            if not value_error(error):
+                return None
+            return re.sub(r"\. Use TRY\(.*$", "", _error_text(error))  # SET is not for programs
+    return None
+
+
+def _types_of(parts: list[str], ctx: ExprContext) -> list[str] | None:
+    """DuckDB's type of each SQL part over the context's columns (DESCRIBE: nothing runs);
+    None when they cannot be bound here."""
+    with _PARSER_LOCK:
+        con = _parser()
+        tables = _binder(con, ctx)
+        if tables is None:
+            return None
+        columns = ", ".join(f"({sql}) AS c{i}" for i, sql in enumerate(parts))
+        try:
+            rows = con.execute(f"DESCRIBE SELECT {columns} FROM {tables}").fetchall()
+        except duckdb.Error:
+            return None
+    return [str(row[1]).upper().strip('"') for row in rows]
 
 
 def _column_offset(node: exp.Column) -> int | None:
@@ -1262,13 +1421,23 @@ _EXAMPLE = {
 }
 
 
-def _compared(node: exp.Expr) -> list[exp.Expr]:
-    """The sides a comparison sets against its left one (`this`)."""
-    if isinstance(node, exp.Between):
-        return [node.args.get("low"), node.args.get("high")]
-    if isinstance(node, exp.In):
-        return list(node.expressions)
-    return [node.expression]
+# Calls whose arguments (or results, for `case` and `if`) DuckDB turns into one type.
+_UNIFYING = (exp.Coalesce, exp.Greatest, exp.Least, exp.Nullif, exp.Case, exp.If)
+
+
+def _unified(node: exp.Expr) -> list[exp.Expr]:
+    """The parts that DuckDB converts to one type: a comparison's sides, the arguments of
+    `coalesce` and the like, the results of `case` and `if`."""
+    if isinstance(node, exp.Case):
+        parts = [branch.args.get("true") for branch in node.args.get("ifs") or []]
+        parts.append(node.args.get("default"))
+    elif isinstance(node, exp.If):
+        parts = [node.args.get("true"), node.args.get("false")]
+    elif isinstance(node, exp.Between):
+        parts = [node.this, node.args.get("low"), node.args.get("high")]
+    else:
+        parts = [node.this, node.args.get("expression"), *(node.args.get("expressions") or [])]
+    return [part for part in parts if part is not None]
 
 
 def _converts(text: str, duckdb_type: str) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import duckdb
+
 from loyalty_cli.columns import (
     MEMBER_COLUMNS,
     RFM_COLUMNS,
@@ -184,3 +186,11 @@ def compile_expression(text: str | int | float | bool, ctx: ExprContext, **kw: s
 def condition_sql(sql: str) -> str:
     """Wrap a boolean SQL expression so that NULL (a missing value) counts as false."""
     return f"COALESCE(({sql}), FALSE)"
+
+
+def value_error(exc: BaseException) -> bool:
+    """A DuckDB error that a value raised in an expression (a cast that fails, a division
+    by zero with `//` or `%`, a number too large), not a fault of the engine."""
+    if isinstance(exc, duckdb.ConversionException | duckdb.OutOfRangeException):
+        return True
+    return isinstance(exc, duckdb.InvalidInputException) and "Division by zero" in str(exc)

@@ -308,6 +308,20 @@ BAD = [
     ("order", "condition", "order.total > 'abc'", "E409", 1, 15),
     ("order", "condition", "customer.birth_date = '2026-02-30'", "E409", 1, 23),
     ("order_item", "condition", "item.quantity between '1' and 'x'", "E409", 1, 31),
+    # ... or set beside one where DuckDB needs one type
+    ("order", "value", "coalesce('x', order.total)", "E409", 1, 10),
+    ("order", "value", "case when order.total > 1 then order.total else 'none' end", "E409", 1, 49),
+    ("order", "condition", "greatest(order.ordered_at, 'soon') > order.ordered_at", "E409", 1, 28),
+    # ... and text where true or false belongs: DuckDB converts each value in the run
+    ("order", "condition", "not order.channel", "E409", 1, 5),
+    ("order", "condition", "order.total > 1 and order.channel", "E409", 1, 21),
+    ("order", "value", "case when order.channel then 5 else 0 end", "E409", 1, 11),
+    ("order", "value", "if(lower(order.channel), 5, 0)", "E409", 1, 4),
+    # ... and a part with no column that fails whenever it is computed
+    ("order", "value", "cast('x' as integer)", "E409", 1, 1),
+    ("order", "value", "order.total + 100 // 0", "E409", 1, 15),
+    ("order", "condition", "order.total > cast('12,5' as decimal(9, 2))", "E409", 1, 15),
+    ("order", "value", "order.total * (2 + cast(1e10 as integer))", "E409", 1, 16),
     ("order", "condition", "order.total > ?", "E408", 1, 15),
     ("order", "condition", "order.total > $1", "E408", 1, 15),
     ("order", "condition", "order.total > $limit", "E408", 1, 15),
@@ -385,6 +399,23 @@ def test_messages_name_the_offending_thing():
     assert "`foo`" in check("foo(1) = 1").problems[0].message
     assert "read_csv" in check("read_csv('a.csv') is null").problems[0].message
     assert "`event`" in check("event.type = 'x'").problems[0].message
+
+
+def test_run_time_failures_are_named_as_written():
+    """The parts that would stop the run are quoted from the source, not as DuckDB SQL."""
+    text = check("if(lower(order.channel), 5, 0)", kind="value").problems[0]
+    assert text.message == (
+        "`lower(order.channel)` is text, but the condition of `if` needs true or false"
+    )
+    assert text.hint.endswith("`lower(order.channel) is not null`")
+    cast = check("order.total * (2 + cast('1e10' as integer))", kind="value").problems[0]
+    assert cast.message.startswith("`2 + cast('1e10' as integer)` fails whenever it is computed: ")
+    division = check("order.total + 100 // 0", kind="value").problems[0]
+    assert division.message == (
+        "`100 // 0` fails whenever it is computed: Division by zero in expression (100 // 0)"
+    )
+    beside = check("coalesce(order.total, 'x')", kind="value").problems[0]
+    assert beside.message == "'x' cannot be set beside `order.total` (decimal): it is not a number"
 
 
 def test_every_problem_is_reported_not_only_the_first():

@@ -39,6 +39,7 @@ from loyalty_cli.engine import (
 )
 from loyalty_cli.engine.context import RunContext, id_range
 from loyalty_cli.engine.timeutil import sql_literal
+from loyalty_cli.exprbase import value_error
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -520,7 +521,7 @@ def run_day(
                 ),
                 ExitCode.INVALID,
             ) from None
-        if _value_error(exc):
+        if value_error(exc):
             raise LoyaltyError(
                 Diagnostic(
                     code="D613",
@@ -582,14 +583,6 @@ def _files_of(
                 ExitCode.INVALID,
             ) from None
         raise
-
-
-def _value_error(exc: BaseException) -> bool:
-    """A DuckDB error that a value of the data raised in an expression (a cast that fails, a
-    division by zero with `//` or `%`, a number too large), not a fault of the engine."""
-    if isinstance(exc, duckdb.ConversionException | duckdb.OutOfRangeException):
-        return True
-    return isinstance(exc, duckdb.InvalidInputException) and "Division by zero" in str(exc)
 
 
 def _tidy_ledger(con: duckdb.DuckDBPyConnection, first_entry: int) -> None:
