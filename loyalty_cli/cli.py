@@ -462,6 +462,21 @@ def explain(
             info["redemptions"],
             ["redemption_id", "reward_id", "status", "reason", "coupon_code"],
         ),
+        (
+            "Orders",
+            info["orders"],
+            [
+                "order_id",
+                "day",
+                "total",
+                "status",
+                "returned",
+                "granted",
+                "reversed",
+                "release_on",
+                "cancelled_on",
+            ],
+        ),
     ]
     for title, rows, cols in sections:
         if not rows:

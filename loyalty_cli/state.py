@@ -14,7 +14,7 @@ import duckdb
 
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError, first_line
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # meta: the highest id of a deleted lot (released pending lots are deleted), so that lot
 # ids are never given out twice (engine/ledger.py).
@@ -133,6 +133,17 @@ MIGRATIONS: dict[int, list[str]] = {
         SELECT '{LOTS_REMOVED_KEY}', CAST(max(lot_id) AS VARCHAR) FROM lots
         WHERE status = 'released' HAVING count(*) > 0""",
         "DELETE FROM lots WHERE status = 'released'",
+    ],
+    # The run day on which an order processed as completed was re-exported cancelled: the
+    # referral's first order is the first one completed when processed, whatever its total.
+    # Earlier states knew such an order only by what was returned; the latest return's day
+    # is the cancellation's (a return after it does nothing).
+    6: [
+        "ALTER TABLE orders ADD COLUMN cancelled_on DATE",
+        """UPDATE orders SET cancelled_on = r.day
+        FROM (SELECT order_id, max(day) AS day FROM returns GROUP BY order_id) r
+        WHERE orders.order_id = r.order_id AND orders.status = 'cancelled'
+          AND orders.returned > 0""",
     ],
 }
 

@@ -112,7 +112,9 @@ def stored_order(
     status: str = "completed",
 ) -> None:
     """An order in the state as earning leaves it (release_on = day + 14); a `returned`
-    amount is one return of it, on `returned_on` (default: the next day)."""
+    amount is one return of it, on `returned_on` (default: the next day). A `cancelled`
+    order with an amount returned was processed completed and re-exported cancelled: that
+    return is its cancellation."""
     if Decimal(returned):
         day = returned_on or at.date() + dt.timedelta(days=1)
         con.execute(
@@ -122,9 +124,9 @@ def stored_order(
     con.execute(
         """INSERT INTO orders (order_id, customer_id, ordered_at, day, total, status, release_on,
                                granted, qualifying, returned, reversed, qualifying_reversed,
-                               processed_on)
+                               processed_on, cancelled_on)
         VALUES (?, ?, ?, ?, CAST(? AS DECIMAL(18,2)), ?, ?, 0, 0, CAST(? AS DECIMAL(18,2)),
-                0, 0, ?)""",
+                0, 0, ?, ?)""",
         [
             oid,
             cid,
@@ -135,6 +137,7 @@ def stored_order(
             at.date() + dt.timedelta(days=14),
             returned,
             processed_on or at.date(),
+            day if status == "cancelled" and Decimal(returned) else None,
         ],
     )
 

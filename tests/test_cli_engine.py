@@ -104,8 +104,12 @@ def test_run_writes_balances_and_explain_shows_the_causes(tmp_path):
         ("earn", 120, "base", "O1"),
         ("bonus", 50, "welcome", "A"),
     ]
+    assert [
+        (o["order_id"], o["status"], o["granted"], o["cancelled_on"]) for o in info["orders"]
+    ] == [("O1", "completed", 120, None)]
     text = run_cli("explain", "A", "--state", str(shop.state))
     assert text.exit_code == 0 and "Ledger" in text.output and "welcome" in text.output
+    assert "Orders" in text.output and "O1" in text.output
     missing = run_cli("explain", "NOPE", "--state", str(shop.state))
     assert missing.exit_code == 1 and "no customer 'NOPE'" in missing.output
 

@@ -799,6 +799,44 @@ def test_a_return_on_an_order_cancelled_when_first_exported_does_not_make_it_a_f
     assert shop.query("SELECT returned FROM orders WHERE order_id = 'o1'")[0][0] == 0
 
 
+def test_a_zero_total_first_order_cancelled_later_stays_the_first_order(tmp_path):
+    """The referee's first order is the first one completed when processed (docs/bonuses.md).
+    One with total 0 never triggers the referral, and re-exported as cancelled later it is
+    still that first order (nothing was returned, since there was nothing to return): the
+    next order does not trigger it either."""
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          pending_days: 2
+          rules:
+            - {id: base, on: order, points: order.total}
+        bonuses:
+          - {id: referral, trigger: referral, points: {referrer: 30, referee: 12}}
+        """,
+    )
+    shop.add(
+        "customers",
+        customer("R", "2026-03-01 08:00:00"),
+        customer("E", "2026-03-01 08:00:00", referred_by="R"),
+    )
+    shop.add("orders", order("o1", "E", "2026-03-05 09:00:00", "0.00"))
+    shop.backfill("2026-03-05", "2026-03-06")
+    shop.rows["orders"][0]["status"] = "cancelled"
+    shop.add("orders", order("o2", "E", "2026-03-06 09:00:00", "20.00"))
+    shop.backfill("2026-03-07", "2026-03-09")
+    # o2 is released on 8 March: its 20 points, and no referral.
+    assert shop.ledger("E") == [
+        ("pending", 0, 20, "base", 0),
+        ("release", 20, -20, "base", 0),
+    ]
+    assert shop.balance("R") == (0, 0)
+    assert shop.query("SELECT order_id, status, cancelled_on FROM orders ORDER BY 1") == [
+        ("o1", "cancelled", dt.date(2026, 3, 7)),
+        ("o2", "completed", None),
+    ]
+
+
 def test_an_order_cancelled_tonight_is_not_the_last_completed_order_for_inactivity(tmp_path):
     """9.15: inactivity counts from the last completed order. An order re-exported as
     cancelled in tonight's run no longer is one, in this very run."""

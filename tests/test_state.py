@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import duckdb
 
 from loyalty_cli import state
@@ -39,7 +41,7 @@ def _tables(con) -> set[str]:
 
 def test_fresh_state_is_at_the_current_version(tmp_path):
     con = state.connect(tmp_path / "s.duckdb")
-    assert state.schema_version(con) == state.SCHEMA_VERSION == 5
+    assert state.schema_version(con) == state.SCHEMA_VERSION == 6
     # Cap room is read from the ledger (migration 4): no table of its own.
     assert "cap_usage" not in _tables(con)
     assert {"ledger", "lots", "order_days", "events_seen"} <= _tables(con)
@@ -49,9 +51,9 @@ def test_a_version_1_state_migrates_to_the_current_version(tmp_path):
     path = tmp_path / "s.duckdb"
     _v1_state(path)  # its cap room in text periods: migration 2 converts, 4 drops it
     con = state.connect(path)
-    assert state.schema_version(con) == 5
+    assert state.schema_version(con) == 6
     assert "cap_usage" not in _tables(con)
-    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("6",)
 
 
 def test_migration_is_applied_once(tmp_path):
@@ -59,7 +61,7 @@ def test_migration_is_applied_once(tmp_path):
     _v1_state(path)
     state.connect(path).close()
     con = state.connect(path)
-    assert state.schema_version(con) == 5
+    assert state.schema_version(con) == 6
     assert con.execute("SELECT count(*) FROM order_days").fetchone()[0] == 3
 
 
@@ -99,6 +101,29 @@ def test_migration_5_deletes_released_lots_and_keeps_their_highest_id(tmp_path):
     assert state.get_meta(con, "lots_removed_up_to") == "4"
 
 
+def test_migration_6_dates_the_cancellation_of_orders_cancelled_after_processing(tmp_path):
+    """An order processed as completed and re-exported cancelled was known by what was
+    returned (its whole remaining amount); its latest return's day is the cancellation's.
+    An order cancelled when first processed had nothing returned: no day."""
+    path = tmp_path / "s.duckdb"
+    _v1_state(path)
+    con = duckdb.connect(str(path))
+    con.execute(
+        """INSERT INTO orders (order_id, customer_id, day, total, status, returned) VALUES
+        ('o6', 'B', DATE '2026-02-02', 40, 'cancelled', 40)"""
+    )
+    con.execute(
+        """INSERT INTO returns (order_id, day) VALUES
+        ('o6', DATE '2026-02-05'), ('o6', DATE '2026-02-09'), ('o1', DATE '2026-01-03')"""
+    )
+    con.close()
+    con = state.connect(path)
+    assert con.execute(
+        "SELECT order_id, cancelled_on FROM orders WHERE cancelled_on IS NOT NULL"
+    ).fetchall() == [("o6", dt.date(2026, 2, 9))]
+    assert con.execute("SELECT count(*) FROM orders WHERE cancelled_on IS NULL").fetchone() == (5,)
+
+
 def test_read_only_opens_only_a_current_loyalty_state(tmp_path):
     import pytest
 
@@ -109,7 +134,7 @@ def test_read_only_opens_only_a_current_loyalty_state(tmp_path):
     with pytest.raises(LoyaltyError) as err:
         state.connect(old, read_only=True)
     assert err.value.diagnostics[0].code == "D605"
-    assert "schema version 1; this loyalty reads version 5" in err.value.diagnostics[0].message
+    assert "schema version 1; this loyalty reads version 6" in err.value.diagnostics[0].message
     assert "next `loyalty run`" in err.value.diagnostics[0].hint
     # Upgradable (a plan upgrades a copy): opened as it is, still version 1 on disk.
     con = state.connect(old, read_only=True, upgradable=True)

@@ -213,7 +213,7 @@ def _referral(ctx: RunContext, bonus: dict) -> int:
             SELECT customer_id, order_id, ordered_at, total, returned, release_on,
                    processed_on
             FROM orders
-            WHERE (status = 'completed' OR returned > 0)
+            WHERE (status = 'completed' OR cancelled_on IS NOT NULL)
               AND customer_id IN (SELECT customer_id FROM candidates)
             QUALIFY row_number() OVER (PARTITION BY customer_id
                                        ORDER BY ordered_at, order_id) = 1)

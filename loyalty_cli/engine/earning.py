@@ -336,7 +336,7 @@ def _insert_new_orders(ctx: RunContext, qualifying: str, is_event: str) -> None:
         SELECT o.order_id, o.customer_id, o.ordered_at, o.day, o.total, o.status, o.channel,
                {order_extra_json(ctx)}, CAST(o.day + INTERVAL {pending} DAY AS DATE),
                coalesce(p.granted, 0), coalesce(p.qual, 0),
-               CAST(0 AS DECIMAL(18,2)), 0, 0, {ctx.sql_date()}
+               CAST(0 AS DECIMAL(18,2)), 0, 0, {ctx.sql_date()}, CAST(NULL AS DATE)
         FROM new_orders o LEFT JOIN (
             SELECT order_id,
                    sum(CASE WHEN points > 0 THEN points ELSE 0 END) AS granted,

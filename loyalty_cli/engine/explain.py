@@ -88,7 +88,8 @@ def explain(con: duckdb.DuckDBPyConnection, customer_id: str) -> dict:
         ),
         "orders": _rows(
             con,
-            """SELECT order_id, day, total, status, returned, granted, reversed, release_on
+            """SELECT order_id, day, total, status, returned, granted, reversed, release_on,
+                      cancelled_on
                FROM orders WHERE customer_id = ? ORDER BY ordered_at, order_id""",
             p,
         ),

@@ -79,8 +79,7 @@ def apply_returns(ctx: RunContext) -> None:
         FROM (SELECT order_id, sum(amount) AS amt, max(due) AS due, max(qdue) AS qdue
               FROM ret GROUP BY order_id) t
         WHERE orders.order_id = t.order_id AND {id_range("orders.order_id", "ret")}
-          -- A return on an order cancelled when first processed does nothing: such an order
-          -- keeps returned = 0 (the referral's first order is one completed when processed).
+          -- A return on a cancelled order does nothing.
           AND orders.status = 'completed'"""
     )
     ctx.q(

@@ -963,6 +963,6 @@ def _mark_processed(ctx: RunContext) -> None:
     d = ctx.sql_date()
     ctx.q(f"INSERT INTO events_seen SELECT event_key, day, {d} FROM new_events")
     ctx.q(
-        "UPDATE orders SET status = 'cancelled' "
+        f"UPDATE orders SET status = 'cancelled', cancelled_on = {d} "
         "WHERE order_id IN (SELECT order_id FROM cancelled_now)"
     )
