@@ -27,6 +27,8 @@ from enginekit import Shop, customer, event, hunt_settings, item, order
 from hypothesis import given
 from hypothesis import strategies as st
 
+from loyalty_cli import state
+from loyalty_cli.engine.explain import explain
 from loyalty_cli.engine.run import plan
 
 BASE_RULES = """
@@ -724,6 +726,21 @@ def test_the_engine_books_what_the_reference_model_books(tmp_path_factory, sched
     assert sorted(badges) == sorted(
         (cid, "duo", f"{year}-W{week:02d}") for cid, (year, week) in ref.badges
     )
+    # `explain` shows each member's balances as the model has them, its ledger adding up
+    # to them, and the member's orders.
+    final = ref.balances(days[SCHEDULES[schedule][-1][-1]])
+    con = state.connect(shop.state, read_only=True)
+    try:
+        for cid in final:
+            info = explain(con, cid)
+            shown = (info["balances"]["available"], info["balances"]["pending"])
+            assert shown == (int(final[cid]["available"]), int(final[cid]["pending"])), cid
+            ledger = info["ledger"]
+            assert shown == (sum(e["points"] for e in ledger), sum(e["pending"] for e in ledger))
+            mine = {r["order_id"] for r in rows["orders"] if r["customer_id"] == cid}
+            assert {o["order_id"] for o in info["orders"]} <= mine
+    finally:
+        con.close()
 
 
 def test_the_reference_model_on_a_hand_checked_shop(tmp_path):

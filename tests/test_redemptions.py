@@ -300,6 +300,32 @@ def test_one_code_two_requests_first_by_requested_at_gets_it(con, tmp_path):
     assert ctx.counts["coupons"] == {"r20.assigned": 1}
 
 
+def test_codes_go_by_requested_at_across_members_with_several_requests(con, tmp_path):
+    """Ann's second request (09:00) comes before Bob's first (10:00), so it gets the pool's
+    only code; that takes her points, so her third request no longer fits."""
+    ctx = make_ctx(con, make_program(tmp_path, ["ONLY-1"]))
+    members(con, {"ann": "bronze", "bob": "bronze"})
+    lot(ctx, "ann", 1000, date(2026, 1, 1), "g1")
+    lot(ctx, "bob", 1000, date(2026, 1, 1), "g2")
+    requests(
+        con,
+        [
+            ("a1", "ann", "plain", "2026-03-31 08:00:00"),  # 1000 - 300 = 700
+            ("a2", "ann", "d20", "2026-03-31 09:00:00"),  # 700 - 500 = 200, ONLY-1
+            ("b1", "bob", "d20", "2026-03-31 10:00:00"),  # no code left
+            ("a3", "ann", "plain", "2026-03-31 11:00:00"),  # 200 < 300
+        ],
+    )
+    apply_redemptions(ctx)
+    assert outcomes(con) == {
+        "a1": ("accepted", None, None),
+        "a2": ("accepted", None, "ONLY-1"),
+        "b1": ("rejected", "pool_exhausted", None),
+        "a3": ("rejected", "insufficient_points", None),
+    }
+    assert (balance(con, "ann"), balance(con, "bob")) == (200, 1000)
+
+
 def test_same_instant_ties_go_by_redemption_id(con, tmp_path):
     ctx = make_ctx(con, make_program(tmp_path, ["ONLY-1"]))
     members(con, {"ann": "bronze", "bob": "bronze", "cid": "bronze"})

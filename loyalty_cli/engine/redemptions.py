@@ -14,9 +14,13 @@ rejection is final and takes no points. An accepted request takes `cost` points 
 first-out (a `redeem` ledger entry, rule_id = reward id, source_id = redemption_id) and,
 with a pool, the pool's next free code.
 
-The balance check depends on a member's own earlier requests only, so requests are
-handled in rounds: round k takes every member's k-th request of the run at once, set-based.
-Pool codes within a round go to the requests in (requested_at, redemption_id) order.
+A request's outcome depends on the member's own earlier requests (the balance) and on the
+earlier requests for the same coupon pool (the codes left), whoever made them. Requests
+are decided in waves, set-based: a wave takes each member's earliest undecided request,
+unless an earlier request for its pool is still undecided (then it waits for a later
+wave). The globally earliest undecided request is always taken, so every wave decides at
+least one, and there are about as many waves as the most requests one member made in the
+run. Pool codes within a wave go to the requests in (requested_at, redemption_id) order.
 """
 
 from __future__ import annotations
@@ -70,9 +74,7 @@ def apply_redemptions(ctx: RunContext) -> None:
     ctx.q(
         """CREATE TEMP TABLE _redeem AS
         SELECT n.redemption_id, n.customer_id, n.reward_id, n.requested_at,
-               w.name, w.cost, w.pool_id,
-               row_number() OVER (PARTITION BY n.customer_id
-                                  ORDER BY n.requested_at, n.redemption_id) AS k,
+               w.name, w.cost, w.pool_id, CAST(NULL AS INTEGER) AS wave,
                CASE WHEN w.reward_id IS NULL
                       OR coalesce(t.rank, 0) < w.min_rank THEN 'rejected' END AS status,
                CASE WHEN w.reward_id IS NULL THEN 'unknown_reward'
@@ -95,9 +97,20 @@ def apply_redemptions(ctx: RunContext) -> None:
         coupons.ensure_pool(ctx.con, ctx.program, pool_id)
     valid_days = {p: coupons.pool_config(ctx.program, p).get("valid_days") for p in pools}
 
-    rounds = int(ctx.scalar("SELECT coalesce(max(k), 0) FROM _redeem WHERE status IS NULL"))
-    for k in range(1, rounds + 1):
-        _round(ctx, k, pools, valid_days)
+    # Pools with fewer free codes than requests: only there can an earlier request take
+    # the last code, so only there must a member's request wait for earlier ones.
+    short = [
+        pool_id
+        for pool_id in pools
+        if ctx.scalar(
+            "SELECT count(*) FROM _redeem WHERE status IS NULL AND pool_id = $1", [pool_id]
+        )
+        > coupons.free_codes(ctx.con, pool_id, ctx.as_of)
+    ]
+    wave = 0
+    while ctx.scalar("SELECT count(*) FROM _redeem WHERE status IS NULL"):
+        wave += 1
+        _wave(ctx, wave, pools, short, valid_days)
 
     ctx.q(
         f"""INSERT INTO redemptions
@@ -120,17 +133,40 @@ def apply_redemptions(ctx: RunContext) -> None:
     ctx.q("DROP TABLE _tier_rank")
 
 
-def _round(ctx: RunContext, k: int, pools: list[str], valid_days: dict) -> None:
-    """Every member's k-th request: balance, then pool, then the debit of the accepted."""
+def _wave(ctx: RunContext, k: int, pools: list[str], short: list[str], valid_days: dict) -> None:
+    """The requests that can be decided now (see the module's docstring; only requests for
+    a pool in `short` can have to wait): balance, then pool, then the debit of the
+    accepted."""
+    ctx.con.execute(
+        """UPDATE _redeem SET wave = $k
+        FROM (
+            WITH open AS (SELECT * FROM _redeem WHERE status IS NULL),
+            heads AS (
+                SELECT * FROM open
+                QUALIFY row_number() OVER (PARTITION BY customer_id
+                                           ORDER BY requested_at, redemption_id) = 1),
+            waiting AS (  -- per pool, its earliest open request that is no member's head
+                SELECT pool_id, min(requested_at) AS at,
+                       arg_min(redemption_id, (requested_at, redemption_id)) AS id
+                FROM open
+                WHERE list_contains(CAST($short AS VARCHAR[]), pool_id)
+                  AND redemption_id NOT IN (SELECT redemption_id FROM heads)
+                GROUP BY pool_id)
+            SELECT h.redemption_id FROM heads h LEFT JOIN waiting w USING (pool_id)
+            WHERE w.pool_id IS NULL OR h.requested_at < w.at
+               OR (h.requested_at = w.at AND h.redemption_id < w.id)) x
+        WHERE _redeem.redemption_id = x.redemption_id""",
+        {"k": k, "short": short},
+    )
     ctx.con.execute(
         """UPDATE _redeem SET status = 'rejected', reason = 'insufficient_points'
         FROM (SELECT r.redemption_id FROM _redeem r
               LEFT JOIN (SELECT customer_id, sum(remaining) AS balance FROM lots
                          WHERE status = 'available' AND remaining > 0
                            AND customer_id IN (SELECT customer_id FROM _redeem
-                                               WHERE k = $k AND status IS NULL)
+                                               WHERE wave = $k AND status IS NULL)
                          GROUP BY customer_id) b USING (customer_id)
-              WHERE r.k = $k AND r.status IS NULL AND coalesce(b.balance, 0) < r.cost) x
+              WHERE r.wave = $k AND r.status IS NULL AND coalesce(b.balance, 0) < r.cost) x
         WHERE _redeem.redemption_id = x.redemption_id""",
         {"k": k},
     )
@@ -139,7 +175,7 @@ def _round(ctx: RunContext, k: int, pools: list[str], valid_days: dict) -> None:
         ctx.con.execute(
             """CREATE TEMP TABLE _pool_requests AS
             SELECT customer_id, $prefix || redemption_id AS request_id, requested_at AS ord
-            FROM _redeem WHERE k = $k AND status IS NULL AND pool_id = $pool""",
+            FROM _redeem WHERE wave = $k AND status IS NULL AND pool_id = $pool""",
             {"k": k, "pool": pool_id, "prefix": REQUEST_PREFIX},
         )
         if not ctx.scalar("SELECT count(*) FROM _pool_requests"):
@@ -156,21 +192,21 @@ def _round(ctx: RunContext, k: int, pools: list[str], valid_days: dict) -> None:
             """UPDATE _redeem SET coupon_code = c.code
             FROM coupon_codes c
             WHERE c.pool_id = $pool AND c.assigned_for = $prefix || _redeem.redemption_id
-              AND _redeem.k = $k AND _redeem.status IS NULL AND _redeem.pool_id = $pool""",
+              AND _redeem.wave = $k AND _redeem.status IS NULL AND _redeem.pool_id = $pool""",
             {"k": k, "pool": pool_id, "prefix": REQUEST_PREFIX},
         )
         ctx.con.execute(
             """UPDATE _redeem SET status = 'rejected', reason = 'pool_exhausted'
-            WHERE k = $k AND status IS NULL AND pool_id = $pool AND coupon_code IS NULL""",
+            WHERE wave = $k AND status IS NULL AND pool_id = $pool AND coupon_code IS NULL""",
             {"k": k, "pool": pool_id},
         )
         ctx.q("DROP TABLE _pool_requests")
     ctx.con.execute(
-        "UPDATE _redeem SET status = 'accepted' WHERE k = $k AND status IS NULL", {"k": k}
+        "UPDATE _redeem SET status = 'accepted' WHERE wave = $k AND status IS NULL", {"k": k}
     )
     ledger.debit(
         ctx,
         f"""SELECT customer_id, 'redeem' AS kind, cost AS amount, reward_id AS rule_id,
                   redemption_id AS source_id, requested_at AS occurred_at, name AS reason
-           FROM _redeem WHERE k = {int(k)} AND status = 'accepted'""",
+           FROM _redeem WHERE wave = {int(k)} AND status = 'accepted'""",
     )
