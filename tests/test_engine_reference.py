@@ -260,6 +260,14 @@ def shops(draw, start: dt.date = A.start) -> dict[str, list[dict]]:
     def when(cid: str) -> tuple[dt.date, int]:
         return days[draw(st.integers(max(joined[cid], 0), NIGHTS - 1))], draw(st.integers(1, 4))
 
+    def late(row: dict, day: dt.date, after: dt.date | None = None) -> dict:
+        """Now and then a row reaches the exports on a later night than its own (and never
+        before `after`, the night its order arrives)."""
+        first = max(day, after or day)
+        if after is not None and after > day or draw(st.integers(0, 5)) == 0:
+            row["_arrives"] = str(days[draw(st.integers(days.index(first), NIGHTS - 1))])
+        return row
+
     for n in range(draw(st.integers(0, 6))):
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
@@ -267,6 +275,8 @@ def shops(draw, start: dt.date = A.start) -> dict[str, list[dict]]:
         status = draw(st.sampled_from(["completed"] * 4 + ["cancelled"]))
         oid = f"O{n}"
         row = order(oid, cid, _at(day, sec), f"{Decimal(cents) / 100:.2f}", status=status)
+        row = late(row, day)
+        arrives = dt.date.fromisoformat(row.get("_arrives", str(day)))
         if status == "completed" and draw(st.integers(0, 4)) == 0:
             # re-exported as cancelled from that night on (the order's own night: it is
             # first seen cancelled)
@@ -274,44 +284,56 @@ def shops(draw, start: dt.date = A.start) -> dict[str, list[dict]]:
         rows["orders"].append(row)
         for k in range(draw(st.integers(0, 2))):
             tags = draw(st.sampled_from(["new", "", "sale;new"]))
-            rows["order_items"].append(item(oid, f"S{k}", "1", "5.00", tags=tags))
+            rows["order_items"].append(
+                {**item(oid, f"S{k}", "1", "5.00", tags=tags), "_arrives": str(arrives)}
+            )
         for r in range(draw(st.integers(0, 2)) if cents else 0):
             back = draw(st.integers(0, NIGHTS - 1 - days.index(day)))
             amount = Decimal(draw(st.just(cents) | st.integers(1, cents))) / 100  # often all
             rows["returns"].append(
-                {
-                    "order_id": oid,
-                    "returned_at": _at(day + dt.timedelta(days=back), sec + 10 + r),
-                    "amount": f"{amount:.2f}",
-                }
+                late(
+                    {
+                        "order_id": oid,
+                        "returned_at": _at(day + dt.timedelta(days=back), sec + 10 + r),
+                        "amount": f"{amount:.2f}",
+                    },
+                    day + dt.timedelta(days=back),
+                    arrives,
+                )
             )
     for n in range(draw(st.integers(0, 12))):
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
         kind = draw(st.sampled_from(["page_view"] * 3 + ["email_open"] * 2 + ["unsubscribe"]))
-        rows["events"].append(event(f"E{n:02d}", cid, _at(day, sec), kind))
+        rows["events"].append(late(event(f"E{n:02d}", cid, _at(day, sec), kind), day))
     for n in range(draw(st.integers(0, 6))):
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
         rows["redemptions"].append(
-            {
-                "redemption_id": f"R{n}",
-                "customer_id": cid,
-                "reward_id": draw(st.sampled_from(["small", "small", "big", "vip", "nope"])),
-                "requested_at": _at(day, sec),
-            }
+            late(
+                {
+                    "redemption_id": f"R{n}",
+                    "customer_id": cid,
+                    "reward_id": draw(st.sampled_from(["small", "small", "big", "vip", "nope"])),
+                    "requested_at": _at(day, sec),
+                },
+                day,
+            )
         )
     for n in range(draw(st.integers(0, 3))):
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
         rows["adjustments"].append(
-            {
-                "adjustment_id": f"A{n}",
-                "customer_id": cid,
-                "points": str(draw(st.integers(-25, 25).filter(bool))),
-                "reason": "service",
-                "created_at": _at(day, sec),
-            }
+            late(
+                {
+                    "adjustment_id": f"A{n}",
+                    "customer_id": cid,
+                    "points": str(draw(st.integers(-25, 25).filter(bool))),
+                    "reason": "service",
+                    "created_at": _at(day, sec),
+                },
+                day,
+            )
         )
     return rows
 
@@ -324,12 +346,19 @@ def status_on(order_row: dict, d: dt.date) -> str:
     return "completed"
 
 
+def arrived(row: dict, d: dt.date) -> bool:
+    """Whether the row is in the exports of the night of D (`_arrives`: a late row)."""
+    return row.get("_arrives", "") <= str(d)
+
+
 def export_as_of(shop: Shop, rows: dict[str, list[dict]], d: dt.date) -> None:
-    """The shop's exports as they stand on the night of D: every row, orders with their
-    status of that night."""
+    """The shop's exports as they stand on the night of D: every row that has arrived by
+    then, orders with their status of that night."""
     for source, source_rows in rows.items():
         shop.rows[source] = [
-            {**r, "status": status_on(r, d)} if source == "orders" else r for r in source_rows
+            {**r, "status": status_on(r, d)} if source == "orders" else r
+            for r in source_rows
+            if arrived(r, d)
         ]
     shop.export()
 
@@ -354,6 +383,13 @@ class Reference:
         self.badges: set[tuple] = set()
         self.spent: dict[tuple, Decimal] = defaultdict(Decimal)  # item challenge progress
         self.lifetime: dict[str, int] = defaultdict(int)
+        self.done: set[int] = set()  # rows processed (by id)
+        self.tier_log: dict[dt.date, dict[str, int]] = {}  # each night's tiers, from D + 1
+
+    def tier_on(self, cid: str, day: dt.date) -> int:
+        """The member's tier as of the start of a day: the one the last night before it set."""
+        nights = [n for n in self.tier_log if n < day]
+        return self.tier_log[max(nights)][cid] if nights else 0
 
     def _credit(self, cid: str, earned_on: dt.date, points: int, new: bool = True) -> None:
         expires = earned_on + dt.timedelta(days=self.v.after)
@@ -380,15 +416,19 @@ class Reference:
         seen = seen or d
 
         def today(source: str, column: str) -> list[dict]:
-            """The source's rows of D (of every day up to D in a first run), in time order."""
-            return sorted(
+            """The source's rows up to D not processed yet that the exports of the night
+            `seen` hold (a row of an earlier day that arrived late, every day's in a first
+            run), in time order."""
+            rows = sorted(
                 (
                     r
                     for r in self.rows[source]
-                    if (day := dt.date.fromisoformat(r[column][:10])) == d or (first and day < d)
+                    if r[column][:10] <= str(d) and arrived(r, seen) and id(r) not in self.done
                 ),
                 key=lambda r: (r[column], *r.values()),
             )
+            self.done.update(id(r) for r in rows)
+            return rows
 
         def release() -> None:
             for oid, p in list(self.pending.items()):
@@ -414,13 +454,13 @@ class Reference:
             if status_on(o, seen) == "cancelled":
                 continue
             total = Decimal(o["total"])
-            multiplier = v.levels[self.tier[o["customer_id"]][0]][2]  # as of the start of D
+            day = dt.date.fromisoformat(o["ordered_at"][:10])
+            multiplier = v.levels[self.tier_on(o["customer_id"], day)][2]  # start of its day
             news = sum(
                 "new" in i["tags"].split(";")
                 for i in self.rows["order_items"]
                 if i["order_id"] == o["order_id"]
             )
-            day = dt.date.fromisoformat(o["ordered_at"][:10])
             qualifying = v.round(total / 10)  # before the multiplier and the cap
             base = v.round(qualifying * multiplier)
             if v.order_cap is not None:  # after rounding and multiplier; returns free nothing
@@ -531,7 +571,8 @@ class Reference:
             back, o["reversed"] = due - o["reversed"], due
             o["qualifying_reversed"] = min(o["qualifying"], _half_up(o["qualifying"] * share))
             self.lifetime[o["customer_id"]] -= back
-            if dt.date.fromisoformat(r["returned_at"][:10]) < o["release_on"]:
+            before = dt.date.fromisoformat(r["returned_at"][:10]) < o["release_on"]
+            if before and r["order_id"] in self.pending:  # (a late return finds it released)
                 self.pending[r["order_id"]]["points"] -= back
             else:
                 clawbacks.append((o["customer_id"], back))
@@ -639,6 +680,7 @@ class Reference:
                     1
                     for e in self.rows["events"]
                     if e["customer_id"] == cid
+                    and id(e) in self.done
                     and e["type"] == "email_open"
                     and d - dt.timedelta(days=WINDOW)
                     < dt.date.fromisoformat(e["occurred_at"][:10])
@@ -650,6 +692,7 @@ class Reference:
                 self.tier[cid] = (qualified, d)
             elif qualified < tier and (d - renewed).days >= RETAIN:
                 self.tier[cid] = (tier - 1 if v.downgrade == "one_level" else qualified, d)
+        self.tier_log[d] = {cid: level for cid, (level, _) in self.tier.items()}
         self.last_night = d
 
     def balances(self, d: dt.date) -> dict[str, dict[str, str]]:
