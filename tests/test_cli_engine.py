@@ -161,7 +161,9 @@ def test_backfill_runs_each_day(tmp_path):
 def test_usage_errors_exit_2(tmp_path):
     shop = small_shop(tmp_path)
     res = run_cli("run", str(shop.program), "--data", str(tmp_path / "nope"))
-    assert res.exit_code == 2
+    assert res.exit_code == 2 and "the --data folder does not exist" in res.output
+    res = run_cli("run", str(shop.program), "--data", str(shop.program))
+    assert res.exit_code == 2 and "the --data folder is a file, not a folder" in res.output
     res = run_cli("run", str(shop.program), "--data", str(shop.data), "--as-of", "yesterday")
     assert res.exit_code == 2
     res = run_cli("run", str(shop.program), "--bogus")

@@ -191,7 +191,9 @@ def run(
             Diagnostic(
                 code="D601",
                 path=str(data),
-                message="the --data folder does not exist",
+                message="the --data folder is a file, not a folder"
+                if data.exists()
+                else "the --data folder does not exist",
                 hint="Pass the folder holding the night's exports.",
             ),
             ExitCode.USAGE,
