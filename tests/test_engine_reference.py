@@ -105,7 +105,9 @@ class Variant:
     @property
     def program(self) -> str:
         extra = MEMBER_RULES if self.member_rules else ""
-        return self.earning + extra + BASE_RULES + self.rest
+        # Rows that arrive before their order are rejected until it arrives: a share of
+        # rejects that tiny exports would otherwise find too high.
+        return self.earning + extra + BASE_RULES + self.rest + "data:\n  max_reject_rate: 1\n"
 
     @property
     def days(self) -> list[dt.date]:
@@ -284,9 +286,10 @@ def shops(draw, start: dt.date = A.start) -> dict[str, list[dict]]:
         rows["orders"].append(row)
         for k in range(draw(st.integers(0, 2))):
             tags = draw(st.sampled_from(["new", "", "sale;new"]))
-            rows["order_items"].append(
-                {**item(oid, f"S{k}", "1", "5.00", tags=tags), "_arrives": str(arrives)}
-            )
+            row = {**item(oid, f"S{k}", "1", "5.00", tags=tags), "_arrives": str(arrives)}
+            # now and then on another night than its order: before it (rejected until the
+            # order arrives, then taken with it), or after it (ignored)
+            rows["order_items"].append(late(row, day) if draw(st.integers(0, 5)) == 0 else row)
         for r in range(draw(st.integers(0, 2)) if cents else 0):
             back = draw(st.integers(0, NIGHTS - 1 - days.index(day)))
             amount = Decimal(draw(st.just(cents) | st.integers(1, cents))) / 100  # often all
@@ -298,7 +301,9 @@ def shops(draw, start: dt.date = A.start) -> dict[str, list[dict]]:
                         "amount": f"{amount:.2f}",
                     },
                     day + dt.timedelta(days=back),
-                    arrives,
+                    # after its order, or on any night from its own day (rejected until
+                    # the order arrives, then taken)
+                    arrives if draw(st.booleans()) else None,
                 )
             )
     for n in range(draw(st.integers(0, 12))):
@@ -384,6 +389,7 @@ class Reference:
         self.spent: dict[tuple, Decimal] = defaultdict(Decimal)  # item challenge progress
         self.lifetime: dict[str, int] = defaultdict(int)
         self.done: set[int] = set()  # rows processed (by id)
+        self.seen_orders: set[str] = set()  # orders processed, cancelled ones too
         self.tier_log: dict[dt.date, dict[str, int]] = {}  # each night's tiers, from D + 1
 
     def tier_on(self, cid: str, day: dt.date) -> int:
@@ -418,12 +424,15 @@ class Reference:
         def today(source: str, column: str) -> list[dict]:
             """The source's rows up to D not processed yet that the exports of the night
             `seen` hold (a row of an earlier day that arrived late, every day's in a first
-            run), in time order."""
+            run), in time order. Returns of an order not seen yet are rejected: they wait."""
             rows = sorted(
                 (
                     r
                     for r in self.rows[source]
-                    if r[column][:10] <= str(d) and arrived(r, seen) and id(r) not in self.done
+                    if r[column][:10] <= str(d)
+                    and arrived(r, seen)
+                    and id(r) not in self.done
+                    and (source != "returns" or r["order_id"] in self.seen_orders)
                 ),
                 key=lambda r: (r[column], *r.values()),
             )
@@ -451,16 +460,19 @@ class Reference:
         debits = []
         challenges = []  # goals reached by this night's orders, granted in the bonus step
         for o in today("orders", "ordered_at"):
+            self.seen_orders.add(o["order_id"])
             if status_on(o, seen) == "cancelled":
                 continue
+            # The order's items in the export that first holds it (later ones are ignored).
+            lines = [
+                i
+                for i in self.rows["order_items"]
+                if i["order_id"] == o["order_id"] and arrived(i, seen)
+            ]
             total = Decimal(o["total"])
             day = dt.date.fromisoformat(o["ordered_at"][:10])
             multiplier = v.levels[self.tier_on(o["customer_id"], day)][2]  # start of its day
-            news = sum(
-                "new" in i["tags"].split(";")
-                for i in self.rows["order_items"]
-                if i["order_id"] == o["order_id"]
-            )
+            news = sum("new" in i["tags"].split(";") for i in lines)
             qualifying = v.round(total / 10)  # before the multiplier and the cap
             base = v.round(qualifying * multiplier)
             if v.order_cap is not None:  # after rounding and multiplier; returns free nothing
@@ -491,8 +503,8 @@ class Reference:
                     challenges.append((o["customer_id"], day, points))
                     self.badges.add(week)
             month = (o["customer_id"], "new", day.year, day.month)
-            for i in self.rows["order_items"]:
-                if i["order_id"] == o["order_id"] and "new" in i["tags"].split(";"):
+            for i in lines:
+                if "new" in i["tags"].split(";"):
                     before = self.spent[month]
                     self.spent[month] += Decimal(i["unit_price"]) * int(i["quantity"])
                     if before < ITEM_CHALLENGE[0] <= self.spent[month]:
