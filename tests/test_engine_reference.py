@@ -255,6 +255,8 @@ def shops(draw, start: dt.date = A.start) -> dict[str, list[dict]]:
         # referred by a member who joined before them (so known by then), or by nobody
         referrers = [r for r in MEMBERS if r != cid and joined[r] <= j]
         row["referred_by"] = draw(st.sampled_from([""] + referrers))
+        if draw(st.integers(0, 3)) == 0:  # first in the exports of a later night (or earlier)
+            row["_arrives"] = str(days[draw(st.integers(0, NIGHTS - 1))])
         rows["customers"].append(row)
     for source in ("orders", "order_items", "returns", "events", "redemptions", "adjustments"):
         rows[source] = []
@@ -390,6 +392,7 @@ class Reference:
         self.lifetime: dict[str, int] = defaultdict(int)
         self.done: set[int] = set()  # rows processed (by id)
         self.seen_orders: set[str] = set()  # orders processed, cancelled ones too
+        self.known: set[str] = set()  # customers whose row has been in an export
         self.tier_log: dict[dt.date, dict[str, int]] = {}  # each night's tiers, from D + 1
 
     def tier_on(self, cid: str, day: dt.date) -> int:
@@ -420,11 +423,14 @@ class Reference:
         whose run catches D up: orders then have the status of that night)."""
         v = self.v
         seen = seen or d
+        self.known |= {c["customer_id"] for c in self.rows["customers"] if arrived(c, seen)}
+        customers = [c for c in self.rows["customers"] if c["customer_id"] in self.known]
 
         def today(source: str, column: str) -> list[dict]:
             """The source's rows up to D not processed yet that the exports of the night
             `seen` hold (a row of an earlier day that arrived late, every day's in a first
-            run), in time order. Returns of an order not seen yet are rejected: they wait."""
+            run), in time order. Rows of a customer not known yet and returns of an order
+            not seen yet are rejected: they wait."""
             rows = sorted(
                 (
                     r
@@ -433,6 +439,7 @@ class Reference:
                     and arrived(r, seen)
                     and id(r) not in self.done
                     and (source != "returns" or r["order_id"] in self.seen_orders)
+                    and ("customer_id" not in r or r["customer_id"] in self.known)
                 ),
                 key=lambda r: (r[column], *r.values()),
             )
@@ -597,7 +604,7 @@ class Reference:
             """Whether this night's run covers a trigger day."""
             return day <= d and (self.last_night is None or day > self.last_night)
 
-        for c in self.rows["customers"]:
+        for c in customers:
             cid, join = c["customer_id"], dt.date.fromisoformat(c["joined_at"][:10])
             if covered(join):
                 self._credit(cid, join, WELCOME)
@@ -616,7 +623,7 @@ class Reference:
                 for oid, o in self.orders.items()
                 if o["customer_id"] == cid
             )
-            if referrer and cid not in self.referred and firsts:
+            if referrer in self.known and cid not in self.referred and firsts:
                 _, oid, o = firsts[0]
                 paid = o["release_on"] <= d and (covered(o["release_on"]) or o["processed_on"] == d)
                 if paid and o["total"] > 0 and o["returned_by_release"] < o["total"]:
@@ -656,7 +663,7 @@ class Reference:
         # Expiry: what is left of lots whose last day is today or earlier; with
         # `inactivity`, everything when D is that long after the last completed order (or
         # the join day).
-        for c in self.rows["customers"]:
+        for c in customers:
             cid, lots = c["customer_id"], self.lots[c["customer_id"]]
             for expires in [e for e in lots if e <= d]:
                 del lots[expires]
@@ -671,7 +678,7 @@ class Reference:
             if v.inactivity is not None and (d - last).days >= v.inactivity:
                 lots.clear()
         # Tiers as of D, from the spend of the days after D - window up to D.
-        for c in self.rows["customers"]:
+        for c in customers:
             cid = c["customer_id"]
             if dt.date.fromisoformat(c["joined_at"][:10]) > d:
                 continue
@@ -715,7 +722,7 @@ class Reference:
         out = {}
         for c in self.rows["customers"]:
             cid = c["customer_id"]
-            if dt.date.fromisoformat(c["joined_at"][:10]) > d:
+            if dt.date.fromisoformat(c["joined_at"][:10]) > d or cid not in self.known:
                 continue
             lots = {e: n for e, n in self.lots[cid].items() if n > 0}
             nxt = min(lots, default=None)
