@@ -252,7 +252,7 @@ def shops(draw, start: dt.date = A.start) -> dict[str, list[dict]]:
         if isinstance(birthday, int):
             birthday = str((start + dt.timedelta(days=birthday)).replace(year=1990))
         row["birth_date"] = birthday or ""
-        # referred by a member who joined before them (so known by then), or by nobody
+        # referred by a member who joined before them, or by nobody
         referrers = [r for r in MEMBERS if r != cid and joined[r] <= j]
         row["referred_by"] = draw(st.sampled_from([""] + referrers))
         if draw(st.integers(0, 3)) == 0:  # first in the exports of a later night (or earlier)
@@ -268,7 +268,7 @@ def shops(draw, start: dt.date = A.start) -> dict[str, list[dict]]:
         """Now and then a row reaches the exports on a later night than its own (and never
         before `after`, the night its order arrives)."""
         first = max(day, after or day)
-        if after is not None and after > day or draw(st.integers(0, 5)) == 0:
+        if (after is not None and after > day) or draw(st.integers(0, 5)) == 0:
             row["_arrives"] = str(days[draw(st.integers(days.index(first), NIGHTS - 1))])
         return row
 
@@ -289,9 +289,11 @@ def shops(draw, start: dt.date = A.start) -> dict[str, list[dict]]:
         for k in range(draw(st.integers(0, 2))):
             tags = draw(st.sampled_from(["new", "", "sale;new"]))
             row = {**item(oid, f"S{k}", "1", "5.00", tags=tags), "_arrives": str(arrives)}
-            # now and then on another night than its order: before it (rejected until the
-            # order arrives, then taken with it), or after it (ignored)
-            rows["order_items"].append(late(row, day) if draw(st.integers(0, 5)) == 0 else row)
+            if draw(st.integers(0, 5)) == 0:
+                # on another night than its order: before it (rejected until the order
+                # arrives, then taken with it), or after it (ignored)
+                row["_arrives"] = str(days[draw(st.integers(days.index(day), NIGHTS - 1))])
+            rows["order_items"].append(row)
         for r in range(draw(st.integers(0, 2)) if cents else 0):
             back = draw(st.integers(0, NIGHTS - 1 - days.index(day)))
             amount = Decimal(draw(st.just(cents) | st.integers(1, cents))) / 100  # often all
