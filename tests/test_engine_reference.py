@@ -20,7 +20,7 @@ import dataclasses
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 import pytest
 from enginekit import Shop, customer, event, hunt_settings, item, order
@@ -90,17 +90,30 @@ class Variant:
     earning: str  # the program's earning head and order rules
     rest: str  # expiry and tiers
     pending_days: int
-    rounding: str  # ROUND_HALF_UP (`round`: half away from zero) or ROUND_FLOOR
+    rounding: str  # ROUND_HALF_UP (`round`: half away from zero), ROUND_FLOOR, ROUND_CEILING
     after: int  # expiry.after in days
-    month_end: bool  # expiry.at: end_of_month
+    at: str  # expiry.at: end_of_day, end_of_month or end_of_quarter
     inactivity: int | None
     basis: str  # spend | points
     downgrade: str  # one_level | to_qualified
-    order_cap: int | None  # the base rule's cap a week
-    item_cap: int | None  # the new-items rule's cap a week
+    order_cap: int | None  # the base rule's cap a period (order_cap_per)
+    item_cap: int | None  # the new-items rule's cap a period (item_cap_per)
     levels: tuple  # (id, min, multiplier)
     # rules reading the member view as of the start of the run (MEMBER_RULES)
     member_rules: bool = False
+    order_cap_per: str = "week"  # week | month | ever
+    item_cap_per: str = "week"
+    starts_on: dt.date | None = None  # program.starts_on: bonuses for trigger days from it
+
+    def period(self, per: str, day: dt.date) -> object:
+        """A cap's period of a day: ISO week, month or `ever`."""
+        if per == "week":
+            return day.isocalendar()[:2]
+        return (day.year, day.month) if per == "month" else "ever"
+
+    def bonus_day(self, day: dt.date) -> bool:
+        """Whether a trigger day (or a challenge row's day) may give a bonus (starts_on)."""
+        return self.starts_on is None or day >= self.starts_on
 
     @property
     def program(self) -> str:
@@ -148,7 +161,7 @@ tiers:
     pending_days=2,
     rounding=ROUND_HALF_UP,
     after=3,
-    month_end=False,
+    at="end_of_day",
     inactivity=None,
     basis="spend",
     downgrade="one_level",
@@ -190,7 +203,7 @@ tiers:
     pending_days=0,
     rounding=ROUND_FLOOR,
     after=2,
-    month_end=True,
+    at="end_of_month",
     inactivity=3,
     basis="points",
     downgrade="to_qualified",
@@ -208,10 +221,57 @@ MEMBER_RULES = """
       when: "event.type = 'page_view' and tier <> 'bronze'"
       points: 1"""
 C = dataclasses.replace(A, name="member-view", member_rules=True)
+D = Variant(
+    name="ceil-quarter-starts-on",
+    # a Saturday: the nights cross a week (Monday 29 June), starts_on (29 June) and the end
+    # of a month and a quarter (30 June)
+    start=dt.date(2026, 6, 27),
+    earning="""
+earning:
+  rounding: ceil
+  pending_days: 1
+  rules:
+    - id: base
+      on: order
+      points: order.total / 10
+      cap: {max: 25, per: month}
+    - id: new-items
+      on: order_item
+      when: "list_contains(item.tags, 'new')"
+      points: 3
+      cap: {max: 6, per: ever}""",
+    rest="""
+expiry:
+  after: 2 days
+  at: end_of_quarter
+tiers:
+  basis: spend
+  window: 4 days
+  retain: 2 days
+  downgrade: one_level
+  levels:
+    - {id: bronze, name: Bronze, min: 0}
+    - {id: silver, name: Silver, min: 100, multiplier: 1.5}
+    - {id: gold, name: Gold, min: 300, multiplier: 2}
+""",
+    pending_days=1,
+    rounding=ROUND_CEILING,
+    after=2,
+    at="end_of_quarter",
+    inactivity=None,
+    basis="spend",
+    downgrade="one_level",
+    order_cap=25,
+    item_cap=6,
+    levels=(("bronze", 0, Decimal(1)), ("silver", 100, Decimal("1.5")), ("gold", 300, Decimal(2))),
+    order_cap_per="month",
+    item_cap_per="ever",
+    starts_on=dt.date(2026, 6, 29),
+)
 FIRST_ORDER = 25
 RICH = (20, 2)  # balance at least, points
 LOYAL_VIEW = 1
-VARIANTS = {v.name: v for v in (A, B, C)}
+VARIANTS = {v.name: v for v in (A, B, C, D)}
 PROGRAM = A.program
 CAPS = {"page_view": (2, 5, "day"), "email_open": (4, 10, "week")}
 UNSUBSCRIBE = -7
@@ -404,9 +464,10 @@ class Reference:
 
     def _credit(self, cid: str, earned_on: dt.date, points: int, new: bool = True) -> None:
         expires = earned_on + dt.timedelta(days=self.v.after)
-        if self.v.month_end:
-            expires = (expires.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-            expires -= dt.timedelta(days=1)
+        if self.v.at != "end_of_day":  # the last day of its month or quarter
+            months = 1 if self.v.at == "end_of_month" else 3
+            last = ((expires.month - 1) // months + 1) * months
+            expires = dt.date(expires.year + last // 12, last % 12 + 1, 1) - dt.timedelta(days=1)
         self.lots[cid][expires] += points
         self.lifetime[cid] += points if new else 0
 
@@ -485,16 +546,16 @@ class Reference:
             qualifying = v.round(total / 10)  # before the multiplier and the cap
             base = v.round(qualifying * multiplier)
             if v.order_cap is not None:  # after rounding and multiplier; returns free nothing
-                week = (o["customer_id"], "base", day.isocalendar()[:2])
-                base = min(base, v.order_cap - self.cap_used[week])
-                self.cap_used[week] += base
+                key = (o["customer_id"], "base", v.period(v.order_cap_per, day))
+                base = min(base, v.order_cap - self.cap_used[key])
+                self.cap_used[key] += base
             items = 0
             for _ in range(news):  # each item on its own, in export order
                 points = v.round(3 * multiplier)
                 if v.item_cap is not None:  # pending points count; returns free nothing
-                    week = (o["customer_id"], "new-items", day.isocalendar()[:2])
-                    points = min(points, v.item_cap - self.cap_used[week])
-                    self.cap_used[week] += points
+                    key = (o["customer_id"], "new-items", v.period(v.item_cap_per, day))
+                    points = min(points, v.item_cap - self.cap_used[key])
+                    self.cap_used[key] += points
                 items += points
             granted = base + items
             if v.member_rules:  # after the multiplier, like every order rule
@@ -505,7 +566,7 @@ class Reference:
                     granted += v.round(RICH[1] * multiplier)
             self.lifetime[o["customer_id"]] += granted
             least, goal, points = CHALLENGE
-            if total >= least:
+            if total >= least and v.bonus_day(day):  # challenge rows count from starts_on
                 week = (o["customer_id"], day.isocalendar()[:2])
                 self.progress[week] += 1
                 if self.progress[week] == goal:
@@ -513,7 +574,7 @@ class Reference:
                     self.badges.add(week)
             month = (o["customer_id"], "new", day.year, day.month)
             for i in lines:
-                if "new" in i["tags"].split(";"):
+                if "new" in i["tags"].split(";") and v.bonus_day(day):
                     before = self.spent[month]
                     self.spent[month] += Decimal(i["unit_price"]) * int(i["quantity"])
                     if before < ITEM_CHALLENGE[0] <= self.spent[month]:
@@ -551,7 +612,7 @@ class Reference:
                 continue
             if e["type"] == "page_view" and v.member_rules and view[cid][0] > 0:
                 self._credit(cid, day, LOYAL_VIEW)  # a second rule on the same row
-            if e["type"] == "page_view":
+            if e["type"] == "page_view" and v.bonus_day(day):
                 self.progress[(cid, "views", day)] += 1
                 if self.progress[(cid, "views", day)] == EVENT_CHALLENGE[0]:
                     challenges.append((cid, day, EVENT_CHALLENGE[1]))
@@ -604,7 +665,9 @@ class Reference:
         # Bonuses and adjustments: credits first, then debits in timestamp order.
         def covered(day: dt.date) -> bool:
             """Whether this night's run covers a trigger day."""
-            return day <= d and (self.last_night is None or day > self.last_night)
+            return (
+                day <= d and (self.last_night is None or day > self.last_night) and v.bonus_day(day)
+            )
 
         for c in customers:
             cid, join = c["customer_id"], dt.date.fromisoformat(c["joined_at"][:10])
@@ -628,6 +691,7 @@ class Reference:
             if referrer in self.known and cid not in self.referred and firsts:
                 _, oid, o = firsts[0]
                 paid = o["release_on"] <= d and (covered(o["release_on"]) or o["processed_on"] == d)
+                paid = paid and v.bonus_day(o["release_on"])
                 if paid and o["total"] > 0 and o["returned_by_release"] < o["total"]:
                     self.referred.add(cid)
                     self._credit(cid, o["release_on"], REFERRAL["referee"])
@@ -762,6 +826,11 @@ def test_the_engine_books_what_the_reference_model_books(tmp_path_factory, sched
     rows = data.draw(shops(v.start), label="rows")
     days = v.days
     shop = Shop(tmp_path_factory.mktemp("shop") / "shop", v.program)
+    if v.starts_on is not None:  # a key of the program's head
+        text = shop.program.read_text().replace(
+            "program:\n", f"program:\n  starts_on: {v.starts_on}\n", 1
+        )
+        shop.program.write_text(text)
     ref = Reference(rows, v)
     engine_redemptions: dict[str, str] = {}
     for n, covered in enumerate(SCHEDULES[schedule]):
