@@ -1453,7 +1453,11 @@ def _converts(text: str, duckdb_type: str) -> bool:
 def _parser() -> duckdb.DuckDBPyConnection:
     """The in-memory connection that reads and binds compiled expressions (under the lock)."""
     if not _PARSER:
-        _PARSER.append(duckdb.connect(":memory:"))
+        con = duckdb.connect(":memory:")
+        # It binds and runs expressions over a row or two: a cap keeps a program's
+        # expression from taking the machine's memory in `validate`.
+        con.execute("SET memory_limit = '256MB'")
+        _PARSER.append(con)
     return _PARSER[0]
 
 
