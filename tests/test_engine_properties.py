@@ -7,10 +7,12 @@
   in an export changes nothing but entry numbers.
 - Times written in UTC or with offsets are their local wall times (9.1), also around the
   change of the clocks.
+- One shop's exports as CSV, typed Parquet or JSON lines book the same points.
 - After every run, each member's balances equal their lots and their ledger (enginekit).
 
 The shops are small (four members, six nights) and every row is valid and dated after its
-member joined, so no row is rejected and both ways of exporting see the same rows.
+member joined, so no row is rejected and both ways of exporting see the same rows. Some
+events have properties, and some no event_id (keyed by a hash of the row).
 """
 
 from __future__ import annotations
@@ -91,7 +93,12 @@ def shops(
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
         kind = draw(st.sampled_from(["page_view"] * 4 + ["email_open"] * 2 + ["unsubscribe"]))
-        rows["events"].append(event(f"E{n}", cid, _at(day, sec, hour), kind))
+        row = event(f"E{n}", cid, _at(day, sec, hour), kind)
+        if draw(st.integers(0, 2)) == 0:
+            row["properties"] = json.dumps({"page": f"/p{n}", "n": draw(st.integers(0, 3))})
+        if draw(st.integers(0, 3)) == 0:  # keyed by a hash of the row (9.21)
+            row["event_id"] = ""
+        rows["events"].append(row)
     for n in range(draw(st.integers(0, 4))):
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
@@ -319,7 +326,8 @@ def _typed(source: str, column: str) -> str:
 
 def _convert(shop: Shop, fmt: str) -> None:
     """Rewrite the shop's CSV exports as typed Parquet or as JSON lines (every value as the
-    text the CSV holds, empty ones left out), and point its program at them."""
+    text the CSV holds, JSON as a nested object, empty ones left out), and point its
+    program at them."""
     con = duckdb.connect()
     for source, header in HEADERS.items():
         csv = shop.data / f"{source}.csv"
@@ -331,9 +339,14 @@ def _convert(shop: Shop, fmt: str) -> None:
             con.execute(f"COPY (SELECT {cols} FROM {read}) TO '{shop.data / source}.parquet'")
         else:
             rows = con.execute(f"SELECT * FROM {read}").fetchall()
+            nested = {c for c in header if SOURCE_COLUMNS[source][c][0] == "json"}
             with (shop.data / f"{source}.jsonl").open("w") as fh:
                 for row in rows:
-                    values = {c: v for c, v in zip(header, row, strict=True) if v}
+                    values = {
+                        c: json.loads(v) if c in nested else v
+                        for c, v in zip(header, row, strict=True)
+                        if v
+                    }
                     fh.write(json.dumps(values) + "\n")
         csv.unlink()
     con.close()
