@@ -491,9 +491,14 @@ class _Checker:
         the run there."""
         reported: set[int] = set()
         for node in tree.find_all(*_LITERAL_SIDES, *_UNIFYING):
-            group = _unified(node)
-            pairs = [(a, b) for a in group for b in group if a is not b]
-            for a, b in pairs:
+            pairs = [
+                (a, b, how)
+                for how, group in _unified(node)
+                for a in group
+                for b in group
+                if a is not b
+            ]
+            for a, b, how in pairs:
                 if not (isinstance(a, exp.Column) and isinstance(b, exp.Literal)):
                     continue
                 typ = self._column_type(a)
@@ -502,7 +507,6 @@ class _Checker:
                 if _converts(b.this, DUCKDB_TYPES[typ]):
                     continue
                 reported.add(id(b))
-                how = "compared with" if isinstance(node, _LITERAL_SIDES) else "set beside"
                 self.add(
                     "E409",
                     f"{b.sql(dialect='duckdb')} cannot be {how} `{_column_text(a)}` "
@@ -1249,7 +1253,9 @@ def _truth_operands(tree: exp.Expr) -> Iterator[tuple[str, exp.Expr]]:
         elif isinstance(node, exp.And | exp.Or):
             word = "`and`" if isinstance(node, exp.And) else "`or`"
             found = [(word, node.this), (word, node.expression)]
-        elif isinstance(node, exp.If):
+        elif isinstance(node, exp.If) and not (
+            isinstance(parent, exp.Case) and parent.this is not None
+        ):  # (in `case x when v then ...`, v is a value compared with x)
             word = "`case when`" if isinstance(parent, exp.Case) else "the condition of `if`"
             found = [(word, node.this)]
         for operator, operand in found:
@@ -1278,9 +1284,11 @@ def _constant_parts(tree: exp.Expr) -> Iterator[exp.Expr]:
             continue
         if isinstance(node, exp.Neg | exp.Paren) and isinstance(node.this, exp.Literal):
             continue
-        if not any(isinstance(n, exp.Column | exp.Lambda) for n in node.walk()):
-            yield node
-            continue
+        if not isinstance(node, exp.If) or not isinstance(node.parent, exp.Case):
+            if not any(isinstance(n, exp.Column | exp.Lambda) for n in node.walk()):
+                yield node
+                continue
+        # (a branch of `case` is no expression on its own: its parts are looked at instead)
         stack.extend(child for _, child in _children(node))
 
 
@@ -1425,19 +1433,36 @@ _EXAMPLE = {
 _UNIFYING = (exp.Coalesce, exp.Greatest, exp.Least, exp.Nullif, exp.Case, exp.If)
 
 
-def _unified(node: exp.Expr) -> list[exp.Expr]:
-    """The parts that DuckDB converts to one type: a comparison's sides, the arguments of
-    `coalesce` and the like, the results of `case` and `if`."""
+def _unified(node: exp.Expr) -> list[tuple[str, list[exp.Expr]]]:
+    """The groups of parts that DuckDB converts to one type, each with how messages say
+    they meet: a comparison's sides and the values a simple `case x when ...` compares
+    ("compared with"), the arguments of `coalesce` and the like, the results of `case` and
+    `if` ("set beside")."""
     if isinstance(node, exp.Case):
-        parts = [branch.args.get("true") for branch in node.args.get("ifs") or []]
-        parts.append(node.args.get("default"))
+        branches = node.args.get("ifs") or []
+        results = [branch.args.get("true") for branch in branches] + [node.args.get("default")]
+        groups = [("set beside", results)]
+        if node.this is not None:  # case x when v1 then ... : x is compared with each v
+            groups.append(("compared with", [node.this] + [b.this for b in branches]))
     elif isinstance(node, exp.If):
-        parts = [node.args.get("true"), node.args.get("false")]
+        groups = [("set beside", [node.args.get("true"), node.args.get("false")])]
     elif isinstance(node, exp.Between):
-        parts = [node.this, node.args.get("low"), node.args.get("high")]
+        groups = [("compared with", [node.this, node.args.get("low"), node.args.get("high")])]
+    elif isinstance(node, _LITERAL_SIDES):
+        groups = [
+            (
+                "compared with",
+                [node.this, node.args.get("expression"), *(node.args.get("expressions") or [])],
+            )
+        ]
     else:
-        parts = [node.this, node.args.get("expression"), *(node.args.get("expressions") or [])]
-    return [part for part in parts if part is not None]
+        groups = [
+            (
+                "set beside",
+                [node.this, *(node.args.get("expressions") or [])] + [node.args.get("expression")],
+            )
+        ]
+    return [(how, [part for part in parts if part is not None]) for how, parts in groups]
 
 
 def _converts(text: str, duckdb_type: str) -> bool:
