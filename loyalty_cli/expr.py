@@ -1284,11 +1284,11 @@ def _constant_parts(tree: exp.Expr) -> Iterator[exp.Expr]:
             continue
         if isinstance(node, exp.Neg | exp.Paren) and isinstance(node.this, exp.Literal):
             continue
-        if not isinstance(node, exp.If) or not isinstance(node.parent, exp.Case):
-            if not any(isinstance(n, exp.Column | exp.Lambda) for n in node.walk()):
-                yield node
-                continue
-        # (a branch of `case` is no expression on its own: its parts are looked at instead)
+        # A branch of `case` is no expression on its own: its parts are looked at instead.
+        branch = isinstance(node, exp.If) and isinstance(node.parent, exp.Case)
+        if not branch and not any(isinstance(n, exp.Column | exp.Lambda) for n in node.walk()):
+            yield node
+            continue
         stack.extend(child for _, child in _children(node))
 
 
