@@ -343,18 +343,6 @@ def assign_codes(
     )
 
 
-def free_codes(con: duckdb.DuckDBPyConnection, pool_id: str, as_of: dt.date) -> int:
-    """How many codes of the pool `assign_codes` could still give out as of that day."""
-    return int(
-        con.execute(
-            """SELECT count(*) FROM coupon_codes
-            WHERE pool_id = $pool AND assigned_on IS NULL
-              AND (valid_until IS NULL OR valid_until >= $as_of)""",
-            {"pool": pool_id, "as_of": as_of},
-        ).fetchone()[0]
-    )
-
-
 def assign_pool_codes(
     con: duckdb.DuckDBPyConnection,
     program: Program,

@@ -105,7 +105,7 @@ def apply_redemptions(ctx: RunContext) -> None:
         if ctx.scalar(
             "SELECT count(*) FROM _redeem WHERE status IS NULL AND pool_id = $1", [pool_id]
         )
-        > coupons.free_codes(ctx.con, pool_id, ctx.as_of)
+        > coupons.pool_free(ctx.con, pool_id, ctx.as_of)
     ]
     wave = 0
     while ctx.scalar("SELECT count(*) FROM _redeem WHERE status IS NULL"):
