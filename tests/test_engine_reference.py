@@ -131,6 +131,17 @@ class Variant:
 
 
 NIGHTS = 6
+# The tiers of A and D: spend over four days, kept two days, one level down at a time.
+SPEND_TIERS = """tiers:
+  basis: spend
+  window: 4 days
+  retain: 2 days
+  downgrade: one_level
+  levels:
+    - {id: bronze, name: Bronze, min: 0}
+    - {id: silver, name: Silver, min: 100, multiplier: 1.5}
+    - {id: gold, name: Gold, min: 300, multiplier: 2}
+"""
 A = Variant(
     name="pending-round-spend",
     start=dt.date(2026, 3, 5),  # a Thursday: the nights cross the ISO week of Monday 9 March
@@ -148,16 +159,8 @@ earning:
     rest="""
 expiry:
   after: 3 days
-tiers:
-  basis: spend
-  window: 4 days
-  retain: 2 days
-  downgrade: one_level
-  levels:
-    - {id: bronze, name: Bronze, min: 0}
-    - {id: silver, name: Silver, min: 100, multiplier: 1.5}
-    - {id: gold, name: Gold, min: 300, multiplier: 2}
-""",
+"""
+    + SPEND_TIERS,
     pending_days=2,
     rounding=ROUND_HALF_UP,
     after=3,
@@ -221,7 +224,8 @@ MEMBER_RULES = """
       when: "event.type = 'page_view' and tier <> 'bronze'"
       points: 1"""
 C = dataclasses.replace(A, name="member-view", member_rules=True)
-D = Variant(
+D = dataclasses.replace(
+    A,
     name="ceil-quarter-starts-on",
     # a Saturday: the nights cross a week (Monday 29 June), starts_on (29 June) and the end
     # of a month and a quarter (30 June)
@@ -244,26 +248,14 @@ earning:
 expiry:
   after: 2 days
   at: end_of_quarter
-tiers:
-  basis: spend
-  window: 4 days
-  retain: 2 days
-  downgrade: one_level
-  levels:
-    - {id: bronze, name: Bronze, min: 0}
-    - {id: silver, name: Silver, min: 100, multiplier: 1.5}
-    - {id: gold, name: Gold, min: 300, multiplier: 2}
-""",
+"""
+    + SPEND_TIERS,
     pending_days=1,
     rounding=ROUND_CEILING,
     after=2,
     at="end_of_quarter",
-    inactivity=None,
-    basis="spend",
-    downgrade="one_level",
     order_cap=25,
     item_cap=6,
-    levels=(("bronze", 0, Decimal(1)), ("silver", 100, Decimal("1.5")), ("gold", 300, Decimal(2))),
     order_cap_per="month",
     item_cap_per="ever",
     starts_on=dt.date(2026, 6, 29),
