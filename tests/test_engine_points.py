@@ -757,12 +757,8 @@ def test_released_points_join_the_lot_of_their_expiry_day(tmp_path):
     ]
 
 
-def test_a_return_on_an_order_cancelled_when_first_exported_does_not_make_it_a_first_order(
-    tmp_path,
-):
-    """The referee's first order is the first one completed when processed (docs/bonuses.md).
-    A return on an order exported cancelled does nothing, and must not make that order
-    count as completed: the referral waits for the release of the next, completed order."""
+def _referral_shop(tmp_path) -> Shop:
+    """Orders earn their total, pending two days; E, referred by R, pays a referral."""
     shop = Shop(
         tmp_path,
         """
@@ -774,11 +770,20 @@ def test_a_return_on_an_order_cancelled_when_first_exported_does_not_make_it_a_f
           - {id: referral, trigger: referral, points: {referrer: 30, referee: 12}}
         """,
     )
-    shop.add(
+    return shop.add(
         "customers",
         customer("R", "2026-03-01 08:00:00"),
         customer("E", "2026-03-01 08:00:00", referred_by="R"),
     )
+
+
+def test_a_return_on_an_order_cancelled_when_first_exported_does_not_make_it_a_first_order(
+    tmp_path,
+):
+    """The referee's first order is the first one completed when processed (docs/bonuses.md).
+    A return on an order exported cancelled does nothing, and must not make that order
+    count as completed: the referral waits for the release of the next, completed order."""
+    shop = _referral_shop(tmp_path)
     shop.add(
         "orders",
         order("o1", "E", "2026-03-05 09:00:00", "15.00", status="cancelled"),
@@ -804,22 +809,7 @@ def test_a_zero_total_first_order_cancelled_later_stays_the_first_order(tmp_path
     One with total 0 never triggers the referral, and re-exported as cancelled later it is
     still that first order (nothing was returned, since there was nothing to return): the
     next order does not trigger it either."""
-    shop = Shop(
-        tmp_path,
-        """
-        earning:
-          pending_days: 2
-          rules:
-            - {id: base, on: order, points: order.total}
-        bonuses:
-          - {id: referral, trigger: referral, points: {referrer: 30, referee: 12}}
-        """,
-    )
-    shop.add(
-        "customers",
-        customer("R", "2026-03-01 08:00:00"),
-        customer("E", "2026-03-01 08:00:00", referred_by="R"),
-    )
+    shop = _referral_shop(tmp_path)
     shop.add("orders", order("o1", "E", "2026-03-05 09:00:00", "0.00"))
     shop.backfill("2026-03-05", "2026-03-06")
     shop.rows["orders"][0]["status"] = "cancelled"

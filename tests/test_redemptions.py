@@ -276,11 +276,17 @@ def test_points_are_taken_from_the_oldest_lot_first(con, tmp_path):
     assert balance(con, "ann") == 800
 
 
-def test_one_code_two_requests_first_by_requested_at_gets_it(con, tmp_path):
+def ann_and_bob_with_one_code(con, tmp_path: Path) -> RunContext:
+    """Two bronze members with 1000 points each, and a pool holding the one code ONLY-1."""
     ctx = make_ctx(con, make_program(tmp_path, ["ONLY-1"]))
     members(con, {"ann": "bronze", "bob": "bronze"})
     lot(ctx, "ann", 1000, date(2026, 1, 1), "g1")
     lot(ctx, "bob", 1000, date(2026, 1, 1), "g2")
+    return ctx
+
+
+def test_one_code_two_requests_first_by_requested_at_gets_it(con, tmp_path):
+    ctx = ann_and_bob_with_one_code(con, tmp_path)
     requests(
         con,
         [
@@ -303,10 +309,7 @@ def test_one_code_two_requests_first_by_requested_at_gets_it(con, tmp_path):
 def test_codes_go_by_requested_at_across_members_with_several_requests(con, tmp_path):
     """Ann's second request (09:00) comes before Bob's first (10:00), so it gets the pool's
     only code; that takes her points, so her third request no longer fits."""
-    ctx = make_ctx(con, make_program(tmp_path, ["ONLY-1"]))
-    members(con, {"ann": "bronze", "bob": "bronze"})
-    lot(ctx, "ann", 1000, date(2026, 1, 1), "g1")
-    lot(ctx, "bob", 1000, date(2026, 1, 1), "g2")
+    ctx = ann_and_bob_with_one_code(con, tmp_path)
     requests(
         con,
         [
