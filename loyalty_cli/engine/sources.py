@@ -40,6 +40,7 @@ from loyalty_cli.engine.timeutil import (
     check_timezone,
     end_of_day_sql,
     local_timestamp_sql,
+    sql_ident,
     sql_literal,
 )
 
@@ -546,7 +547,7 @@ def _work_table(loader: _Loader, src: _Source) -> str:
 
         def describe() -> str:
             described = loader.run(f"DESCRIBE {typed}", source=src).fetchall()
-            return ", ".join(f"{_ident(row[0])} {row[1]}" for row in described)
+            return ", ".join(f"{sql_ident(row[0])} {row[1]}" for row in described)
 
         columns = loader.plan_fact("columns", typed, describe)
         assert columns is not None  # describe() always has an answer
@@ -615,7 +616,7 @@ def _staged_csv(loader: _Loader, src: _Source, part: _Part) -> str:
             " + coalesce(sum(_nl) OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING "
             "AND 1 PRECEDING), 0)"
         )
-    names = ", ".join(_ident(c.name) for c in src.columns)
+    names = ", ".join(sql_ident(c.name) for c in src.columns)
     return (
         f"SELECT _fileno, _file, CAST({line} AS BIGINT) AS _line, _nl, _comma, _bad_json, "
         f"{names} FROM {part.table}"
@@ -665,8 +666,8 @@ def _read_csv(loader: _Loader, src: _Source, part: _Part) -> None:
     cols = _select_columns(src, part.columns)
     nl = "0"
     if quote:  # a quoted value may span lines: count them to keep physical line numbers
-        has_nl = " OR ".join(f"contains({_ident(n)}, chr(10))" for n in names)
-        text = "concat(" + ", ".join(_ident(n) for n in names) + ")"
+        has_nl = " OR ".join(f"contains({sql_ident(n)}, chr(10))" for n in names)
+        text = "concat(" + ", ".join(sql_ident(n) for n in names) + ")"
         nl = f"CASE WHEN {has_nl} THEN strlen({text}) - strlen(replace({text}, chr(10), '')) END"
     # The line is set once the rows are in the typed table, from their rowid (_set_lines).
     comma = str(opts["decimal"] == ",").lower()
@@ -772,9 +773,9 @@ def _read_json(loader: _Loader, src: _Source, part: _Part) -> None:
     )
     position = {c.name: i for i, c in enumerate(present, start=1)}
     values = ", ".join(
-        f"_v[{position[c.name]}] AS {_ident(c.name)}"
+        f"_v[{position[c.name]}] AS {sql_ident(c.name)}"
         if c.name in position
-        else f"NULL::VARCHAR AS {_ident(c.name)}"
+        else f"NULL::VARCHAR AS {sql_ident(c.name)}"
         for c in src.columns
     )
     part.select = (
@@ -807,11 +808,11 @@ def _read_parquet(loader: _Loader, src: _Source, part: _Part) -> None:
     for c in src.columns:
         col = part.columns[c.name]
         if col is None:
-            exprs.append(f"NULL::VARCHAR AS {_ident(c.name)}")
+            exprs.append(f"NULL::VARCHAR AS {sql_ident(c.name)}")
         elif types[col].endswith("]") or types[col].startswith(("STRUCT", "MAP", "UNION")):
-            exprs.append(f"CAST(to_json({_ident(col)}) AS VARCHAR) AS {_ident(c.name)}")
+            exprs.append(f"CAST(to_json({sql_ident(col)}) AS VARCHAR) AS {sql_ident(c.name)}")
         else:
-            exprs.append(f"CAST({_ident(col)} AS VARCHAR) AS {_ident(c.name)}")
+            exprs.append(f"CAST({sql_ident(col)} AS VARCHAR) AS {sql_ident(c.name)}")
     part.select = (
         f"SELECT {part.fileno} AS _fileno, {sql_literal(part.rel)} AS _file, "
         "file_row_number + 1 AS _line, 0 AS _nl, false AS _comma, false AS _bad_json, "
@@ -829,7 +830,7 @@ def _select_columns(src: _Source, found: dict[str, str | None]) -> str:
     out = []
     for c in src.columns:
         column = found[c.name]
-        out.append(f"{_ident(column) if column else 'NULL::VARCHAR'} AS {_ident(c.name)}")
+        out.append(f"{sql_ident(column) if column else 'NULL::VARCHAR'} AS {sql_ident(c.name)}")
     return ", ".join(out)
 
 
@@ -956,7 +957,7 @@ def _check_source(loader: _Loader, src: _Source, rejects: str) -> tuple[str, dic
     if rejected:
         columns = "[" + ", ".join(sql_literal(c) for c, _, _ in checks) + "]"
         reasons = "[" + ", ".join(sql_literal(r) for _, r, _ in checks) + "]"
-        key = _ident(KEY_COLUMN[src.name])  # a text column: the trimmed text of the export
+        key = sql_ident(KEY_COLUMN[src.name])  # a text column: the trimmed text of the export
         loader.run(
             f"INSERT INTO {rejects} SELECT {sql_literal(src.name)}, _file, _line, "
             f"list_extract({columns}, _err), list_extract({reasons}, _err), {key} FROM {work} "
@@ -1154,7 +1155,7 @@ def _duplicates_warning(name: str, n: int) -> str:
 
 def _empty_select(src: _Source) -> str:
     """A part's select without rows: the columns of every part's select, typed."""
-    nulls = ", ".join(f"NULL::VARCHAR AS {_ident(c.name)}" for c in src.columns)
+    nulls = ", ".join(f"NULL::VARCHAR AS {sql_ident(c.name)}" for c in src.columns)
     return (
         "SELECT NULL::INTEGER AS _fileno, NULL::VARCHAR AS _file, NULL::BIGINT AS _line, "
         f"0 AS _nl, false AS _comma, false AS _bad_json, {nulls} WHERE false"
@@ -1168,17 +1169,17 @@ def _typed_sql(loader: _Loader, src: _Source, raw: str) -> str:
     only known once their export is loaded.
     """
     trimmed = ", ".join(
-        f"{_trim_sql(_ident(c.name))} AS {_ident('r__' + c.name)}" for c in src.columns
+        f"{_trim_sql(sql_ident(c.name))} AS {sql_ident('r__' + c.name)}" for c in src.columns
     )
     level_a = f"SELECT _fileno, _file, _line, _nl, _comma, _bad_json, {trimmed} FROM ({raw})"
     stamps = [c for c in src.columns if c.kind == "timestamp"]
     if stamps:  # the plain reading of a timestamp, computed once
         naive = ", ".join(
-            f"TRY_CAST({_ident('r__' + c.name)} AS TIMESTAMP) AS {_ident('_t__' + c.name)}"
+            f"TRY_CAST({sql_ident('r__' + c.name)} AS TIMESTAMP) AS {sql_ident('_t__' + c.name)}"
             for c in stamps
         )
         level_a = f"SELECT *, {naive} FROM ({level_a})"
-    typed = [f"{_convert(loader, src, c)} AS {_ident(c.name)}" for c in src.columns]
+    typed = [f"{_convert(loader, src, c)} AS {sql_ident(c.name)}" for c in src.columns]
     level_b = f"SELECT *, {', '.join(typed)} FROM ({level_a})"
     conditions = [cond for _, _, cond in _check_list(src, loader.currency)]
     if src.name in CUSTOMER_SOURCES:
@@ -1186,13 +1187,13 @@ def _typed_sql(loader: _Loader, src: _Source, raw: str) -> str:
     err = "CASE " + " ".join(f"WHEN {c} THEN {i}" for i, c in enumerate(conditions, 1)) + " END"
     time_col = TIME_COLUMN.get(src.name)
     held = (
-        f"coalesce({_ident(time_col)} >= {end_of_day_sql(loader.as_of)}, false)"
+        f"coalesce({sql_ident(time_col)} >= {end_of_day_sql(loader.as_of)}, false)"
         if time_col
         else "false"
     )
-    out = [_ident(c.name) for c in src.columns]
+    out = [sql_ident(c.name) for c in src.columns]
     if time_col:
-        out.append(f"CAST({_ident(time_col)} AS DATE) AS day")
+        out.append(f"CAST({sql_ident(time_col)} AS DATE) AS day")
     if src.name == "events":
         out.append(f"{_event_key_sql()} AS event_key")
     if src.name == "order_items":
@@ -1242,7 +1243,7 @@ def _known_customers(loader: _Loader, typed: str) -> None:
 
 def _convert(loader: _Loader, src: _Source, col: _Column) -> str:
     """SQL from the trimmed text ``r__<col>`` to the column's type; NULL when unreadable."""
-    r = _ident("r__" + col.name)
+    r = sql_ident("r__" + col.name)
     kind = col.kind
     if src.name == "orders" and col.name == "currency":
         return f"coalesce(upper({r}), {sql_literal(loader.currency)})"
@@ -1264,7 +1265,7 @@ def _convert(loader: _Loader, src: _Source, col: _Column) -> str:
     if kind == "date":
         return f"TRY_CAST({r} AS DATE)"
     if kind == "timestamp":
-        return _timestamp_sql(r, loader.timezone, _ident("_t__" + col.name))
+        return _timestamp_sql(r, loader.timezone, sql_ident("_t__" + col.name))
     if kind == "list":
         items = (
             f"CASE WHEN prefix({r}, '[') AND json_valid({r}) "
@@ -1349,7 +1350,7 @@ def _check_list(src: _Source, currency: str) -> list[tuple[str, str, str]]:
     """
     out: list[tuple[str, str, str]] = [("", "bad_json", "_bad_json")]
     for col in src.columns:
-        r, t = _ident("r__" + col.name), _ident(col.name)
+        r, t = sql_ident("r__" + col.name), sql_ident(col.name)
         if col.required:
             out.append((col.export, "missing_value", f"{r} IS NULL"))
         if col.kind in PARSE_REASON:
@@ -1404,7 +1405,7 @@ def _dedupe_key(src: _Source) -> str | None:
         return "order_id, returned_at, amount"
     if src.name == "events":
         return "event_key"
-    return _ident(KEY_COLUMN[src.name])
+    return sql_ident(KEY_COLUMN[src.name])
 
 
 def _reject_rate_verdict(counts: dict[str, dict], max_rate: float) -> str | None:
@@ -1434,10 +1435,6 @@ def _is_object(text: str) -> str:
 def _json_path(key: str) -> str:
     """A JSON path literal for one top-level key, whatever characters it holds."""
     return sql_literal('$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"')
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _file_error(part: _Part, what: str, hint: str = "", line: int | None = None) -> Diagnostic:

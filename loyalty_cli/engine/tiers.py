@@ -24,7 +24,7 @@ from decimal import Decimal
 
 from loyalty_cli.config.durations import Duration
 from loyalty_cli.engine.context import RunContext
-from loyalty_cli.engine.timeutil import sql_literal
+from loyalty_cli.engine.timeutil import sql_ident, sql_literal
 
 MULTIPLIER_TYPE = "DECIMAL(9,4)"
 # A level's min is money or points; compared exactly with the basis (DECIMAL(18,2)).
@@ -228,10 +228,6 @@ def apply_tiers(ctx: RunContext) -> None:
     ctx.q("DROP TABLE _tier_step")
 
 
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def tier_as_of_sql(
     ctx: RunContext, rows: str, day_col: str = "day", members: str | None = None
 ) -> str:
@@ -255,7 +251,7 @@ def tier_as_of_sql(
     lowest_multiplier = _decimal_literal(
         ctx.program.levels[0].get("multiplier", 1), MULTIPLIER_TYPE
     )
-    day = f"CAST(_r.{_quote_ident(day_col)} AS DATE)"
+    day = f"CAST(_r.{sql_ident(day_col)} AS DATE)"
     return f"""
         SELECT _r.*, coalesce(_l.id, {lowest}) AS tier,
                coalesce(_l.multiplier, {lowest_multiplier}) AS multiplier

@@ -28,6 +28,11 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def sql_ident(name: str) -> str:
+    """A quoted SQL identifier (double quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def check_timezone(con: duckdb.DuckDBPyConnection, timezone: str) -> None:
     """Raise R307 when ICU does not know ``timezone`` (it would fail later, row by row)."""
     try:
