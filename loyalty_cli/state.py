@@ -8,6 +8,7 @@ state as it was.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import duckdb
@@ -173,7 +174,7 @@ def state_error(
 
 def connect(
     path: str | Path | None, *, read_only: bool = False, upgradable: bool = False
-) -> duckdb.DuckDBPyConnection:
+) -> StateConnection:
     """Open (creating if needed) the state file and bring its schema up to date.
 
     Read-only, the file must be a loyalty state of this schema version, or of an older one
@@ -209,6 +210,7 @@ def connect(
         except duckdb.Error as exc:
             raise state_error(p, f"not a valid state file: {exc}") from None
     configure(con)
+    con = StateConnection(con)
     try:
         if read_only:
             check_state(con, path, upgradable=upgradable)
@@ -218,6 +220,86 @@ def connect(
         con.close()  # the caller gets no connection: let go of the file and its lock
         raise
     return con
+
+
+# The statements that add rows to a table, and the table: INSERT INTO t ..., and
+# CREATE [OR REPLACE] [TEMP] TABLE t AS ... (not a CREATE TABLE t (columns), which adds none).
+_APPEND = re.compile(
+    r"""\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|CREATE\s+(?:OR\s+REPLACE\s+)?
+        (?:TEMP\s+|TEMPORARY\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?)
+        \s*((?:"[^"]*"|[\w$]+)(?:\s*\.\s*(?:"[^"]*"|[\w$]+))*)(\s+AS\b)?""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_TRANSACTION_END = re.compile(r"\s*(?:COMMIT|ROLLBACK|ABORT|END)\b", re.IGNORECASE)
+
+
+class StateConnection:
+    """A DuckDB connection on a state, guarding against a defect of DuckDB 2.0.
+
+    Within a transaction, a statement that adds no rows to a table (an INSERT whose SELECT
+    is empty, a CREATE TABLE ... AS of nothing) leaves an empty row group at the end of
+    the rows the transaction added. When the next statement adds many rows in parallel
+    (more than one row group, in insertion order), DuckDB places them after that empty
+    row group, and every parallel scan in the transaction stops at it: the rows are in the
+    table (count(*) sees them, and they reach the file) but joins, sums and copies do not
+    see them. A nightly run that found nothing for one step and much for the next would
+    book and report wrong numbers without an error.
+
+    So the next statement that adds rows to such a table runs on one thread, which fills
+    the empty row group first. Everything else goes straight to DuckDB; the statements
+    that add rows return their count as DuckDB does.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self._after_empty: set[str] = set()  # tables whose last append added no rows
+
+    def execute(self, sql: str, parameters: object = None):
+        m = _APPEND.match(sql)
+        if m is None:
+            if _TRANSACTION_END.match(sql):
+                self._after_empty.clear()
+            return self._con.execute(sql, parameters)
+        table = m.group(1).split(".")[-1].strip().strip('"').lower()
+        inserts = sql.lstrip()[:6].upper() == "INSERT"
+        if not inserts and m.group(2) is None:  # CREATE TABLE t (columns): a new, empty table
+            self._after_empty.discard(table)
+            return self._con.execute(sql, parameters)
+        if inserts and table in self._after_empty:
+            rows = self._on_one_thread(sql, parameters)
+        else:
+            rows = self._con.execute(sql, parameters).fetchall()
+        if rows and rows[0][0] == 0:
+            self._after_empty.add(table)
+        else:
+            self._after_empty.discard(table)
+        return _Rows(rows)
+
+    def _on_one_thread(self, sql: str, parameters: object) -> list[tuple]:
+        threads = self._con.execute("SELECT current_setting('threads')").fetchone()[0]
+        self._con.execute("SET threads = 1")
+        try:
+            return self._con.execute(sql, parameters).fetchall()
+        finally:
+            self._con.execute(f"SET threads = {int(threads)}")
+
+    def __getattr__(self, name: str):
+        return getattr(self._con, name)
+
+
+class _Rows:
+    """The result of a statement that added rows: its count, fetched already."""
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self._rows = rows
+        self.description = [("Count", "BIGINT", None, None, None, None, None)]
+
+    def fetchone(self) -> tuple | None:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list[tuple]:
+        rows, self._rows = self._rows, []
+        return rows
 
 
 def check_state(

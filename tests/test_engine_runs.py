@@ -417,3 +417,26 @@ earning:
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
     assert shop.query("SELECT count(*) FROM runs") == [(0,)]
     assert shop.query("SELECT count(*) FROM ledger") == [(0,)]
+
+
+def test_many_welcome_bonuses_after_a_bonus_that_gives_nothing_are_all_booked(tmp_path):
+    # The referral bonus finds no referred member and adds no grant; the welcome bonus then
+    # adds more grants than one DuckDB row group holds (see state.StateConnection).
+    members = 130_000
+    shop = Shop(
+        tmp_path,
+        """
+        bonuses:
+          - {id: referral, trigger: referral, points: {referrer: 30, referee: 12}}
+          - {id: welcome, trigger: joined, points: 10}
+        """,
+    )
+    shop.add("customers", *(customer(f"C{n:06d}") for n in range(members)))
+    result = shop.run("2025-01-02")
+    assert result.counts["bonuses"] == {"welcome": members}
+    assert shop.query(
+        "SELECT rule_id, count(*), sum(points) FROM ledger WHERE kind = 'bonus' GROUP BY 1"
+    ) == [("welcome", members, 10 * members)]
+    balances = shop.csv("2025-01-02", "balances.csv")
+    assert len(balances) == members
+    assert sum(int(row["available"]) for row in balances) == 10 * members

@@ -167,3 +167,65 @@ def test_another_database_is_not_made_a_state(tmp_path):
         )
     con = duckdb.connect(str(path))
     assert _tables(con) == {"sales", "stock"}
+
+
+# -- the connection's guard against rows hidden behind an empty append (StateConnection) --
+
+# More rows than one DuckDB row group (122,880): a parallel append in insertion order.
+MANY = 300_000
+
+
+def _guard_state(tmp_path):
+    con = state.connect(tmp_path / "s.duckdb")
+    con.execute("SET threads = 2")
+    con.execute(
+        f"CREATE TEMP TABLE src AS SELECT 'C' || lpad(CAST(i AS VARCHAR), 7, '0') AS id, "
+        f"i AS n FROM range({MANY}) r(i)"
+    )
+    con.execute("CREATE TABLE t (id VARCHAR, n BIGINT)")
+    return con
+
+
+def _seen(con, table: str) -> tuple[int, int, int]:
+    """count(*) (row numbers), rows a parallel scan returns, and their sum of n."""
+    total = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    scanned = len(con.execute(f"SELECT n FROM {table}").fetchall())
+    summed = con.execute(f"SELECT coalesce(sum(n), -1) FROM {table}").fetchone()[0]
+    return total, scanned, summed
+
+
+def test_many_rows_added_after_an_empty_insert_are_seen_in_the_transaction(tmp_path):
+    con = _guard_state(tmp_path)
+    every = MANY * (MANY - 1) // 2  # 0 + 1 + ... + (MANY - 1)
+    con.execute("BEGIN TRANSACTION")
+    assert con.execute("INSERT INTO t SELECT * FROM src WHERE n < 0").fetchone() == (0,)
+    assert con.execute("INSERT INTO t SELECT * FROM src").fetchone() == (MANY,)
+    assert _seen(con, "t") == (MANY, MANY, every)
+    # An empty insert right after a parallel one, then another parallel one.
+    con.execute("INSERT INTO t SELECT * FROM src WHERE n < 0")
+    con.execute("INSERT INTO t SELECT * FROM src")
+    assert _seen(con, "t") == (2 * MANY, 2 * MANY, 2 * every)
+    con.execute("COMMIT")
+    assert _seen(con, "t") == (2 * MANY, 2 * MANY, 2 * every)
+    assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 2
+    con.close()
+
+
+def test_a_temp_table_created_empty_then_filled_is_seen_whole(tmp_path):
+    con = _guard_state(tmp_path)
+    con.execute("BEGIN TRANSACTION")
+    assert con.execute("CREATE TEMP TABLE e AS SELECT * FROM src WHERE false").fetchone() == (0,)
+    con.execute("INSERT INTO e SELECT * FROM src WHERE n % 2 = 0")
+    half = MANY // 2
+    assert _seen(con, "e") == (half, half, 2 * (half * (half - 1) // 2))
+    con.execute("ROLLBACK")
+    con.close()
+
+
+def test_the_guard_returns_what_duckdb_returns(tmp_path):
+    con = _guard_state(tmp_path)
+    assert con.execute("INSERT INTO t VALUES ('a', 1), ('b', 2)").fetchall() == [(2,)]
+    assert con.execute("CREATE TEMP TABLE x AS SELECT * FROM t").fetchone() == (2,)
+    assert con.execute("SELECT id FROM t ORDER BY n").fetchall() == [("a",), ("b",)]
+    assert con.execute("SELECT ? + 1", [41]).fetchone() == (42,)
+    con.close()
