@@ -14,6 +14,7 @@ for script in (
     "bench_models.py",
     "bench_segments.py",
     "bench_validate.py",
+    "check_shards.py",
 ):
     if (HERE / script).exists():
         print(f"== {script}", flush=True)
