@@ -183,7 +183,7 @@ def main() -> None:
 
     t = time.perf_counter()
     whole = run_days(program, history, night, check / "whole")
-    print(f"whole shop, cold and nightly run: {time.perf_counter() - t:.1f} s")
+    print(f"whole shop, cold and nightly run and their files read: {time.perf_counter() - t:.1f} s")
     parts = []
     for k, (h, n) in enumerate(zip(histories, nights, strict=True)):
         t = time.perf_counter()
