@@ -238,12 +238,12 @@ class StateConnection:
 
     Within a transaction, a statement that adds no rows to a table (an INSERT whose SELECT
     is empty, a CREATE TABLE ... AS of nothing) leaves an empty row group at the end of
-    the rows the transaction added. When the next statement adds many rows in parallel
-    (more than one row group, in insertion order), DuckDB places them after that empty
+    the rows the transaction added. When the next statement adds many rows in parallel (a
+    row group, 122,880, or more, in insertion order), DuckDB places them after that empty
     row group, and every parallel scan in the transaction stops at it: the rows are in the
     table (count(*) sees them, and they reach the file) but joins, sums and copies do not
-    see them. A nightly run that found nothing for one step and much for the next would
-    book and report wrong numbers without an error.
+    see them. A run that found nothing for one step and much for the next would book and
+    report wrong numbers without an error (bench/check_shards.py shows it at scale).
 
     So the next statement that adds rows to such a table runs on one thread, which fills
     the empty row group first. Everything else goes straight to DuckDB; the statements
