@@ -1,13 +1,13 @@
 """Check at scale: the benchmark shop run whole gives each member what its shards give.
 
-    python bench/check_shards.py [--shards 4] [--work /tmp/loyalty-bench]
+    python bench/check_shards.py [--shards 4] [--nights 1] [--work /tmp/loyalty-bench]
 
 Members are independent in a program without referrals, segments or a coupon pool that
 can run short: what a run books for a member depends on that member's rows only. So the
 benchmark exports (bench/gen_data.py: 100,000 members, two years) are split by member
 into shards, each shard is run on a state of its own, and every member's balances row,
 ledger entries, tier changes and redemptions must be the same as in the run of the whole
-shop: a cold run of the history, then the nightly run of the next day.
+shop: a cold run of the history, then the nightly runs of the next days.
 
 Small literal tests cannot show what only happens at scale: work tables of millions of
 rows spilling to disk, statements running in parallel over many row groups, DuckDB
@@ -29,10 +29,13 @@ from pathlib import Path
 import duckdb
 from ruamel.yaml import YAML
 
+from loyalty_cli import sampledata
 from loyalty_cli.engine.run import run
 
 ROOT = Path(__file__).resolve().parent.parent
-HISTORY_LAST = dt.date(2025, 12, 30)  # bench/gen_data.py's defaults: 730 days from 2024-01-01
+# bench/gen_data.py's defaults: 730 days from 2024-01-01
+HISTORY_START = dt.date(2024, 1, 1)
+HISTORY_LAST = dt.date(2025, 12, 30)
 NIGHT = HISTORY_LAST + dt.timedelta(days=1)
 
 # The sources that name their member, and how the others find it (through their order).
@@ -123,13 +126,17 @@ def outputs(out: Path, day: dt.date) -> dict[str, Counter]:
     }
 
 
-def run_days(program: Path, history: Path, night: Path, work: Path) -> dict:
+def run_days(program: Path, history: Path, nights: list[Path], work: Path) -> dict:
+    """The cold run of the history, then one run per night; each day's files."""
     work.mkdir(parents=True, exist_ok=True)
     state = work / "state.duckdb"
     out = work / "out"
     run(program, history, HISTORY_LAST, state, out)
-    run(program, night, NIGHT, state, out)
-    return {day: outputs(out, day) for day in (HISTORY_LAST, NIGHT)}
+    days = [HISTORY_LAST]
+    for i, folder in enumerate(nights):
+        days.append(NIGHT + dt.timedelta(days=i))
+        run(program, folder, days[-1], state, out)
+    return {day: outputs(out, day) for day in days}
 
 
 def compare(whole: dict, parts: list[dict]) -> list[str]:
@@ -157,12 +164,20 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--nights", type=int, default=1, help="nightly runs after the cold one")
     ap.add_argument("--work", type=Path, default=Path("/tmp/loyalty-bench"))
     args = ap.parse_args()
     history = args.work / "data-100000-730"
-    night = args.work / f"nightly-{NIGHT.isoformat()}"
-    if not history.exists() or not night.exists():
+    if not (history / "events.csv").exists():
         sys.exit(f"no benchmark exports in {args.work}: run bench/bench_run.py first")
+    # The nights' folders as bench/bench_run.py names (and makes) them.
+    nights = []
+    for i in range(args.nights):
+        day = NIGHT + dt.timedelta(days=i)
+        folder = args.work / (f"nightly-{day}" if i == 0 else f"nightly-100000-{day}")
+        if not (folder / "orders.csv").exists():
+            sampledata.generate_day(folder, day, **sampledata.BENCH, start=HISTORY_START)
+        nights.append(folder)
     check = args.work / "shards"
     shutil.rmtree(check, ignore_errors=True)
     check.mkdir(parents=True)
@@ -171,21 +186,33 @@ def main() -> None:
 
     t = time.perf_counter()
     con = duckdb.connect()
+    orders = " UNION ALL ".join(
+        f"SELECT order_id, customer_id FROM {_read(folder, 'orders')}"
+        for folder in (history, *nights)
+    )
     con.execute(
         f"CREATE TEMP TABLE order_shard AS SELECT order_id, hash(customer_id) % {args.shards} "
-        f"AS k FROM (SELECT order_id, customer_id FROM {_read(history, 'orders')} "
-        f"UNION ALL SELECT order_id, customer_id FROM {_read(night, 'orders')})"
+        f"AS k FROM ({orders})"
     )
     histories = split(history, check / "history", args.shards, con)
-    nights = split(night, check / "night", args.shards, con)
+    # Each shard's folders, one per night.
+    shard_nights = [
+        list(n)
+        for n in zip(
+            *(split(f, check / f"night-{i}", args.shards, con) for i, f in enumerate(nights)),
+            strict=True,
+        )
+    ]
     con.close()
     print(f"split into {args.shards} shards: {time.perf_counter() - t:.1f} s")
 
     t = time.perf_counter()
-    whole = run_days(program, history, night, check / "whole")
-    print(f"whole shop, cold and nightly run and their files read: {time.perf_counter() - t:.1f} s")
+    whole = run_days(program, history, nights, check / "whole")
+    print(
+        f"whole shop, cold and nightly runs and their files read: {time.perf_counter() - t:.1f} s"
+    )
     parts = []
-    for k, (h, n) in enumerate(zip(histories, nights, strict=True)):
+    for k, (h, n) in enumerate(zip(histories, shard_nights, strict=True)):
         t = time.perf_counter()
         parts.append(run_days(program, h, n, check / f"run-{k}"))
         print(f"shard {k}: {time.perf_counter() - t:.1f} s")
