@@ -15,6 +15,7 @@ for script in (
     "bench_segments.py",
     "bench_validate.py",
     "check_shards.py",
+    "check_formats.py",
 ):
     if (HERE / script).exists():
         print(f"== {script}", flush=True)
