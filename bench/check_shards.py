@@ -102,7 +102,7 @@ def split(data: Path, dest: Path, shards: int, con: duckdb.DuckDBPyConnection) -
             target = str(folder / f"{source}.csv").replace("'", "''")
             # An order's item lines are numbered by their place in the export: on one
             # thread the join keeps the file's order.
-            con.execute(f"SET threads = {1 if source in BY_ORDER else 2}")
+            con.execute("SET threads = 1" if source in BY_ORDER else "RESET threads")
             con.execute(f"COPY ({rows}) TO '{target}' (HEADER, FORMAT csv)")
     return folders
 
