@@ -1,4 +1,5 @@
-"""The state file: schema versions and migrations."""
+"""The state file: schema versions and migrations, and the connection's guard against
+rows DuckDB hides behind an empty append."""
 
 from __future__ import annotations
 
