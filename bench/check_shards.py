@@ -76,6 +76,17 @@ def _read(data: Path, source: str) -> str:
     return f"read_csv('{path}', header = true, all_varchar = true)"
 
 
+def order_shards(con: duckdb.DuckDBPyConnection, folders: list[Path], shards: int) -> None:
+    """`order_shard`: the shard of every order of the export folders (its member's)."""
+    orders = " UNION ALL ".join(
+        f"SELECT order_id, customer_id FROM {_read(folder, 'orders')}" for folder in folders
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE order_shard AS "
+        f"SELECT order_id, hash(customer_id) % {shards} AS k FROM ({orders})"
+    )
+
+
 def split(data: Path, dest: Path, shards: int, con: duckdb.DuckDBPyConnection) -> list[Path]:
     """Write each shard's exports: the rows of members whose hash falls in it. Items and
     returns go with their order (`order_shard`: every order of the history and the night,
@@ -186,14 +197,7 @@ def main() -> None:
 
     t = time.perf_counter()
     con = duckdb.connect()
-    orders = " UNION ALL ".join(
-        f"SELECT order_id, customer_id FROM {_read(folder, 'orders')}"
-        for folder in (history, *nights)
-    )
-    con.execute(
-        f"CREATE TEMP TABLE order_shard AS SELECT order_id, hash(customer_id) % {args.shards} "
-        f"AS k FROM ({orders})"
-    )
+    order_shards(con, [history, *nights], args.shards)
     histories = split(history, check / "history", args.shards, con)
     # Each shard's folders, one per night.
     shard_nights = [
