@@ -88,7 +88,7 @@ class Variant:
     name: str
     start: dt.date
     earning: str  # the program's earning head and order rules
-    rest: str  # expiry and tiers
+    rest: str  # expiry
     pending_days: int
     rounding: str  # ROUND_HALF_UP (`round`: half away from zero), ROUND_FLOOR, ROUND_CEILING
     after: int  # expiry.after in days
@@ -120,7 +120,28 @@ class Variant:
         extra = MEMBER_RULES if self.member_rules else ""
         # Rows that arrive before their order are rejected until it arrives: a share of
         # rejects that tiny exports would otherwise find too high.
-        return self.earning + extra + BASE_RULES + self.rest + "data:\n  max_reject_rate: 1\n"
+        return (
+            self.earning
+            + extra
+            + BASE_RULES
+            + self.rest
+            + self.tiers
+            + "data:\n  max_reject_rate: 1\n"
+        )
+
+    @property
+    def tiers(self) -> str:
+        """The program's tiers block, from the numbers the model books them with."""
+        levels = "".join(
+            f"    - {{id: {tier}, name: {tier.title()}, min: {least}"
+            + (f", multiplier: {multiplier}" if multiplier != 1 else "")
+            + "}\n"
+            for tier, least, multiplier in self.levels
+        )
+        return (
+            f"tiers:\n  basis: {self.basis}\n  window: {WINDOW} days\n"
+            f"  retain: {RETAIN} days\n  downgrade: {self.downgrade}\n  levels:\n{levels}"
+        )
 
     @property
     def days(self) -> list[dt.date]:
@@ -131,17 +152,14 @@ class Variant:
 
 
 NIGHTS = 6
-# The tiers of A and D: spend over four days, kept two days, one level down at a time.
-SPEND_TIERS = """tiers:
-  basis: spend
-  window: 4 days
-  retain: 2 days
-  downgrade: one_level
-  levels:
-    - {id: bronze, name: Bronze, min: 0}
-    - {id: silver, name: Silver, min: 100, multiplier: 1.5}
-    - {id: gold, name: Gold, min: 300, multiplier: 2}
-"""
+WINDOW = 4  # tiers.window in days, of every program
+RETAIN = 2  # tiers.retain in days
+# The tier levels of A and D (spend); B's are in qualifying points.
+SPEND_LEVELS = (
+    ("bronze", 0, Decimal(1)),
+    ("silver", 100, Decimal("1.5")),
+    ("gold", 300, Decimal(2)),
+)
 A = Variant(
     name="pending-round-spend",
     start=dt.date(2026, 3, 5),  # a Thursday: the nights cross the ISO week of Monday 9 March
@@ -159,8 +177,7 @@ earning:
     rest="""
 expiry:
   after: 3 days
-"""
-    + SPEND_TIERS,
+""",
     pending_days=2,
     rounding=ROUND_HALF_UP,
     after=3,
@@ -170,7 +187,7 @@ expiry:
     downgrade="one_level",
     order_cap=None,
     item_cap=9,
-    levels=(("bronze", 0, Decimal(1)), ("silver", 100, Decimal("1.5")), ("gold", 300, Decimal(2))),
+    levels=SPEND_LEVELS,
 )
 B = Variant(
     name="instant-floor-points",
@@ -193,15 +210,6 @@ expiry:
   after: 2 days
   at: end_of_month
   inactivity: 3 days
-tiers:
-  basis: points
-  window: 4 days
-  retain: 2 days
-  downgrade: to_qualified
-  levels:
-    - {id: bronze, name: Bronze, min: 0}
-    - {id: silver, name: Silver, min: 10, multiplier: 1.5}
-    - {id: gold, name: Gold, min: 30, multiplier: 2}
 """,
     pending_days=0,
     rounding=ROUND_FLOOR,
@@ -248,8 +256,7 @@ earning:
 expiry:
   after: 2 days
   at: end_of_quarter
-"""
-    + SPEND_TIERS,
+""",
     pending_days=1,
     rounding=ROUND_CEILING,
     after=2,
@@ -275,8 +282,6 @@ ITEM_CHALLENGE = (Decimal(10), 7)  # `new` items' value a month at least, points
 EVENT_CHALLENGE = (3, 5)  # page views a day, points
 REWARDS = {"small": (5, 0), "big": (40, 0), "vip": (5, 1)}  # cost, lowest tier index
 POOL = ("small", 2)  # the reward with a coupon pool, and the pool's codes
-WINDOW = 4
-RETAIN = 2
 MEMBERS = ["C1", "C2", "C3"]
 
 
