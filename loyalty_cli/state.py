@@ -225,7 +225,7 @@ def connect(
 # The statements that add rows to a table, and the table: INSERT INTO t ..., and
 # CREATE [OR REPLACE] [TEMP] TABLE t AS ... (not a CREATE TABLE t (columns), which adds none).
 _APPEND = re.compile(
-    r"""\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|CREATE\s+(?:OR\s+REPLACE\s+)?
+    r"""\s*(?:(INSERT)\s+(?:OR\s+\w+\s+)?INTO|CREATE\s+(?:OR\s+REPLACE\s+)?
         (?:TEMP\s+|TEMPORARY\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?)
         \s*((?:"[^"]*"|[\w$]+)(?:\s*\.\s*(?:"[^"]*"|[\w$]+))*)(\s+AS\b)?""",
     re.IGNORECASE | re.VERBOSE,
@@ -260,9 +260,9 @@ class StateConnection:
             if _TRANSACTION_END.match(sql):
                 self._after_empty.clear()
             return self._con.execute(sql, parameters)
-        table = m.group(1).split(".")[-1].strip().strip('"').lower()
-        inserts = sql.lstrip()[:6].upper() == "INSERT"
-        if not inserts and m.group(2) is None:  # CREATE TABLE t (columns): a new, empty table
+        inserts, name, as_select = m.groups()
+        table = name.split(".")[-1].strip().strip('"').lower()
+        if not inserts and as_select is None:  # CREATE TABLE t (columns): a new, empty table
             self._after_empty.discard(table)
             return self._con.execute(sql, parameters)
         if inserts and table in self._after_empty:
@@ -292,7 +292,6 @@ class _Rows:
 
     def __init__(self, rows: list[tuple]) -> None:
         self._rows = rows
-        self.description = [("Count", "BIGINT", None, None, None, None, None)]
 
     def fetchone(self) -> tuple | None:
         return self._rows.pop(0) if self._rows else None
