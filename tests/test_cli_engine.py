@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from enginekit import Shop, customer
+from enginekit import Shop, customer, event, order
 from typer.testing import CliRunner
 
 from loyalty_cli.cli import app
@@ -24,6 +24,50 @@ bonuses:
 
 def run_cli(*args: str):
     return CliRunner().invoke(app, list(args))
+
+
+def test_explain_keeps_every_value_whole_in_a_narrow_terminal(tmp_path, monkeypatch):
+    shop = Shop(
+        tmp_path,
+        """
+earning:
+  pending_days: 0
+  rules:
+    - {id: base, on: order, points: order.total}
+    - {id: unsubscribed, on: event, when: "event.type = 'unsubscribe'", points: -500}
+""",
+    )
+    shop.add("customers", customer("A"), customer("B"))
+    long_id = "WEBSHOP-ORDER-2026-03-01-000000000001"
+    shop.add(
+        "orders",
+        order(long_id, "A", "2026-03-01 12:00:00", "120.50"),
+        order("O2", "B", "2026-03-01 13:00:00", "30.00"),
+    )
+    shop.add("events", event("E1", "A", "2026-03-01 14:00:00", "unsubscribe"))
+    shop.run("2026-03-01")
+    state = str(shop.state)
+
+    monkeypatch.setenv("COLUMNS", "200")
+    wide = run_cli("explain", "A", "--state", state).output
+    # A: 120 points, then the -500 debit takes them all and falls 380 short.
+    assert long_id in wide and "shortfall" in wide and " 380" in wide
+    for columns in ("80", "60"):
+        monkeypatch.setenv("COLUMNS", columns)
+        for member in ("A", "B"):
+            res = run_cli("explain", member, "--state", state)
+            assert res.exit_code == 0, res.output
+            tables = res.output.splitlines()[1:]  # the first line is a sentence
+            assert max(len(line) for line in tables) <= int(columns)
+            assert "…" not in res.output
+            # Short values stay whole: kinds, days, amounts.
+            for word in ("earn", "2026-03-01", "120" if member == "A" else "30"):
+                assert word in res.output
+    # Nothing fell short for B: no shortfall column, and no empty reason column.
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow_b = run_cli("explain", "B", "--state", state).output
+    assert "shortfall" not in narrow_b and "reason" not in narrow_b
+    assert "shortfall" in run_cli("explain", "A", "--state", state).output
 
 
 def plan_cli(shop: Shop, day: str, *extra: str):
