@@ -22,8 +22,9 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/python -m loyalty_cli.demo
 
+# One worker per core (pytest-xdist); the longest tests are shared out as workers free up.
 test: $(STAMP_TEST)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check loyalty_cli tests bench
