@@ -399,6 +399,7 @@ def explain(
     """A member's ledger, lots, tier history, segments and redemptions, with their causes."""
     from loyalty_cli import state
     from loyalty_cli.engine.explain import explain as explain_core
+    from loyalty_cli.tables import fitted_table
 
     con = state.connect(state_file, read_only=True)
     try:
@@ -476,78 +477,19 @@ def explain(
             ],
         ),
     ]
+    # Columns with nothing to show for this member are left out (--format json has them).
     for title, rows, cols in sections:
         if rows:
-            console.print(_explain_table(title, rows, cols, console), soft_wrap=False)
+            cells = [["" if r.get(c) is None else str(r.get(c)) for c in cols] for r in rows]
+            table = fitted_table(
+                title, cols, cells, console, drop_empty=True, zero_means_nothing=ZERO_MEANS_NOTHING
+            )
+            console.print(table, soft_wrap=False)
 
 
 # Explain's columns that are left out when every row's value is 0 (nothing fell short,
 # nothing returned or reversed).
 ZERO_MEANS_NOTHING = frozenset({"shortfall", "returned", "reversed"})
-# Values up to this long (dates, kinds, amounts) stay on one line in explain's tables, as
-# long as that leaves room for the rest.
-SHORT_VALUE = 10
-
-
-def _explain_table(title: str, rows: list[dict], cols: list[str], console: Console):
-    """One section of `explain`: every value whole, whatever the terminal's width.
-
-    Columns with nothing to show for this member (all values empty, or all 0 for
-    ZERO_MEANS_NOTHING) are left out; `--format json` has them all. A table wider than the
-    terminal wraps its long values (ids) within their cells, never cutting one, and keeps
-    short ones (dates, kinds, numbers) on one line, from the left, while the rest fits.
-    """
-    from rich import box
-    from rich.table import Table
-
-    cells = [["" if row.get(col) is None else str(row.get(col)) for col in cols] for row in rows]
-    keep = [
-        i
-        for i, col in enumerate(cols)
-        if any(r[i] and not (col in ZERO_MEANS_NOTHING and _is_zero(r[i])) for r in cells)
-    ]
-    longest = {i: max(len(r[i]) for r in cells) for i in keep}
-    short = [i for i in keep if longest[i] <= SHORT_VALUE]
-
-    def table(whole: list[int]) -> Table:
-        t = Table(
-            title=title,
-            title_justify="left",
-            header_style="bold",
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            pad_edge=False,
-            collapse_padding=True,
-        )
-        for i in keep:
-            t.add_column(
-                cols[i],
-                justify="right" if all(_is_number(r[i]) for r in cells if r[i]) else "left",
-                overflow="fold",
-                min_width=longest[i] if i in whole else None,
-            )
-        for r in cells:
-            t.add_row(*(r[i] for i in keep))
-        return t
-
-    unbounded = console.options.update(width=1_000_000)
-    while True:
-        best = table(short)
-        if not short or console.measure(best, options=unbounded).minimum <= console.width:
-            return best
-        short.pop()
-
-
-def _is_zero(text: str) -> bool:
-    return _is_number(text) and Decimal(text) == 0
-
-
-def _is_number(text: str) -> bool:
-    try:
-        Decimal(text)
-    except ArithmeticError:
-        return False
-    return True
 
 
 def main() -> None:

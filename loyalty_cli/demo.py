@@ -14,10 +14,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from loyalty_cli.diagnostics import LoyaltyError
 from loyalty_cli.engine.run import run
+from loyalty_cli.tables import fitted_table
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "examples" / "programs" / "fashion" / "program.yaml"
@@ -26,10 +26,11 @@ FIRST_DAY = dt.date(2026, 6, 25)
 LAST_DAY = dt.date(2026, 7, 1)
 
 
-def main(out_root: Path = Path("demo-out")) -> int:
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=120)
+def main(out_root: Path = Path("demo-out"), console: Console | None = None) -> int:
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=120)
     if out_root.exists():
         shutil.rmtree(out_root)
     out_root.mkdir(parents=True)
@@ -46,35 +47,28 @@ def main(out_root: Path = Path("demo-out")) -> int:
             console.print(f"[red]error[/red] {d.location()}: {d.message}")
         return exc.exit_code
     results = first + nights
-    table = Table(title="Nightly runs", header_style="bold")
-    for col in (
-        "day",
-        "status",
-        "points earned",
-        "rows",
-        "rejects",
-        "members",
-        "available",
-        "pending",
-        "liability",
-    ):
-        table.add_column(col, justify="right")
+    currency = next((r.summary["currency"] for r in results if r.summary), "")
+    header = ["day", "status", "earned", "rows", "rejects", "members", "available", "pending"]
+    rows = []
     for r in results:
         earned = sum(v for k, v in r.counts.get("earning", {}).items() if k.endswith(".points"))
-        rows = sum(r.counts.get("rows", {}).values())
         s = r.summary
-        table.add_row(
-            str(r.as_of),
-            r.status,
-            f"{earned:,}",
-            f"{rows:,}",
-            f"{r.rejects:,}",
-            f"{s.get('members', 0):,}",
-            f"{s.get('available', 0):,}",
-            f"{s.get('pending', 0):,}",
-            f"{Decimal(s['liability']):,} {s['currency']}" if s else "",
+        rows.append(
+            [
+                str(r.as_of),
+                r.status,
+                f"{earned:,}",
+                f"{sum(r.counts.get('rows', {}).values()):,}",
+                f"{r.rejects:,}",
+                f"{s.get('members', 0):,}",
+                f"{s.get('available', 0):,}",
+                f"{s.get('pending', 0):,}",
+                f"{Decimal(s['liability']):,}" if s else "",
+            ]
         )
-    console.print(table)
+    title = f"Nightly runs (points earned; rows of the exports; liability in {currency})"
+    table = fitted_table(title, [*header, "liability"], rows, console)
+    console.print(table, soft_wrap=False)
     last = results[-1]
     tiers = ", ".join(f"{k} {v}" for k, v in last.summary.get("tiers", {}).items())
     console.print(f"tiers on {last.as_of}: {tiers}")

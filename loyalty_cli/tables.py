@@ -1,0 +1,83 @@
+"""Tables for people: they fit the terminal and never cut a value.
+
+Rich's default cuts a value that does not fit its column (`O2025…`, `1,746…`), which in a
+narrow terminal hides the very numbers and ids a table is for. These tables are compact
+(no outer frame, one space between columns), wrap long values within their cells instead,
+and keep short ones (dates, kinds, amounts) on one line, from the left, while the rest fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from decimal import Decimal
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+# Values up to this long (dates, kinds, amounts) stay on one line while the rest fits.
+SHORT_VALUE = 13
+
+
+def fitted_table(
+    title: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    console: Console,
+    *,
+    drop_empty: bool = False,
+    zero_means_nothing: Collection[str] = (),
+) -> Table:
+    """A table of text cells for `console`'s width; numeric columns are right-aligned.
+
+    With `drop_empty`, a column whose every cell is empty is left out, and so is one named
+    in `zero_means_nothing` whose every cell is 0. Print it with ``soft_wrap=False``.
+    """
+    keep = [
+        i
+        for i, name in enumerate(header)
+        if not drop_empty
+        or any(r[i] and not (name in zero_means_nothing and _is_zero(r[i])) for r in rows)
+    ]
+    longest = {i: max((len(r[i]) for r in rows), default=0) for i in keep}
+    short = [i for i in keep if longest[i] <= SHORT_VALUE]
+
+    def table(whole: list[int]) -> Table:
+        t = Table(
+            title=title,
+            title_justify="left",
+            header_style="bold",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            padding=0,
+            pad_edge=False,
+        )
+        for i in keep:
+            t.add_column(
+                header[i],
+                justify="right" if all(_is_number(r[i]) for r in rows if r[i]) else "left",
+                overflow="fold",
+                min_width=longest[i] if i in whole and longest[i] else None,
+            )
+        for r in rows:
+            t.add_row(*(r[i] for i in keep))
+        return t
+
+    unbounded = console.options.update(width=1_000_000)
+    while True:
+        best = table(short)
+        if not short or console.measure(best, options=unbounded).minimum <= console.width:
+            return best
+        short.pop()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        Decimal(text.replace(",", ""))
+    except ArithmeticError:
+        return False
+    return True
+
+
+def _is_zero(text: str) -> bool:
+    return _is_number(text) and Decimal(text.replace(",", "")) == 0
