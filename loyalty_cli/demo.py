@@ -66,7 +66,7 @@ def main(out_root: Path = Path("demo-out"), console: Console | None = None) -> i
                 f"{Decimal(s['liability']):,}" if s else "",
             ]
         )
-    title = f"Nightly runs (points earned; rows of the exports; liability in {currency})"
+    title = f"Nightly runs: points earned, export rows taken, liability in {currency}"
     table = fitted_table(title, [*header, "liability"], rows, console)
     console.print(table, soft_wrap=False)
     last = results[-1]
