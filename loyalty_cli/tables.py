@@ -42,7 +42,7 @@ def fitted_table(
     longest = {i: max((len(r[i]) for r in rows), default=0) for i in keep}
     short = [i for i in keep if longest[i] <= SHORT_VALUE]
 
-    def table(whole: list[int]) -> Table:
+    def table(whole: list[int], rows: Sequence[Sequence[str]] = rows) -> Table:
         t = Table(
             title=title,
             title_justify="left",
@@ -63,12 +63,17 @@ def fitted_table(
             t.add_row(*(r[i] for i in keep))
         return t
 
+    # A table's narrowest width is set, column by column, by its longest word: measuring the
+    # rows that hold them is the same as measuring all the rows, and quick.
+    probe = [max(rows, key=lambda r, i=i: _longest_word(r[i])) for i in keep] if rows else []
     unbounded = console.options.update(width=1_000_000)
-    while True:
-        best = table(short)
-        if not short or console.measure(best, options=unbounded).minimum <= console.width:
-            return best
+    while short and console.measure(table(short, probe), options=unbounded).minimum > console.width:
         short.pop()
+    return table(short)
+
+
+def _longest_word(text: str) -> int:
+    return max((len(word) for word in text.split()), default=0)
 
 
 def _is_number(text: str) -> bool:
