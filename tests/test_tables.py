@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from decimal import Decimal
 
 from rich.console import Console
 
@@ -50,7 +52,7 @@ def test_columns_with_nothing_to_show_are_left_out():
         80,
     )
     assert lines[1].split() == ["kind", "points"]
-    # A 0 is kept where it means something, and so is every column without drop_empty.
+    # Without drop_empty every column is shown; a shortfall that is not 0 is shown too.
     shown = render(fitted_table("t", header, rows, console), 80)
     assert shown[1].split() == header
     rows[1][2] = "5"
@@ -68,17 +70,22 @@ def test_demo_summary_fits_an_80_column_terminal(tmp_path):
     table = text[text.index("Nightly runs") : text.index("tiers on")].splitlines()
     assert max(len(line) for line in table) <= 80
     assert "…" not in text
-    # Seven nights, one line each, with the first night's figures whole.
-    nights = [line for line in table if re.match(r"2026-0[67]-\d\d ", line)]
-    assert len(nights) == 7
-    assert nights[0].split() == [
-        "2026-06-25",
-        "ok",
-        "1,746,502",
-        "6,371",
-        "0",
-        "297",
-        "1,616,694",
-        "45,994",
-        "16,166.94",
+    # Seven nights, one line each, every figure whole: what each night's run.json says.
+    nights = [line.split() for line in table if re.match(r"2026-0[67]-\d\d ", line)]
+    assert [n[0] for n in nights] == [
+        f"2026-0{d}" for d in ("6-25", "6-26", "6-27", "6-28", "6-29", "6-30", "7-01")
     ]
+    for night in nights:
+        run = json.loads((tmp_path / "demo-out" / "out" / night[0] / "run.json").read_text())
+        earning = run["counts"]["earning"]
+        s = run["summary"]
+        assert night[1:] == [
+            run["status"],
+            f"{sum(v for k, v in earning.items() if k.endswith('.points')):,}",
+            f"{sum(run['counts']['rows'].values()):,}",
+            f"{run['rejects']:,}",
+            f"{s['members']:,}",
+            f"{s['available']:,}",
+            f"{s['pending']:,}",
+            f"{Decimal(s['liability']):,}",
+        ]
