@@ -16,6 +16,7 @@ from rich.console import Console
 
 from loyalty_cli import reporters
 from loyalty_cli.diagnostics import ExitCode, LoyaltyError
+from loyalty_cli.tables import fitted_table
 
 app = typer.Typer(
     name="loyalty",
@@ -133,8 +134,6 @@ def _parse_day(value: str | None, option: str) -> dt.date | None:
 
 
 def _print_result(result, fmt: Format, console: Console) -> None:
-    from rich.table import Table
-
     if fmt is Format.json:
         return
     if result.status == "refused":
@@ -146,18 +145,17 @@ def _print_result(result, fmt: Format, console: Console) -> None:
         return
     title = f"{'plan' if result.status == 'planned' else 'run'} for {result.as_of}"
     console.print(f"[bold]{title}[/bold]", highlight=False)
-    table = Table(title="steps", show_header=True, header_style="bold")
-    table.add_column("step")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    for step, items in sorted(result.counts.items()):
-        if step == "sources":
-            continue
-        for key, value in sorted(items.items()):
-            table.add_row(step, key, f"{value:,}")
+    steps = [
+        [step, key, f"{value:,}"]
+        for step, items in sorted(result.counts.items())
+        if step != "sources"
+        for key, value in sorted(items.items())
+    ]
     if result.counts.get("sources"):
-        console.print(_sources_table(result.counts["sources"]))
-    console.print(table)
+        console.print(_sources_table(result.counts["sources"], console), soft_wrap=False)
+    if steps:  # a day with nothing new counts nothing
+        table = fitted_table("steps", ["step", "what", "count"], steps, console)
+        console.print(table, soft_wrap=False)
     s = result.summary
     if s:
         tiers = ", ".join(f"{k}: {v:,}" for k, v in s.get("tiers", {}).items())
@@ -185,22 +183,20 @@ SOURCE_COLUMNS = (
 )
 
 
-def _sources_table(counts: dict[str, int]):
+def _sources_table(counts: dict[str, int], console: Console):
     """One row per source: files, rows read, held back (after the day), rejected,
     repeated within the export, loaded."""
-    from rich.table import Table
-
     per: dict[str, dict[str, int]] = {}
     for key, value in counts.items():
         source, _, what = key.partition(".")
         per.setdefault(source, {})[what] = value
-    table = Table(title="exports", header_style="bold")
-    table.add_column("source")
-    for _, label in SOURCE_COLUMNS:
-        table.add_column(label, justify="right")
-    for source in sorted(per):
-        table.add_row(source, *(f"{per[source].get(key, 0):,}" for key, _ in SOURCE_COLUMNS))
-    return table
+    rows = [
+        [source, *(f"{per[source].get(key, 0):,}" for key, _ in SOURCE_COLUMNS)]
+        for source in sorted(per)
+    ]
+    return fitted_table(
+        "exports", ["source", *(label for _, label in SOURCE_COLUMNS)], rows, console
+    )
 
 
 def _print_day_line(result, console: Console) -> None:
@@ -399,7 +395,6 @@ def explain(
     """A member's ledger, lots, tier history, segments and redemptions, with their causes."""
     from loyalty_cli import state
     from loyalty_cli.engine.explain import explain as explain_core
-    from loyalty_cli.tables import fitted_table
 
     con = state.connect(state_file, read_only=True)
     try:
