@@ -149,13 +149,19 @@ MIGRATIONS: dict[int, list[str]] = {
 }
 
 
-def _locked_error(path: Path, exc: Exception) -> LoyaltyError:
+def _locked_error(path: Path, exc: Exception, *, read_only: bool) -> LoyaltyError:
+    hint = (
+        "Wait for the run to finish: while a run holds the state, no other process can "
+        "open it, even to read."
+        if read_only
+        else "Wait for the other `loyalty run` to finish; two runs on one state are refused."
+    )
     return LoyaltyError(
         Diagnostic(
             code="D604",
             path=str(path),
             message=f"the state file is in use by another run ({exc})",
-            hint="Wait for the other `loyalty run` to finish; two runs on one state are refused.",
+            hint=hint,
         ),
         ExitCode.REFUSED,
     )
@@ -201,7 +207,7 @@ def connect(
             con = duckdb.connect(str(p), read_only=read_only)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
-                raise _locked_error(p, exc) from None
+                raise _locked_error(p, exc, read_only=read_only) from None
             raise state_error(
                 p,
                 f"cannot open the state file: {exc}",

@@ -291,6 +291,8 @@ def test_second_run_on_a_locked_state_is_refused(tmp_path):
         proc = shop.run_cli("2026-03-02", timeout=120)
         # A plan copies the state under a read-only lock: refused the same way.
         planned = plan_cli(shop, "2026-03-02")
+        # explain only reads, but cannot open the state either.
+        explained = run_cli("explain", "A", "--state", str(shop.state))
     finally:
         holder.kill()
         holder.wait()
@@ -300,6 +302,10 @@ def test_second_run_on_a_locked_state_is_refused(tmp_path):
     assert "Traceback" not in proc.stderr
     assert planned.exit_code == 3, planned.output
     assert "in use by another run" in planned.output
+    assert explained.exit_code == 3, explained.output
+    assert "in use by another run" in explained.output
+    assert "Wait for the run to finish" in explained.output
+    assert "two runs on one state" not in explained.output
 
 
 def test_plan_works_on_a_copy_it_removes(tmp_path, monkeypatch):
