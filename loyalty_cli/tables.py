@@ -65,11 +65,15 @@ def fitted_table(
 
     # A table's narrowest width is set, column by column, by its longest word: measuring the
     # rows that hold them is the same as measuring all the rows, and quick.
-    probe = [max(rows, key=lambda r, i=i: _longest_word(r[i])) for i in keep] if rows else []
+    probe = [_row_with_longest_word(rows, i) for i in keep] if rows else []
     unbounded = console.options.update(width=1_000_000)
     while short and console.measure(table(short, probe), options=unbounded).minimum > console.width:
         short.pop()
     return table(short)
+
+
+def _row_with_longest_word(rows: Sequence[Sequence[str]], column: int) -> Sequence[str]:
+    return max(rows, key=lambda row: _longest_word(row[column]))
 
 
 def _longest_word(text: str) -> int:
