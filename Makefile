@@ -29,6 +29,7 @@ test: $(STAMP_TEST)
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check loyalty_cli tests bench
 	$(BIN)/ruff format --check loyalty_cli tests bench
+	$(BIN)/mypy loyalty_cli
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m compileall -q loyalty_cli

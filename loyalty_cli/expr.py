@@ -1242,7 +1242,7 @@ def _truth_operands(tree: exp.Expr) -> Iterator[tuple[str, exp.Expr]]:
     """(operator, operand) for each operand that DuckDB takes as true or false, outside
     lambda bodies (whose variables are not columns). Operands that are comparisons or
     other yes/no forms are left out: they cannot be text."""
-    stack = [(tree, None)]
+    stack: list[tuple[exp.Expr, exp.Expr | None]] = [(tree, None)]
     while stack:
         node, parent = stack.pop()
         if isinstance(node, exp.Lambda):

@@ -54,7 +54,7 @@ def render_text(diags: list[Diagnostic], console: Console, summary: str = "") ->
         console.print(summary, highlight=False)
 
 
-def render_json(payload: dict) -> str:
+def render_json(payload: dict | list) -> str:
     return json.dumps(payload, indent=2, ensure_ascii=False, default=str)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -174,7 +175,7 @@ def state_error(
     exit_code: ExitCode = ExitCode.INVALID,
 ) -> LoyaltyError:
     """D605: the state file cannot be opened or read (exit 1; 2 for a path that is wrong)."""
-    shown = None if path is None else str(path)
+    shown = "" if path is None else str(path)
     return LoyaltyError(Diagnostic(code="D605", path=shown, message=message, hint=hint), exit_code)
 
 
@@ -216,16 +217,16 @@ def connect(
         except duckdb.Error as exc:
             raise state_error(p, f"not a valid state file: {exc}") from None
     configure(con)
-    con = StateConnection(con)
+    guarded = StateConnection(con)
     try:
         if read_only:
-            check_state(con, path, upgradable=upgradable)
+            check_state(guarded, path, upgradable=upgradable)
         else:
-            migrate(con, path)
+            migrate(guarded, path)
     except BaseException:
-        con.close()  # the caller gets no connection: let go of the file and its lock
+        guarded.close()  # the caller gets no connection: let go of the file and its lock
         raise
-    return con
+    return guarded
 
 
 # The statements that add rows to a table, and the table: INSERT INTO t ..., and
@@ -282,7 +283,7 @@ class StateConnection:
         return _Rows(rows)
 
     def _on_one_thread(self, sql: str, parameters: object) -> list[tuple]:
-        threads = self._con.execute("SELECT current_setting('threads')").fetchone()[0]
+        threads = value(self._con, "SELECT current_setting('threads')")
         self._con.execute("SET threads = 1")
         try:
             return self._con.execute(sql, parameters).fetchall()
@@ -307,9 +308,19 @@ class _Rows:
         return rows
 
 
-def check_state(
-    con: duckdb.DuckDBPyConnection, path: str | Path | None, *, upgradable: bool
-) -> int:
+# What the engine's functions take: a state's guarded connection, or a plain DuckDB one.
+Connection = duckdb.DuckDBPyConnection | StateConnection
+
+
+def value(con: Connection, sql: str, params: list | None = None) -> Any:
+    """The first column of the row `sql` gives: an aggregate, or a lookup known to match."""
+    row = con.execute(sql, params or []).fetchone()
+    if row is None:
+        raise LookupError(f"no row for: {sql}")
+    return row[0]
+
+
+def check_state(con: Connection, path: str | Path | None, *, upgradable: bool) -> int:
     """The state's schema version, after making sure it is one this loyalty can use (D605):
     a loyalty state file (or a database with no tables at all, when `upgradable`: a new
     state), not newer than this loyalty, and not older unless `upgradable`."""
@@ -397,17 +408,15 @@ def out_of_memory(exc: duckdb.Error, doing: str) -> LoyaltyError:
     )
 
 
-def schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
-    ).fetchone()[0]
+def schema_version(con: Connection) -> int:
+    exists = value(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'")
     if not exists:
         return 0
     row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     return int(row[0]) if row else 0
 
 
-def migrate(con: duckdb.DuckDBPyConnection, path: str | Path | None = None) -> int:
+def migrate(con: Connection, path: str | Path | None = None) -> int:
     """Apply pending migrations in one transaction; returns the resulting version."""
     current = check_state(con, path, upgradable=True)
     if current == SCHEMA_VERSION:
@@ -429,14 +438,14 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str | Path | None = None) -> i
     return SCHEMA_VERSION
 
 
-def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+def get_meta(con: Connection, key: str) -> str | None:
     row = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
     return row[0] if row else None
 
 
-def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+def set_meta(con: Connection, key: str, value: str) -> None:
     con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 
 
-def delete_meta(con: duckdb.DuckDBPyConnection, key: str) -> None:
+def delete_meta(con: Connection, key: str) -> None:
     con.execute("DELETE FROM meta WHERE key = ?", [key])

@@ -155,7 +155,10 @@ def lookup(program: Path, text: bytes):
             checks[tuple(key)] = exprbase.CheckedExpr(
                 source, sql, [], {(row, col) for row, col in columns}, kind
             )
-        found = Program(path=program, data=_decode(entry["data"]))
+        data = _decode(entry["data"])
+        if not isinstance(data, dict):
+            return None
+        found = Program(path=program, data=data)
     except (KeyError, TypeError, ValueError):
         return None
     exprbase._CHECKED.update(checks)

@@ -244,7 +244,7 @@ def check_program(doc: YamlDoc) -> tuple[list[Diagnostic], ProgramContext]:
     )
     for i, rule in enumerate(rules):
         ctx = expressions.ExprContext.for_rule(rule.get("on"), pctx.extras, rfm=pctx.has_rfm)
-        base = ("earning", "rules", i)
+        base: PathKey = ("earning", "rules", i)
         c.expression((*base, "when"), rule.get("when"), ctx, "condition")
         c.tier_literals((*base, "when"), rule.get("when"), pctx.tiers)
         c.expression((*base, "points"), rule.get("points"), ctx, "value")
@@ -426,9 +426,9 @@ def check_workflow(
     ctx = expressions.ExprContext.for_rule(None, extras, rfm=has_rfm, workflow=True)
     tiers = pctx.tiers if pctx else []
 
-    for key in ("audience", "exit_when"):
-        c.expression((*base, key), wf.get(key), ctx, "condition")
-        c.tier_literals((*base, key), wf.get(key), tiers)
+    for part in ("audience", "exit_when"):
+        c.expression((*base, part), wf.get(part), ctx, "condition")
+        c.tier_literals((*base, part), wf.get(part), tiers)
     c.duration((*base, "reentry"), wf.get("reentry"))
 
     trigger = wf.get("trigger")

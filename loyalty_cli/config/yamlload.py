@@ -146,7 +146,7 @@ class _Duplicates(Exception):
 
 def _scalar(node: ScalarNode) -> Any:
     """A scalar by its YAML 1.2 core-schema tag (dates stay ISO text)."""
-    tag, value = node.tag, node.value
+    tag, value = node.tag or "", node.value
     if node.style:
         return value
     if tag.endswith(":null"):

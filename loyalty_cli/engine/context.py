@@ -6,17 +6,16 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import duckdb
-
 from loyalty_cli.config.durations import Duration
 from loyalty_cli.config.model import Program
+from loyalty_cli.state import Connection
 
 
 @dataclass
 class RunContext:
     """One run for day `as_of` over the rows after `window_start` (exclusive; None = all)."""
 
-    con: duckdb.DuckDBPyConnection
+    con: Connection
     program: Program
     as_of: dt.date
     window_start: dt.date | None = None

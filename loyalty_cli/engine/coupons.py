@@ -23,10 +23,9 @@ import io
 import secrets
 from pathlib import Path
 
-import duckdb
-
 from loyalty_cli.config.model import Program
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
+from loyalty_cli.state import Connection
 
 # No 0/O, 1/I/L: codes are read off screens and typed in by hand.
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -70,23 +69,21 @@ def pool_config(program: Program, pool_id: str) -> dict:
     )
 
 
-def _append(
-    con: duckdb.DuckDBPyConnection, pool_id: str, codes: list[str], valid: list[dt.date | None]
-) -> int:
+def _append(con: Connection, pool_id: str, codes: list[str], valid: list[dt.date | None]) -> int:
     return _count(con, _APPEND, {"pool": pool_id, "codes": codes, "valid": valid, "n": len(codes)})
 
 
-def _count(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> int:
+def _count(con: Connection, sql: str, params: dict) -> int:
     row = con.execute(sql, params).fetchone()
     return int(row[0]) if row else 0
 
 
-def pool_size(con: duckdb.DuckDBPyConnection, pool_id: str) -> int:
+def pool_size(con: Connection, pool_id: str) -> int:
     """All codes the pool has ever held, assigned or not."""
     return _count(con, "SELECT count(*) FROM coupon_codes WHERE pool_id = $pool", {"pool": pool_id})
 
 
-def pool_free(con: duckdb.DuckDBPyConnection, pool_id: str, as_of: dt.date | None = None) -> int:
+def pool_free(con: Connection, pool_id: str, as_of: dt.date | None = None) -> int:
     """Codes not yet assigned (9.21); with `as_of`, only those still valid on that day."""
     valid = "AND (valid_until IS NULL OR valid_until >= $as_of)" if as_of is not None else ""
     params: dict = {"pool": pool_id}
@@ -215,7 +212,7 @@ def read_code_file(path: str | Path) -> tuple[list[str], list[dt.date | None]]:
     return codes, valid
 
 
-def import_file(con: duckdb.DuckDBPyConnection, pool_id: str, path: str | Path) -> int:
+def import_file(con: Connection, pool_id: str, path: str | Path) -> int:
     """Append the codes of a CSV file to a pool; returns how many were new."""
     codes, valid = read_code_file(path)
     return _append(con, pool_id, codes, valid)
@@ -240,9 +237,7 @@ def generate_codes(prefix: str, length: int, count: int, taken: set[str]) -> lis
     return out
 
 
-def generate_pool(
-    con: duckdb.DuckDBPyConnection, program: Program, pool_id: str, count: int | None = None
-) -> int:
+def generate_pool(con: Connection, program: Program, pool_id: str, count: int | None = None) -> int:
     """Add `count` (default: the pool's `count`) generated codes to a generate pool."""
     pool = pool_config(program, pool_id)
     if pool.get("source") != "generate":
@@ -285,7 +280,7 @@ def generate_pool(
     return _append(con, pool_id, codes, [None] * len(codes))
 
 
-def ensure_pool(con: duckdb.DuckDBPyConnection, program: Program, pool_id: str) -> int:
+def ensure_pool(con: Connection, program: Program, pool_id: str) -> int:
     """Bring a pool's stored codes up to date before codes are taken from it.
 
     File pools append what their CSV has that the pool has not; generate pools are filled
@@ -303,7 +298,7 @@ def ensure_pool(con: duckdb.DuckDBPyConnection, program: Program, pool_id: str) 
 
 
 def assign_codes(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     pool_id: str,
     requests_sql: str,
     as_of: dt.date,
@@ -344,7 +339,7 @@ def assign_codes(
 
 
 def assign_pool_codes(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     program: Program,
     pool_id: str,
     requests_sql: str,
@@ -359,9 +354,7 @@ def assign_pool_codes(
 # --- status -------------------------------------------------------------------------------
 
 
-def coupons_status(
-    con: duckdb.DuckDBPyConnection, program: Program, as_of: dt.date | None = None
-) -> list[dict]:
+def coupons_status(con: Connection, program: Program, as_of: dt.date | None = None) -> list[dict]:
     """One dict per pool of the program, in program order.
 
     Keys: pool, source, total (codes ever stored), assigned, free (not yet assigned; with

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import duckdb
-
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
+from loyalty_cli.state import Connection
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[dict]:
+def _rows(con: Connection, sql: str, params: list) -> list[dict]:
     cur = con.execute(sql, params)
     cols = [c[0] for c in cur.description]
     return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
 
-def explain(con: duckdb.DuckDBPyConnection, customer_id: str) -> dict:
+def explain(con: Connection, customer_id: str) -> dict:
     """The member's profile, balances, ledger, lots, tiers, segments, badges, redemptions."""
     profile = _rows(
         con, "SELECT * EXCLUDE (extra) FROM customers WHERE customer_id = ?", [customer_id]
@@ -38,10 +37,10 @@ def explain(con: duckdb.DuckDBPyConnection, customer_id: str) -> dict:
     return {
         "customer": profile[0],
         "balances": balances,
-        "tier": (
-            _rows(con, "SELECT tier, renewed_on, since FROM tiers WHERE customer_id = ?", p)
-            or [None]
-        )[0],
+        "tier": next(
+            iter(_rows(con, "SELECT tier, renewed_on, since FROM tiers WHERE customer_id = ?", p)),
+            None,
+        ),
         "ledger": _rows(
             con,
             """SELECT entry_id, run_on, kind, points, pending, rule_id, source_id, occurred_on,

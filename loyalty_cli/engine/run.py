@@ -40,6 +40,7 @@ from loyalty_cli.engine import (
 from loyalty_cli.engine.context import RunContext, id_range
 from loyalty_cli.engine.timeutil import sql_literal
 from loyalty_cli.exprbase import value_error
+from loyalty_cli.state import Connection
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -71,8 +72,8 @@ def default_as_of(program: Program, now: dt.datetime | None = None) -> dt.date:
     return (now.astimezone(tz) - dt.timedelta(days=1)).date()
 
 
-def last_run_day(con: duckdb.DuckDBPyConnection) -> dt.date | None:
-    return con.execute("SELECT max(as_of) FROM runs WHERE status = 'ok'").fetchone()[0]
+def last_run_day(con: Connection) -> dt.date | None:
+    return state.value(con, "SELECT max(as_of) FROM runs WHERE status = 'ok'")
 
 
 # The stages of a day's run in order: timed in run.json (all but the commit) and reported,
@@ -93,9 +94,7 @@ STAGES = (
 Progress = Callable[[dt.date, str], None]
 
 
-def _check_program(
-    con: duckdb.DuckDBPyConnection, program: Program, state_path: str | Path | None
-) -> None:
+def _check_program(con: Connection, program: Program, state_path: str | Path | None) -> None:
     """Refuse (D609, exit 3) a program other than the one whose runs the state holds: a
     state is one program's ledger, and another program's rules, tiers and bonuses run on
     it would mix two programs' points (most often a wrong --state)."""
@@ -107,7 +106,7 @@ def _check_program(
     raise LoyaltyError(
         Diagnostic(
             code="D609",
-            path=None if state_path is None else str(state_path),
+            path="" if state_path is None else str(state_path),
             message=f"the state holds the runs of program '{row[0]}', not of '{program.id}'",
             hint="Pass this program's state file (--state), or a new file to start it; if the "
             f"program was renamed, keep `program.id: {row[0]}`.",
@@ -145,7 +144,7 @@ def _check_out_folder(out_dir: str | Path | None) -> None:
 
 
 def _last_run_before(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     program: Program,
     state_path: str | Path | None,
     as_of: dt.date,
@@ -220,7 +219,7 @@ def run(
 
 
 def _run_days(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     program: Program,
     data: Path,
     days: list[dt.date],
@@ -280,7 +279,7 @@ def backfill(
 
 
 def _files_missing(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     last: dt.date | None,
     out_dir: str | Path | None,
     days: list[dt.date],
@@ -359,7 +358,7 @@ def _state_copy(state_path: str | Path | None) -> Iterator[Path | None]:
 
 
 def run_day(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     program: Program,
     data_dir: Path,
     as_of: dt.date,
@@ -380,11 +379,12 @@ def run_day(
     window_start = last if last is not None and last < as_of else None
     if last == as_of:
         # A rerun of the last day: same window as that run had.
-        window_start = con.execute(
+        window_start = state.value(
+            con,
             "SELECT window_start FROM runs WHERE status = 'ok' AND as_of = ? "
             "ORDER BY run_id LIMIT 1",
             [as_of],
-        ).fetchone()[0]
+        )
     ctx = RunContext(con, program, as_of, window_start, data_dir=data_dir, dry_run=dry_run)
     final_dir = Path(out_dir) / as_of.isoformat() if out_dir is not None else None
     tmp_dir = None
@@ -462,7 +462,7 @@ def run_day(
         _mark_processed(ctx)
         outputs.update_totals(ctx, first_entry)
         outputs.build_balances(ctx)
-        run_id = int(con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0])
+        run_id = int(state.value(con, "SELECT coalesce(max(run_id), 0) + 1 FROM runs"))
         if last != as_of:
             con.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, 'ok', ?, ?, ?, ?)",
@@ -483,9 +483,7 @@ def run_day(
             warnings=ctx.warnings,
             models=ctx.models,
         )
-        result.rejects = int(
-            con.execute(f"SELECT count(*) FROM {loaded.rejects_table}").fetchone()[0]
-        )
+        result.rejects = int(state.value(con, f"SELECT count(*) FROM {loaded.rejects_table}"))
         result.summary = outputs.summary(ctx)
         if tmp_dir is not None and not dry_run:
             with _files_of(as_of, tmp_dir, final_dir, committed=False):
@@ -587,14 +585,12 @@ def _files_of(
         raise
 
 
-def _tidy_ledger(con: duckdb.DuckDBPyConnection, first_entry: int) -> None:
+def _tidy_ledger(con: Connection, first_entry: int) -> None:
     """After a run that made many entries, pack the ledger's last row groups (see
     ledger.compact_tail). The run is committed and its files are in place: this only
     spares the next run some work, so a failure here is not the run's."""
     try:
-        made = con.execute(
-            f"SELECT count(*) FROM ledger WHERE entry_id > {int(first_entry)}"
-        ).fetchone()[0]
+        made = state.value(con, f"SELECT count(*) FROM ledger WHERE entry_id > {int(first_entry)}")
         if made > ledger.TAIL_CHECK_ENTRIES:
             ledger.compact_tail(con)
     except duckdb.Error:
@@ -639,7 +635,7 @@ def _write_refused(ctx, loaded, tmp_dir, final_dir, timings, t0) -> RunResult:
     return result
 
 
-def _first_rowid(con: duckdb.DuckDBPyConnection, table: str) -> int:
+def _first_rowid(con: Connection, table: str) -> int:
     """The smallest rowid of a loaded table. `_pos` = rowid minus this is a row's place in
     its export (rowids of rows added in an open transaction start very high)."""
     row = con.execute(f"SELECT min(rowid) FROM {table}").fetchone()
@@ -768,9 +764,7 @@ def _prepare(ctx: RunContext, loaded) -> None:
         if t.get(src)
     )
     # (A first run has no stored order to look for among millions of exported ids.)
-    none_stored = not con.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM orders LIMIT 1) o"
-    ).fetchone()[0]
+    none_stored = not state.value(con, "SELECT count(*) FROM (SELECT 1 FROM orders LIMIT 1) o")
     named = f"{id_range('order_id', 'refs')} AND order_id IN (SELECT order_id FROM refs)"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _stored_orders AS
@@ -781,9 +775,7 @@ def _prepare(ctx: RunContext, loaded) -> None:
     # Orders first processed in this run; re-exported orders that turned cancelled. When
     # the export names no stored order (a first run), every loaded order is new: new_orders
     # and new_items are then views over the loaded rows instead of copies of millions.
-    stored_any = not none_stored and bool(
-        con.execute("SELECT count(*) FROM _stored_orders").fetchone()[0]
-    )
+    stored_any = not none_stored and bool(state.value(con, "SELECT count(*) FROM _stored_orders"))
     for table in ("_new_orders", "_new_items"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     loaded_orders = f"""SELECT s.*, s.rowid - {_first_rowid(con, t["orders"])} AS _pos
@@ -809,11 +801,12 @@ def _prepare(ctx: RunContext, loaded) -> None:
     items = t.get("order_items")
     all_new = bool(items) and not stored_any
     if all_new:  # are all items' orders in the export? (else rejects and held-back orders)
-        all_new = not con.execute(
+        all_new = not state.value(
+            con,
             f"""SELECT count(*) FROM (SELECT 1 FROM {items} i
             WHERE NOT EXISTS (SELECT 1 FROM {t["orders"]} o WHERE o.order_id = i.order_id)
-            LIMIT 1) x"""
-        ).fetchone()[0]
+            LIMIT 1) x""",
+        )
     if all_new:
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW new_items AS "
@@ -826,11 +819,12 @@ def _prepare(ctx: RunContext, loaded) -> None:
             "WHERE i.order_id IN (SELECT order_id FROM new_orders)"
         )
         con.execute("CREATE OR REPLACE TEMP VIEW new_items AS SELECT * FROM _new_items")
-        ignored = con.execute(
+        ignored = state.value(
+            con,
             f"""SELECT count(*) FROM {items} i
             WHERE i.order_id NOT IN (SELECT order_id FROM new_orders)
-              AND i.order_id IN (SELECT order_id FROM _stored_orders)"""
-        ).fetchone()[0]
+              AND i.order_id IN (SELECT order_id FROM _stored_orders)""",
+        )
         if ignored:
             ctx.warnings.append(
                 f"{ignored} item row(s) of orders processed in an earlier run were ignored"
@@ -855,10 +849,11 @@ def _prepare(ctx: RunContext, loaded) -> None:
     con.execute("DROP TABLE IF EXISTS _new_events")
     if events:
         first_event = _first_rowid(con, events)
-        overlap = con.execute(
+        overlap = state.value(
+            con,
             f"""SELECT count(*) FROM (SELECT 1 FROM events_seen
-            WHERE day >= (SELECT min(day) FROM {events}) LIMIT 1) s"""
-        ).fetchone()[0]
+            WHERE day >= (SELECT min(day) FROM {events}) LIMIT 1) s""",
+        )
         if overlap:
             con.execute(
                 f"""CREATE TEMP TABLE _new_events AS

@@ -43,6 +43,7 @@ from loyalty_cli.engine.timeutil import (
     sql_ident,
     sql_literal,
 )
+from loyalty_cli.state import Connection
 
 # Sources in load order: customers first, the others check their customer against it.
 SOURCE_ORDER = (
@@ -195,7 +196,7 @@ class _Loader:
 
     def __init__(
         self,
-        con: duckdb.DuckDBPyConnection,
+        con: Connection,
         data_dir: Path,
         as_of: date,
         timezone: str,
@@ -235,11 +236,12 @@ class _Loader:
         """
         if self.plans is None:
             self.plans = {}
-            has_meta = self.con.execute(
+            has_meta = state.value(
+                self.con,
                 "SELECT count(*) FROM duckdb_tables() "
                 "WHERE table_name = 'meta' AND database_name = current_database() "
-                "AND schema_name = current_schema() AND NOT temporary"
-            ).fetchone()[0]
+                "AND schema_name = current_schema() AND NOT temporary",
+            )
             self.keeps_plans = bool(has_meta)
             if has_meta:
                 self.plans = dict(
@@ -322,7 +324,7 @@ class _Loader:
 
 
 def load_sources(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     sources: dict,
     data_dir: Path,
     as_of: date,
@@ -390,7 +392,7 @@ def load_sources(
 # -- planning and files -------------------------------------------------------------------------
 
 
-def _in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
+def _in_transaction(con: Connection) -> bool:
     """Whether the caller opened a transaction (then every statement shares one id)."""
     first = con.execute("SELECT current_transaction_id()").fetchone()
     second = con.execute("SELECT current_transaction_id()").fetchone()

@@ -14,6 +14,7 @@ import duckdb
 import pytz
 
 from loyalty_cli.diagnostics import Diagnostic, LoyaltyError
+from loyalty_cli.state import Connection
 
 # A zone designator after a clock time: Z, UTC/GMT, +02, +0200, +02:00 or an IANA name.
 # The clock time in front keeps a plain date such as 2026-06-01 (which ends in "-01") out.
@@ -33,7 +34,7 @@ def sql_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def check_timezone(con: duckdb.DuckDBPyConnection, timezone: str) -> None:
+def check_timezone(con: Connection, timezone: str) -> None:
     """Raise R307 when ICU does not know ``timezone`` (it would fail later, row by row)."""
     try:
         con.execute("SELECT timezone(?, TIMESTAMP '2000-01-01')", [timezone]).fetchone()

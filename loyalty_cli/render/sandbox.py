@@ -652,8 +652,9 @@ def check_template(
         max_sms_segments=max_sms_segments,
     )
     if key is not None:
-        entries = [_relative(d, folder) for d in diags]
-        if all(e is not None for e in entries):
+        relative = [_relative(d, folder) for d in diags]
+        entries = [e for e in relative if e is not None]
+        if len(entries) == len(relative):
             if len(_CHECKED) > 5000:
                 _CHECKED.clear()
             _CHECKED[key] = entries
