@@ -392,7 +392,8 @@ def explain(
     state_file: StateOpt = "loyalty.duckdb",
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text or json."),
 ) -> None:
-    """A member's ledger, lots, tier history, segments and redemptions, with their causes."""
+    """A member's ledger, lots, tier history, segments, redemptions and workflow steps, with
+    their causes."""
     from loyalty_cli import state
     from loyalty_cli.engine.explain import explain as explain_core
 
@@ -455,6 +456,20 @@ def explain(
             "Redemptions",
             info["redemptions"],
             ["redemption_id", "reward_id", "status", "reason", "coupon_code"],
+        ),
+        (
+            "Workflow steps",
+            info["workflow_steps"],
+            [
+                "run_on",
+                "workflow_id",
+                "step_id",
+                "action",
+                "channel",
+                "message_id",
+                "detail",
+                "coupon_code",
+            ],
         ),
         (
             "Orders",

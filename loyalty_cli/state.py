@@ -16,7 +16,7 @@ import duckdb
 
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError, first_line
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # meta: the highest id of a deleted lot (released pending lots are deleted), so that lot
 # ids are never given out twice (engine/ledger.py).
@@ -146,6 +146,18 @@ MIGRATIONS: dict[int, list[str]] = {
         FROM (SELECT order_id, max(day) AS day FROM returns GROUP BY order_id) r
         WHERE orders.order_id = r.order_id AND orders.status = 'cancelled'
           AND orders.returned > 0""",
+    ],
+    # Workflows (engine/workflows.py): one row per time a member enters a workflow, and a
+    # log of what each run did with it (entered, sent, skipped, waiting, awarded, exited,
+    # completed): the source of audiences/<workflow>.csv, the message batches and explain.
+    7: [
+        """CREATE TABLE wf_instances (
+            workflow_id VARCHAR, customer_id VARCHAR, entered_on DATE, trigger_ref VARCHAR,
+            next_step INTEGER, resume_on DATE, status VARCHAR, ended_on DATE)""",
+        """CREATE TABLE wf_log (
+            workflow_id VARCHAR, customer_id VARCHAR, entered_on DATE, step INTEGER,
+            step_id VARCHAR, run_on DATE, action VARCHAR, channel VARCHAR,
+            message_id VARCHAR, detail VARCHAR)""",
     ],
 }
 

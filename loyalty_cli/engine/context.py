@@ -39,11 +39,11 @@ class RunContext:
         if n:
             self.counts[step][key] = self.counts[step].get(key, 0) + int(n)
 
-    def q(self, sql: str, params: list | None = None):
-        """Execute SQL on the run's connection."""
+    def q(self, sql: str, params: list | dict | None = None):
+        """Execute SQL on the run's connection (parameters by position or by $name)."""
         return self.con.execute(sql, params or [])
 
-    def scalar(self, sql: str, params: list | None = None):
+    def scalar(self, sql: str, params: list | dict | None = None):
         row = self.con.execute(sql, params or []).fetchone()
         return row[0] if row else None
 

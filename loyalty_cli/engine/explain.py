@@ -13,7 +13,8 @@ def _rows(con: Connection, sql: str, params: list) -> list[dict]:
 
 
 def explain(con: Connection, customer_id: str) -> dict:
-    """The member's profile, balances, ledger, lots, tiers, segments, badges, redemptions."""
+    """The member's profile, balances, ledger, lots, tiers, segments, badges, redemptions,
+    workflow steps and orders."""
     profile = _rows(
         con, "SELECT * EXCLUDE (extra) FROM customers WHERE customer_id = ?", [customer_id]
     )
@@ -83,6 +84,20 @@ def explain(con: Connection, customer_id: str) -> dict:
             con,
             """SELECT redemption_id, reward_id, requested_at, status, reason, coupon_code, cost
                FROM redemptions WHERE customer_id = ? ORDER BY requested_at, redemption_id""",
+            p,
+        ),
+        # What the workflows did with the member, run by run (the step by its position;
+        # the coupon given with a message is the code assigned for its message id).
+        "workflow_steps": _rows(
+            con,
+            """SELECT l.run_on, l.workflow_id, l.entered_on, l.step + 1 AS step, l.step_id,
+                      l.action, l.channel, l.message_id, l.detail, c.code AS coupon_code
+               FROM wf_log l
+               LEFT JOIN coupon_codes c ON c.assigned_for = l.message_id
+               WHERE l.customer_id = ?
+               ORDER BY l.run_on, l.workflow_id, l.entered_on,
+                        CASE l.action WHEN 'entered' THEN -1 WHEN 'completed' THEN 2147483647
+                                      ELSE l.step END, l.action <> 'exited'""",
             p,
         ),
         "orders": _rows(

@@ -12,6 +12,7 @@ import shutil
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+from loyalty_cli.engine import workflows
 from loyalty_cli.engine.context import RunContext
 
 # The first characters that make a spreadsheet read a cell as a formula.
@@ -196,6 +197,7 @@ def write_all(ctx: RunContext, out: Path, rejects_table: str) -> None:
         out / "redemptions.csv",
     )
     write_rejects(ctx, out / "rejects.csv", rejects_table)
+    workflows.write_outputs(ctx, out)
 
 
 def write_rejects(ctx: RunContext, path: Path, rejects_table: str) -> None:

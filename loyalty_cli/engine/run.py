@@ -36,6 +36,7 @@ from loyalty_cli.engine import (
     returns,
     segments,
     tiers,
+    workflows,
 )
 from loyalty_cli.engine.context import RunContext, id_range
 from loyalty_cli.engine.timeutil import sql_literal
@@ -88,6 +89,7 @@ STAGES = (
     "expiry",
     "tiers",
     "segments",
+    "workflows",
     "outputs",
     "commit",
 )
@@ -459,6 +461,14 @@ def run_day(
         if program.data.get("segments"):
             segments.apply_segments(ctx)
         t = lap("segments", t)
+        try:
+            workflows.apply_workflows(ctx)
+        except workflows.Refused as exc:
+            loaded.refused = exc.reason
+            refused = _write_refused(ctx, loaded, tmp_dir, final_dir, timings, t0)
+            con.execute("ROLLBACK")
+            return refused
+        t = lap("workflows", t)
         _mark_processed(ctx)
         outputs.update_totals(ctx, first_entry)
         outputs.build_balances(ctx)

@@ -1,0 +1,677 @@
+"""Workflows (SPEC 5 step 9, 6 and 7): members enter on a trigger and go through steps.
+
+State: `wf_instances` has one row per time a member entered a workflow, keyed by
+(workflow_id, customer_id, entered_on): `status` active, completed or exited, `next_step`
+the index of the step to take next, `resume_on` the day a wait ends. `wf_log` records what
+each run did (entered, exited, waiting, sent, skipped, awarded, completed). The files of a
+day (audiences/<workflow>.csv, messages/<workflow>/<step>.*) are written from the log of
+that day, so running a day again writes the same files.
+
+Within a run, after tiers and segments: workflows one by one, highest `priority` first
+(then by id), so that they send first when `messaging.max_per_week` is reached. In each,
+the triggered members who meet the audience (and may enter again) enter; then steps are
+taken in order, and every active member goes as far as its steps allow (a `wait` stops it
+until its day). `exit_when` is checked before every step. Loops are over workflows and
+steps; members are handled as sets in SQL. Only what cannot be SQL is Python: message ids
+(SHA-256 of JSON), phone numbers (phonenumbers) and rendering templates (Jinja2).
+
+Expressions (`audience`, `exit_when`, `if`) see the member as after the run's other steps:
+tier, balances, orders and segment scores as they stand on the run's day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from loyalty_cli import exprbase as expressions
+from loyalty_cli.config.durations import parse_duration
+from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
+from loyalty_cli.engine import coupons, ledger
+from loyalty_cli.engine.context import RunContext
+
+ACTIONS = ("entered", "exited", "waiting", "sent", "skipped", "awarded", "completed")
+# Order of a member's rows of one day in audiences/<workflow>.csv.
+_ORDER = """CASE action WHEN 'entered' THEN -1 WHEN 'completed' THEN 2147483647 ELSE step END,
+    action <> 'exited'"""
+AUDIENCE_COLUMNS = ("customer_id", "step", "action", "channel", "message_id", "detail")
+
+
+class Refused(Exception):
+    """The run cannot go on for its data (a coupon pool short): refused, state unchanged."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def workflows_of(ctx: RunContext) -> list[dict]:
+    """The program's workflows, highest priority first, then by id."""
+    wfs = [wdoc["workflow"] for _, wdoc in ctx.program.workflows]
+    return sorted(wfs, key=lambda w: (-int(w.get("priority") or 0), str(w["id"])))
+
+
+def step_ids(wf: dict) -> list[str]:
+    return [str(s.get("id") or f"step-{i}") for i, s in enumerate(wf["steps"], start=1)]
+
+
+def trigger_of(wf: dict) -> tuple[str, dict]:
+    """(name, parameters) of a workflow's trigger, bare names included."""
+    trigger = wf["trigger"]
+    if isinstance(trigger, str):
+        return trigger, {}
+    ((name, params),) = trigger.items()
+    return str(name), dict(params or {})
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def apply_workflows(ctx: RunContext) -> None:
+    """Advance every workflow of the program for the run's day."""
+    wfs = workflows_of(ctx)
+    if not wfs:
+        return
+    _member_table(ctx)
+    for wf in wfs:
+        _enter(ctx, wf)
+        _advance(ctx, wf)
+    for table in ("_wf_member", "_wf_cur", "_wf_go", "_wf_sent", "_wf_phones"):
+        ctx.q(f"DROP TABLE IF EXISTS {table}")
+
+
+def _member_table(ctx: RunContext) -> None:
+    """`_wf_member`: the member view as it stands after the run's other steps."""
+    d = ctx.sql_date()
+    lowest = ctx.program.lowest_tier
+    rfm = next(
+        (s["id"] for s in ctx.program.data.get("segments") or [] if s["type"] == "rfm"), None
+    )
+    ctx.q(
+        f"""CREATE OR REPLACE TEMP TABLE _wf_member AS
+        WITH b AS (
+            SELECT customer_id,
+                   sum(remaining) FILTER (status = 'available') AS balance,
+                   sum(remaining) FILTER (status = 'pending') AS pending
+            FROM lots WHERE remaining > 0 GROUP BY customer_id),
+        o AS (
+            SELECT customer_id, max(day) AS last_day, count(*) AS n,
+                   sum(greatest(total - returned, 0)) AS spend
+            FROM orders WHERE status = 'completed' AND day <= {d} GROUP BY customer_id)
+        SELECT c.customer_id, coalesce(t.tier, $lowest) AS tier,
+               CAST(coalesce(b.balance, 0) AS BIGINT) AS balance,
+               CAST(coalesce(b.pending, 0) AS BIGINT) AS pending,
+               CAST({d} - o.last_day AS BIGINT) AS days_since_last_order,
+               coalesce(o.n, 0) AS orders_count,
+               coalesce(o.spend, CAST(0 AS DECIMAL(18,2))) AS lifetime_spend,
+               s.r, s.f, s.m, o.last_day AS last_order_day
+        FROM customers c
+        LEFT JOIN tiers t USING (customer_id)
+        LEFT JOIN b USING (customer_id)
+        LEFT JOIN o USING (customer_id)
+        LEFT JOIN (SELECT customer_id, r, f, m FROM segment_members
+                   WHERE segment_id = $rfm) s USING (customer_id)
+        WHERE c.join_day <= {d}""",
+        {"lowest": lowest, "rfm": rfm},
+    )
+
+
+def _expr_ctx(ctx: RunContext) -> expressions.ExprContext:
+    extras = {
+        name: dict((src or {}).get("extra") or {})
+        for name, src in (ctx.program.data.get("sources") or {}).items()
+    }
+    has_rfm = any(s.get("type") == "rfm" for s in ctx.program.data.get("segments") or [])
+    return expressions.ExprContext.for_rule(None, extras, rfm=has_rfm, workflow=True)
+
+
+def _condition(ctx: RunContext, text) -> str:
+    """SQL of a workflow condition over `"member"` and `"customer"` (NULL counts as false)."""
+    if text is None:
+        return "TRUE"
+    sql = expressions.compile_expression(text, _expr_ctx(ctx), kind="condition")
+    return expressions.condition_sql(sql)
+
+
+_MEMBER_OF_INSTANCE = """
+    SELECT m.*, i.entered_on, i.trigger_ref,
+           coalesce(m.last_order_day >= i.entered_on, FALSE) AS ordered_since_entry,
+           CAST({d} - i.entered_on AS BIGINT) AS days_since_entry
+    FROM {instances} i JOIN _wf_member m USING (customer_id)"""
+
+_JOIN_CUSTOMER = 'JOIN cust_view AS "customer" ON "customer".customer_id = "member".customer_id'
+
+
+def _trigger_low(ctx: RunContext) -> dt.date:
+    """Triggers fire for what happened after this day, up to the run's day. A first run
+    covers all history but reacts only to its own day: nobody is messaged about the past."""
+    if ctx.window_start is None:
+        return ctx.as_of - dt.timedelta(days=1)
+    return ctx.window_start
+
+
+def _trigger_sql(ctx: RunContext, wf: dict) -> tuple[str, dict] | None:
+    """SQL of the members a workflow's trigger fires for (customer_id, ref), with its
+    parameters; None when it cannot fire in this run."""
+    name, params = trigger_of(wf)
+    d = ctx.sql_date()
+    low = ctx.sql_date(_trigger_low(ctx))
+    in_window = "{col} > " + low + " AND {col} <= " + d
+    if name == "joined":
+        return (
+            f"SELECT customer_id, CAST(NULL AS VARCHAR) AS ref FROM customers "
+            f"WHERE {in_window.format(col='join_day')}",
+            {},
+        )
+    if name == "birthday":
+        # This year's and last year's birthdays (29 February -> 28 February in other years),
+        # for members who had joined by then.
+        bdays = " UNION ALL ".join(
+            f"""SELECT customer_id, join_day,
+                       CASE WHEN month(birth_date) = 2 AND day(birth_date) = 29
+                            THEN CAST(make_date({y}, 3, 1) - INTERVAL 1 DAY AS DATE)
+                            ELSE make_date({y}, month(birth_date), day(birth_date)) END AS bday
+                FROM customers WHERE birth_date IS NOT NULL"""
+            for y in (f"year({d}) - 1", f"year({d})")
+        )
+        return (
+            f"SELECT DISTINCT customer_id, CAST(NULL AS VARCHAR) AS ref FROM ({bdays}) b "
+            f"WHERE join_day <= bday AND {in_window.format(col='bday')}",
+            {},
+        )
+    if name in ("tier_up", "tier_down"):
+        if ctx.first_run:
+            return None  # a first run places members; it promotes nobody
+        return (
+            f"""SELECT customer_id, to_tier AS ref FROM tier_changes
+            WHERE change = $change AND {in_window.format(col="effective_on")}
+              AND ($to IS NULL OR to_tier = $to)""",
+            {"change": "up" if name == "tier_up" else "down", "to": params.get("to")},
+        )
+    if name in ("segment_enter", "segment_exit"):
+        if ctx.first_run:
+            return None  # every member of a segment would "enter" it on a first run
+        change, other = ("enter", "exit") if name == "segment_enter" else ("exit", "enter")
+        # Without a group, moving between groups of the segment is neither entering nor
+        # leaving it: a member's exit and entry of the same day cancel out.
+        same_day = (
+            ""
+            if params.get("group") is not None
+            else f"""AND NOT EXISTS (SELECT 1 FROM segment_changes o
+                     WHERE o.segment_id = s.segment_id AND o.customer_id = s.customer_id
+                       AND o.on_day = s.on_day AND o.change = '{other}')"""
+        )
+        return (
+            f"""SELECT customer_id, grp AS ref FROM segment_changes s
+            WHERE segment_id = $segment AND change = '{change}'
+              AND {in_window.format(col="on_day")}
+              AND ($group IS NULL OR grp = $group) {same_day}""",
+            {"segment": params["segment"], "group": params.get("group")},
+        )
+    if name == "redemption":
+        return (
+            f"""SELECT customer_id, reward_id AS ref FROM redemptions
+            WHERE status = 'accepted'
+              AND {in_window.format(col="CAST(requested_at AS DATE)")}
+              AND ($reward IS NULL OR reward_id = $reward)""",
+            {"reward": params.get("reward")},
+        )
+    if name == "points_expiring":
+        within = parse_duration(params.get("within")) or ctx.program.duration(
+            "expiry", "notify_before"
+        )
+        if within is None:
+            return None
+        # Lots that expire by the end of the run's day are gone by now (expiry step).
+        return (
+            f"""SELECT DISTINCT customer_id, CAST(NULL AS VARCHAR) AS ref FROM lots
+            WHERE status = 'available' AND remaining > 0
+              AND expires_on > {d} AND expires_on <= CAST({d} + {within.sql_interval()} AS DATE)""",
+            {},
+        )
+    if name == "schedule":
+        every, day = params["every"], int(params.get("day") or 0)
+        due = (
+            every == "day"
+            or (every == "week" and ctx.as_of.isoweekday() == day)
+            or (every == "month" and ctx.as_of.day == min(day, _month_days(ctx.as_of)))
+        )
+        if not due:
+            return None
+        return (
+            "SELECT customer_id, CAST(NULL AS VARCHAR) AS ref FROM customers "
+            f"WHERE join_day <= {d}",
+            {},
+        )
+    raise ValueError(f"unknown workflow trigger {name!r}")
+
+
+def _month_days(day: dt.date) -> int:
+    nxt = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return (nxt - dt.timedelta(days=1)).day
+
+
+def _enter(ctx: RunContext, wf: dict) -> None:
+    """Triggered members who meet the audience and may enter (no active instance; entered
+    never before, or at least `reentry` ago) enter on the run's day."""
+    fired = _trigger_sql(ctx, wf)
+    if fired is None:
+        return
+    sql, params = fired
+    d = ctx.sql_date()
+    reentry = parse_duration(wf.get("reentry"))
+    blocked = (
+        "TRUE"
+        if reentry is None
+        else f"CAST(i.entered_on + {reentry.sql_interval()} AS DATE) > {d}"
+    )
+    ctx.q("DROP TABLE IF EXISTS _wf_new")
+    ctx.q(
+        f"""CREATE TEMP TABLE _wf_new AS
+        WITH t AS (SELECT customer_id, min(ref) AS trigger_ref, {d} AS entered_on
+                   FROM ({sql}) f GROUP BY customer_id)
+        SELECT "member".customer_id, "member".trigger_ref
+        FROM ({_MEMBER_OF_INSTANCE.format(d=d, instances="t")}) AS "member" {_JOIN_CUSTOMER}
+        WHERE {_condition(ctx, wf.get("audience"))}
+          AND NOT EXISTS (SELECT 1 FROM wf_instances i
+                          WHERE i.workflow_id = $wf AND i.customer_id = "member".customer_id
+                            AND (i.status = 'active' OR i.entered_on = {d} OR {blocked}))""",
+        {**params, "wf": wf["id"]},
+    )
+    ctx.q(
+        f"""INSERT INTO wf_instances
+        SELECT $wf, customer_id, {d}, trigger_ref, 0, NULL, 'active', NULL FROM _wf_new""",
+        {"wf": wf["id"]},
+    )
+    ctx.q(
+        f"""INSERT INTO wf_log
+        SELECT $wf, customer_id, {d}, NULL, NULL, {d}, 'entered', NULL, NULL, NULL FROM _wf_new""",
+        {"wf": wf["id"]},
+    )
+    ctx.count("workflows", f"{wf['id']}.entered", ctx.scalar("SELECT count(*) FROM _wf_new"))
+    ctx.q("DROP TABLE _wf_new")
+
+
+def _log(
+    ctx: RunContext,
+    wf: dict,
+    k: int | None,
+    step_id: str | None,
+    action: str,
+    rows: str,
+    channel: str = "NULL",
+    message_id: str = "NULL",
+    detail: str = "NULL",
+) -> int:
+    """Log `action` for the instances of `rows` (customer_id, entered_on); returns how many."""
+    d = ctx.sql_date()
+    ctx.q(
+        f"""INSERT INTO wf_log
+        SELECT $wf, customer_id, entered_on, $k, $step, {d}, $action, {channel},
+               {message_id}, {detail}
+        FROM {rows}""",
+        {"wf": wf["id"], "k": k, "step": step_id, "action": action},
+    )
+    n = int(ctx.scalar(f"SELECT count(*) FROM {rows}"))
+    ctx.count("workflows", f"{wf['id']}.{action}", n)
+    return n
+
+
+_SAME_INSTANCE = """wf_instances.workflow_id = $wf AND wf_instances.customer_id = x.customer_id
+                    AND wf_instances.entered_on = x.entered_on"""
+
+
+def _advance(ctx: RunContext, wf: dict) -> None:
+    """Take each step in order for the members at it; see the module's docstring."""
+    d = ctx.sql_date()
+    ids = step_ids(wf)
+    exit_when = wf.get("exit_when")
+    for k, step in enumerate(wf["steps"]):
+        ctx.q(
+            f"""CREATE OR REPLACE TEMP TABLE _wf_cur AS
+            {_MEMBER_OF_INSTANCE.format(d=d, instances="wf_instances")}
+            WHERE i.workflow_id = $wf AND i.status = 'active' AND i.next_step = $k
+              AND (i.resume_on IS NULL OR i.resume_on <= {d})""",
+            {"wf": wf["id"], "k": k},
+        )
+        if not ctx.scalar("SELECT count(*) FROM _wf_cur"):
+            continue
+        if exit_when is not None:
+            _go(ctx, exit_when)
+            ctx.q(
+                f"""UPDATE wf_instances SET status = 'exited', ended_on = {d}
+                FROM _wf_go x WHERE {_SAME_INSTANCE}""",
+                {"wf": wf["id"]},
+            )
+            _log(ctx, wf, k, ids[k], "exited", "_wf_go")
+            ctx.q(
+                "DELETE FROM _wf_cur WHERE (customer_id, entered_on) IN "
+                "(SELECT (customer_id, entered_on) FROM _wf_go)"
+            )
+        if "wait" in step:
+            wait = parse_duration(step["wait"])
+            assert wait is not None
+            resume = f"CAST({d} + {wait.sql_interval()} AS DATE)"
+            ctx.q(
+                f"""UPDATE wf_instances SET next_step = $k + 1, resume_on = {resume}
+                FROM _wf_cur x WHERE {_SAME_INSTANCE}""",
+                {"wf": wf["id"], "k": k},
+            )
+            _log(ctx, wf, k, ids[k], "waiting", "_wf_cur", detail=f"CAST({resume} AS VARCHAR)")
+            continue
+        _go(ctx, step.get("if"))
+        ctx.q(
+            """CREATE OR REPLACE TEMP TABLE _wf_skip AS SELECT customer_id, entered_on
+            FROM _wf_cur WHERE (customer_id, entered_on) NOT IN
+                (SELECT (customer_id, entered_on) FROM _wf_go)"""
+        )
+        _log(ctx, wf, k, ids[k], "skipped", "_wf_skip", detail="'condition'")
+        if "send" in step:
+            _send(ctx, wf, k, ids[k], step)
+        elif "award" in step:
+            _award(ctx, wf, k, ids[k], step["award"])
+        ctx.q(
+            f"""UPDATE wf_instances SET next_step = $k + 1, resume_on = NULL
+            FROM _wf_cur x WHERE {_SAME_INSTANCE}""",
+            {"wf": wf["id"], "k": k},
+        )
+        ctx.q("DROP TABLE _wf_skip")
+    ctx.q(
+        """CREATE OR REPLACE TEMP TABLE _wf_cur AS SELECT customer_id, entered_on
+        FROM wf_instances WHERE workflow_id = $wf AND status = 'active' AND next_step >= $n""",
+        {"wf": wf["id"], "n": len(ids)},
+    )
+    ctx.q(
+        f"""UPDATE wf_instances SET status = 'completed', ended_on = {d}
+        FROM _wf_cur x WHERE {_SAME_INSTANCE}""",
+        {"wf": wf["id"]},
+    )
+    _log(ctx, wf, None, None, "completed", "_wf_cur")
+
+
+def _go(ctx: RunContext, condition) -> None:
+    """`_wf_go`: the members of `_wf_cur` for whom the condition holds (all without one)."""
+    ctx.q(
+        f"""CREATE OR REPLACE TEMP TABLE _wf_go AS SELECT "member".*
+        FROM _wf_cur AS "member" {_JOIN_CUSTOMER}
+        WHERE {_condition(ctx, condition)}"""
+    )
+
+
+def _send(ctx: RunContext, wf: dict, k: int, step_id: str, step: dict) -> None:
+    """The members of `_wf_go` get the step's message on the first channel they can get
+    (the channel, else the fallback) unless they are at `max_per_week` already."""
+    from loyalty_cli.render import message_id
+
+    d = ctx.sql_date()
+    send = step["send"]
+    channels = [send["channel"], *([send["fallback"]] if send.get("fallback") else [])]
+    if "sms" in channels:
+        _phones(ctx)
+    usable = {
+        "email": """(nullif(trim("customer".email), '') IS NOT NULL
+                     AND coalesce("customer".email_consent, FALSE))""",
+        "sms": """(p.e164 IS NOT NULL AND coalesce("customer".sms_consent, FALSE))""",
+    }
+    choice = " ".join(f"WHEN {usable[c]} THEN '{c}'" for c in channels)
+    phones = 'LEFT JOIN _wf_phones p ON p.phone = "customer".phone' if "sms" in channels else ""
+    limit = (ctx.program.data.get("messaging") or {}).get("max_per_week")
+    week = f"CAST(date_trunc('week', {d}) AS DATE)"
+    sent_this_week = f"""(SELECT customer_id, count(*) AS n FROM wf_log
+        WHERE action = 'sent' AND run_on >= {week} AND run_on <= {d} GROUP BY customer_id)"""
+    ctx.q(
+        f"""CREATE OR REPLACE TEMP TABLE _wf_sent AS
+        SELECT "member".customer_id, "member".entered_on,
+               CASE {choice} END AS channel,
+               coalesce(w.n, 0) AS week_sent, CAST(NULL AS VARCHAR) AS message_id
+        FROM _wf_go AS "member" {_JOIN_CUSTOMER} {phones}
+        LEFT JOIN {sent_this_week} w ON w.customer_id = "member".customer_id"""
+    )
+    ctx.q("CREATE OR REPLACE TEMP TABLE _wf_skip AS SELECT * FROM _wf_sent WHERE channel IS NULL")
+    _log(ctx, wf, k, step_id, "skipped", "_wf_skip", detail="'no_channel'")
+    if limit is not None:
+        ctx.q(
+            "CREATE OR REPLACE TEMP TABLE _wf_skip AS SELECT * FROM _wf_sent "
+            "WHERE channel IS NOT NULL AND week_sent >= $limit",
+            {"limit": int(limit)},
+        )
+        _log(ctx, wf, k, step_id, "skipped", "_wf_skip", detail="'weekly_limit'")
+        ctx.q("DELETE FROM _wf_sent WHERE week_sent >= $limit", {"limit": int(limit)})
+    ctx.q("DELETE FROM _wf_sent WHERE channel IS NULL")
+    rows = ctx.q("SELECT customer_id, entered_on FROM _wf_sent").fetchall()
+    if not rows:
+        return
+    ids = [message_id(wf["id"], step_id, c, e.isoformat()) for c, e in rows]
+    ctx.q(
+        """UPDATE _wf_sent SET message_id = m.message_id
+        FROM (SELECT unnest(CAST($c AS VARCHAR[])) AS customer_id,
+                     unnest(CAST($e AS DATE[])) AS entered_on,
+                     unnest(CAST($m AS VARCHAR[])) AS message_id) m
+        WHERE _wf_sent.customer_id = m.customer_id AND _wf_sent.entered_on = m.entered_on""",
+        {"c": [r[0] for r in rows], "e": [r[1] for r in rows], "m": ids},
+    )
+    coupon = step.get("coupon")
+    if coupon:
+        _assign_coupons(ctx, wf, step_id, coupon["pool"])
+    _log(ctx, wf, k, step_id, "sent", "_wf_sent", channel="channel", message_id="message_id")
+
+
+def _assign_coupons(ctx: RunContext, wf: dict, step_id: str, pool_id: str) -> None:
+    """One code of the pool per message (its id is the request): all of them, or the run is
+    refused (SPEC 7); a plan warns instead and assigns what the pool has."""
+    con = ctx.con
+    coupons.ensure_pool(con, ctx.program, pool_id)
+    requests = "SELECT customer_id, message_id AS request_id, 0 AS ord FROM _wf_sent"
+    needed = int(
+        ctx.scalar(
+            f"""SELECT count(*) FROM ({requests}) r WHERE NOT EXISTS (
+                SELECT 1 FROM coupon_codes h WHERE h.pool_id = $pool
+                  AND h.assigned_for = r.request_id)""",
+            {"pool": pool_id},
+        )
+    )
+    free = coupons.pool_free(con, pool_id, ctx.as_of)
+    ctx.count("workflows", f"{wf['id']}.coupons", needed)
+    if needed > free:
+        reason = (
+            f"coupon pool '{pool_id}' has {free:,} free code(s) and workflow '{wf['id']}' "
+            f"step '{step_id}' needs {needed:,}"
+        )
+        if not ctx.dry_run:
+            raise Refused(reason + "; add codes to the pool (or raise its `count`) and run again")
+        ctx.warnings.append(reason)
+    valid_days = coupons.pool_config(ctx.program, pool_id).get("valid_days")
+    coupons.assign_codes(con, pool_id, requests, ctx.as_of, valid_days=valid_days)
+
+
+def _phones(ctx: RunContext) -> None:
+    """`_wf_phones` (phone, e164): the E.164 form of the phones of `_wf_go` members who
+    agreed to SMS, or NULL for a number that is not valid."""
+    from loyalty_cli.render import normalize_phone
+
+    region = (ctx.program.data.get("messaging") or {}).get("default_region")
+    raw = [
+        r[0]
+        for r in ctx.q(
+            """SELECT DISTINCT c.phone FROM _wf_go g JOIN customers c USING (customer_id)
+            WHERE c.phone IS NOT NULL AND coalesce(c.sms_consent, FALSE)"""
+        ).fetchall()
+    ]
+    ctx.q(
+        """CREATE OR REPLACE TEMP TABLE _wf_phones AS
+        SELECT unnest(CAST($raw AS VARCHAR[])) AS phone, unnest(CAST($e AS VARCHAR[])) AS e164""",
+        {"raw": raw, "e": [normalize_phone(p, region) for p in raw]},
+    )
+
+
+def _award(ctx: RunContext, wf: dict, k: int, step_id: str, award: dict) -> None:
+    """Credit the members of `_wf_go` with the award's points, available at once."""
+    d = ctx.sql_date()
+    ctx.q(
+        f"""CREATE OR REPLACE TEMP TABLE _wf_award AS
+        SELECT customer_id, entered_on, 'award' AS kind, CAST($points AS BIGINT) AS points,
+               CAST($wf AS VARCHAR) AS rule_id, CAST($step AS VARCHAR) AS source_id,
+               CAST({d} AS TIMESTAMP) + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND AS occurred_at,
+               {d} AS earned_on, CAST(NULL AS DATE) AS pending_until,
+               CAST(NULL AS VARCHAR) AS order_id, CAST($reason AS VARCHAR) AS reason
+        FROM _wf_go""",
+        {
+            "points": int(award["points"]),
+            "wf": wf["id"],
+            "step": step_id,
+            "reason": award["reason"],
+        },
+    )
+    ledger.credit(ctx, "SELECT * EXCLUDE (entered_on) FROM _wf_award")
+    _log(ctx, wf, k, step_id, "awarded", "_wf_award", detail="CAST(points AS VARCHAR)")
+    ctx.count(
+        "workflows",
+        f"{wf['id']}.points",
+        int(award["points"]) * int(ctx.scalar("SELECT count(*) FROM _wf_award")),
+    )
+    ctx.q("DROP TABLE _wf_award")
+
+
+# --------------------------------------------------------------------------- the files
+
+
+def write_outputs(ctx: RunContext, out: Path) -> None:
+    """audiences/<workflow>.csv for every workflow, and the message batches of its steps."""
+    from loyalty_cli.csvsafe import write_csv
+
+    wfs = workflows_of(ctx)
+    if not wfs:
+        return
+    d = ctx.sql_date()
+    (out / "audiences").mkdir(exist_ok=True)
+    env = None
+    for wf in wfs:
+        ids = step_ids(wf)
+        rows = ctx.q(
+            f"""SELECT customer_id, step, action, channel, message_id, detail FROM wf_log
+            WHERE workflow_id = $wf AND run_on = {d}
+            ORDER BY customer_id, entered_on, {_ORDER}""",
+            {"wf": wf["id"]},
+        ).fetchall()
+        write_csv(
+            out / "audiences" / f"{wf['id']}.csv",
+            AUDIENCE_COLUMNS,
+            [[r[0], ids[r[1]] if r[1] is not None else "", *r[2:]] for r in rows],
+            text_columns=("customer_id",),
+        )
+        for k, step in enumerate(wf["steps"]):
+            if "send" not in step:
+                continue
+            if env is None:
+                from loyalty_cli.render import make_environment
+
+                env = make_environment(ctx.program.template_dir)
+            _write_batches(ctx, out / "messages" / wf["id"], wf, k, ids[k], step, env)
+
+
+def _write_batches(
+    ctx: RunContext, folder: Path, wf: dict, k: int, step_id: str, step: dict, env
+) -> None:
+    from loyalty_cli.render import (
+        RenderError,
+        member_context,
+        normalize_phone,
+        render_message,
+        write_email_batch,
+        write_sms_batch,
+    )
+
+    send = step["send"]
+    messaging = ctx.program.data.get("messaging") or {}
+    pool_id = (step.get("coupon") or {}).get("pool")
+    discount = coupons.pool_config(ctx.program, pool_id).get("discount") if pool_id else None
+    cur = ctx.q(
+        f"""SELECT l.customer_id, l.channel, l.message_id, c.*, b.available AS balance,
+                   b.pending, b.tier AS tier_id, b.next_expiry_on AS expiring_on,
+                   coalesce(b.next_expiry_points, 0) AS expiring_points,
+                   cc.code AS coupon_code, cc.valid_until AS coupon_valid_until,
+                   i.trigger_ref
+        FROM wf_log l
+        JOIN cust_view c USING (customer_id)
+        LEFT JOIN balances_now b USING (customer_id)
+        LEFT JOIN wf_instances i ON i.workflow_id = l.workflow_id
+             AND i.customer_id = l.customer_id AND i.entered_on = l.entered_on
+        LEFT JOIN coupon_codes cc ON cc.pool_id = $pool AND cc.assigned_for = l.message_id
+        WHERE l.workflow_id = $wf AND l.step = $k AND l.run_on = {ctx.sql_date()}
+          AND l.action = 'sent'""",
+        {"wf": wf["id"], "k": k, "pool": pool_id},
+    )
+    cols = [c[0] for c in cur.description]
+    rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    basis = _tier_basis(ctx, [r["customer_id"] for r in rows]) if rows else {}
+    extras = ((ctx.program.data.get("sources") or {}).get("customers") or {}).get("extra") or {}
+    trigger, _ = trigger_of(wf)
+    batches: dict[str, list[dict]] = {c: [] for c in (send["channel"], send.get("fallback")) if c}
+    for row in rows:
+        row.update(_next_tier(ctx, row["tier_id"], basis.get(row["customer_id"])))
+        for name in extras:
+            row[f"customer.{name}"] = row.get(name)
+        row["coupon_discount"] = discount if row["coupon_code"] else None
+        if trigger == "redemption":
+            row["reward_id"] = row["trigger_ref"]
+        context = member_context(row, ctx.program.data)
+        channel = row["channel"]
+        try:
+            parts = render_message(env, send["template"], channel, context)
+        except RenderError as exc:
+            diag = exc.diagnostic
+            raise LoyaltyError(
+                Diagnostic(
+                    code=diag.code,
+                    path=diag.path,
+                    line=diag.line,
+                    col=diag.col,
+                    message=f"{diag.message} (workflow '{wf['id']}', step '{step_id}', "
+                    f"customer '{row['customer_id']}'); the state is unchanged",
+                    hint=diag.hint,
+                ),
+                ExitCode.INVALID,
+            ) from None
+        message = {"customer_id": row["customer_id"], "message_id": row["message_id"], **parts}
+        if channel == "email":
+            message.update({"to": row["email"].strip(), "from": messaging.get("from_email", "")})
+        else:
+            to = normalize_phone(row["phone"], messaging.get("default_region"))
+            message.update({"to": to, "sender": messaging.get("sms_sender", "")})
+        batches[channel].append(message)
+    for channel, messages in batches.items():
+        if not messages:  # a file per channel that has messages this day
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        if channel == "email":
+            write_email_batch(folder / f"{step_id}.email.jsonl", messages)
+        else:
+            write_sms_batch(folder / f"{step_id}.sms.csv", messages)
+
+
+def _tier_basis(ctx: RunContext, customers: list[str]) -> dict:
+    """The tier basis of these members (money or points), for `points_to_next_tier`."""
+    if not ctx.program.tiers:
+        return {}
+    from loyalty_cli.engine import tiers
+
+    return dict(
+        ctx.q(
+            f"""SELECT customer_id, basis FROM ({tiers.basis_sql(ctx)}) b
+            WHERE customer_id IN (SELECT unnest(CAST($c AS VARCHAR[])))""",
+            {"c": customers},
+        ).fetchall()
+    )
+
+
+def _next_tier(ctx: RunContext, tier: str | None, basis) -> dict:
+    """next_tier_id and points_to_next_tier (what the basis still lacks) of a member."""
+    levels = ctx.program.levels
+    ids = [lvl["id"] for lvl in levels]
+    if not ctx.program.tiers or tier not in ids or ids.index(tier) + 1 >= len(ids):
+        return {"next_tier_id": None, "points_to_next_tier": None}
+    nxt = levels[ids.index(tier) + 1]
+    from decimal import Decimal
+
+    lacking = Decimal(str(nxt.get("min", 0))) - Decimal(str(basis or 0))
+    return {"next_tier_id": nxt["id"], "points_to_next_tier": max(lacking, Decimal(0))}
