@@ -16,7 +16,9 @@ steps; members are handled as sets in SQL. Only what cannot be SQL is Python: me
 (SHA-256 of JSON), phone numbers (phonenumbers) and rendering templates (Jinja2).
 
 Expressions (`audience`, `exit_when`, `if`) see the member as after the run's other steps:
-tier, balances, orders and segment scores as they stand on the run's day.
+tier, balances, orders and segment scores as they stand on the run's day. A member enters
+at the end of the run of the day, after that day's orders: `ordered_since_entry` is true
+once they have an order on a later day.
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def _condition(ctx: RunContext, text) -> str:
 
 _MEMBER_OF_INSTANCE = """
     SELECT m.*, i.entered_on, i.trigger_ref,
-           coalesce(m.last_order_day >= i.entered_on, FALSE) AS ordered_since_entry,
+           coalesce(m.last_order_day > i.entered_on, FALSE) AS ordered_since_entry,
            CAST({d} - i.entered_on AS BIGINT) AS days_since_entry
     FROM {instances} i JOIN _wf_member m USING (customer_id)"""
 
@@ -461,7 +463,11 @@ def _assign_coupons(ctx: RunContext, wf: dict, step_id: str, pool_id: str) -> No
     refused (SPEC 7); a plan warns instead and assigns what the pool has."""
     con = ctx.con
     coupons.ensure_pool(con, ctx.program, pool_id)
-    requests = "SELECT customer_id, message_id AS request_id, 0 AS ord FROM _wf_sent"
+    # Codes go out in the pool's order to members in customer id order.
+    requests = (
+        "SELECT customer_id, message_id AS request_id, "
+        "row_number() OVER (ORDER BY customer_id, entered_on) AS ord FROM _wf_sent"
+    )
     needed = int(
         ctx.scalar(
             f"""SELECT count(*) FROM ({requests}) r WHERE NOT EXISTS (

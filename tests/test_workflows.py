@@ -1,0 +1,448 @@
+"""Workflows end to end on literal rows: triggers, audiences, steps, coupons, batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import textwrap
+
+from enginekit import Shop, customer, order
+
+from loyalty_cli import state
+from loyalty_cli.engine.explain import explain
+from loyalty_cli.engine.run import plan
+
+TEMPLATES = {
+    "hello.subject.j2": "Hi {{ customer.first_name }}",
+    "hello.html.j2": "<p>{{ balance }} pts</p>",
+    "hello.txt.j2": "{{ balance }} pts",
+    "hello.sms.j2": "Hi {{ customer.first_name }}: {{ balance }} pts",
+    "nudge.subject.j2": "{{ coupon.code }}",
+    "nudge.html.j2": "<p>{{ coupon.code }} until {{ coupon.valid_until }}</p>",
+    "nudge.txt.j2": "{{ coupon.discount.percent }}% off",
+}
+
+MESSAGING = """
+messaging:
+  from_email: club@shop.example
+  sms_sender: SHOP
+  default_region: PL
+templates: templates/
+workflows: ["workflows/*.yaml"]
+"""
+
+
+def shop_with(
+    tmp_path, body: str, workflows: dict[str, str], max_per_week: int | None = None
+) -> Shop:
+    for name, text in TEMPLATES.items():
+        path = tmp_path / "templates" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for name, text in workflows.items():
+        path = tmp_path / "workflows" / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    messaging = MESSAGING
+    if max_per_week is not None:
+        messaging = messaging.replace(
+            "messaging:\n", f"messaging:\n  max_per_week: {max_per_week}\n"
+        )
+    return Shop(tmp_path, textwrap.dedent(body) + messaging)
+
+
+def mid(workflow: str, step: str, customer_id: str, entered: str) -> str:
+    """A message id computed as docs/templates.md says, independently of the engine."""
+    key = json.dumps([workflow, step, customer_id, entered], separators=(",", ":"))
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+WELCOME = """
+    version: 1
+    workflow:
+      id: welcome
+      trigger: joined
+      steps:
+        - id: hello
+          send: {channel: email, template: hello, fallback: sms}
+        - wait: 3 days
+        - id: nudge
+          if: orders_count = 0
+          send: {channel: email, template: nudge}
+          coupon: {pool: nudge}
+        - id: thanks
+          award: {points: 50, reason: welcome-series}
+    """
+
+WELCOME_PROGRAM = """
+    earning:
+      rules:
+        - {id: base, on: order, points: order.total}
+    coupons:
+      pools:
+        - {id: nudge, source: generate, prefix: "N-", length: 8, count: 5,
+           discount: {percent: 10}, valid_days: 30}
+    """
+
+
+def welcome_shop(tmp_path) -> Shop:
+    shop = shop_with(tmp_path, WELCOME_PROGRAM, {"welcome": WELCOME})
+    shop.add(
+        "customers",
+        customer("A", "2026-03-02 10:00:00", first_name="Anna", email_consent="true"),
+        # No email consent, but a phone and SMS consent: the fallback channel.
+        customer(
+            "B",
+            "2026-03-02 11:00:00",
+            first_name="Bob",
+            phone="+48 512 345 678",
+            sms_consent="true",
+        ),
+        customer("C", "2026-03-02 12:00:00", first_name="Cy", email_consent="true"),
+        # Neither channel.
+        customer("D", "2026-03-02 13:00:00", first_name="Dee"),
+        # Joined before the first run: a first run messages nobody about the past.
+        customer("E", "2026-02-20 09:00:00", first_name="Eve", email_consent="true"),
+    )
+    shop.add("orders", order("O1", "C", "2026-03-04 10:00:00", "80.00"))
+    return shop
+
+
+def test_welcome_series_sends_waits_checks_and_awards(tmp_path):
+    shop = welcome_shop(tmp_path)
+    shop.run("2026-03-01")
+    assert shop.csv("2026-03-01", "audiences/welcome.csv") == []
+    shop.run("2026-03-05")  # catches up 03-02 .. 03-05 one day at a time
+
+    rows = [tuple(r.values()) for r in shop.csv("2026-03-02", "audiences/welcome.csv")]
+    assert rows == [
+        ("A", "", "entered", "", "", ""),
+        ("A", "hello", "sent", "email", mid("welcome", "hello", "A", "2026-03-02"), ""),
+        ("A", "step-2", "waiting", "", "", "2026-03-05"),
+        ("B", "", "entered", "", "", ""),
+        ("B", "hello", "sent", "sms", mid("welcome", "hello", "B", "2026-03-02"), ""),
+        ("B", "step-2", "waiting", "", "", "2026-03-05"),
+        ("C", "", "entered", "", "", ""),
+        ("C", "hello", "sent", "email", mid("welcome", "hello", "C", "2026-03-02"), ""),
+        ("C", "step-2", "waiting", "", "", "2026-03-05"),
+        ("D", "", "entered", "", "", ""),
+        ("D", "hello", "skipped", "", "", "no_channel"),
+        ("D", "step-2", "waiting", "", "", "2026-03-05"),
+    ]
+    hello = shop.out / "2026-03-02" / "messages" / "welcome"
+    assert jsonl(hello / "hello.email.jsonl") == [
+        {
+            "customer_id": c,
+            "message_id": mid("welcome", "hello", c, "2026-03-02"),
+            "to": f"{c.lower()}@example.com",
+            "from": "club@shop.example",
+            "subject": f"Hi {name}",
+            "html": "<p>0 pts</p>",
+            "text": "0 pts",
+        }
+        for c, name in (("A", "Anna"), ("C", "Cy"))
+    ]
+    assert (hello / "hello.sms.csv").read_text().splitlines() == [
+        "customer_id,message_id,to,sender,text,encoding,segments",
+        f"B,{mid('welcome', 'hello', 'B', '2026-03-02')},+48512345678,SHOP,Hi Bob: 0 pts,GSM-7,1",
+    ]
+    # Days 3 and 4 are the wait: nothing happens, no batch is written.
+    for day in ("2026-03-03", "2026-03-04"):
+        assert shop.csv(day, "audiences/welcome.csv") == []
+        assert not (shop.out / day / "messages").exists()
+
+    rows = [tuple(r.values()) for r in shop.csv("2026-03-05", "audiences/welcome.csv")]
+    nudge_a = mid("welcome", "nudge", "A", "2026-03-02")
+    assert rows == [
+        ("A", "nudge", "sent", "email", nudge_a, ""),
+        ("A", "thanks", "awarded", "", "", "50"),
+        ("A", "", "completed", "", "", ""),
+        # Email only, and B has no email consent.
+        ("B", "nudge", "skipped", "", "", "no_channel"),
+        ("B", "thanks", "awarded", "", "", "50"),
+        ("B", "", "completed", "", "", ""),
+        # C ordered on 03-04: orders_count = 0 is false.
+        ("C", "nudge", "skipped", "", "", "condition"),
+        ("C", "thanks", "awarded", "", "", "50"),
+        ("C", "", "completed", "", "", ""),
+        ("D", "nudge", "skipped", "", "", "no_channel"),
+        ("D", "thanks", "awarded", "", "", "50"),
+        ("D", "", "completed", "", "", ""),
+    ]
+    # The coupon: one code of the pool, assigned for the message's id.
+    codes = shop.query(
+        "SELECT code, assigned_to, valid_until FROM coupon_codes "
+        "WHERE pool_id = 'nudge' AND assigned_for = ?",
+        [nudge_a],
+    )
+    assert len(codes) == 1
+    code, owner, valid_until = codes[0]
+    assert owner == "A" and code.startswith("N-") and len(code) == 10
+    assert valid_until == dt.date(2026, 4, 4)  # 03-05 + 30 days
+    assert shop.query("SELECT count(*) FROM coupon_codes WHERE assigned_on IS NOT NULL") == [(1,)]
+    # The batch is rendered after the run's awards: A's balance is 50.
+    nudge = shop.out / "2026-03-05" / "messages" / "welcome" / "nudge.email.jsonl"
+    assert jsonl(nudge) == [
+        {
+            "customer_id": "A",
+            "message_id": nudge_a,
+            "to": "a@example.com",
+            "from": "club@shop.example",
+            "subject": code,
+            "html": f"<p>{code} until 2026-04-04</p>",
+            "text": "10% off",
+        }
+    ]
+    assert shop.ledger("A", "2026-03-05") == [("award", 50, 0, "welcome", 0)]
+    assert shop.balance("A") == (50, 0)
+    assert shop.balance("C") == (80 + 50, 0)
+    assert shop.balance("E") == (0, 0)
+    assert shop.query("SELECT count(*) FROM wf_instances WHERE customer_id = 'E'") == [(0,)]
+    assert shop.query(
+        "SELECT customer_id, status, ended_on FROM wf_instances ORDER BY customer_id"
+    ) == [(c, "completed", dt.date(2026, 3, 5)) for c in "ABCD"]
+
+    # Running the day again changes nothing and writes the same files.
+    before = {p.name: p.read_bytes() for p in (shop.out / "2026-03-05").rglob("*.*sv")}
+    before[nudge.name] = nudge.read_bytes()
+    shop.run("2026-03-05")
+    after = {p.name: p.read_bytes() for p in (shop.out / "2026-03-05").rglob("*.*sv")}
+    after[nudge.name] = nudge.read_bytes()
+    assert after == before
+    assert shop.query("SELECT count(*) FROM ledger WHERE kind = 'award'") == [(4,)]
+    assert shop.query("SELECT count(*) FROM coupon_codes WHERE assigned_on IS NOT NULL") == [(1,)]
+
+    con = state.connect(shop.state, read_only=True)
+    try:
+        steps = explain(con, "A")["workflow_steps"]
+    finally:
+        con.close()
+    assert [(str(s["run_on"]), s["step_id"], s["action"], s["coupon_code"]) for s in steps] == [
+        ("2026-03-02", None, "entered", None),
+        ("2026-03-02", "hello", "sent", None),
+        ("2026-03-02", "step-2", "waiting", None),
+        ("2026-03-05", "nudge", "sent", code),
+        ("2026-03-05", "thanks", "awarded", None),
+        ("2026-03-05", None, "completed", None),
+    ]
+
+
+def test_backfill_equals_single_runs_for_workflows(tmp_path):
+    one = welcome_shop(tmp_path / "one")
+    one.run("2026-03-01")
+    for day in ("2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"):
+        one.run(day)
+    two = welcome_shop(tmp_path / "two")
+    two.run("2026-03-01")
+    two.backfill("2026-03-02", "2026-03-05")
+    for day in ("2026-03-02", "2026-03-05"):
+        a = (one.out / day / "audiences" / "welcome.csv").read_bytes()
+        assert a == (two.out / day / "audiences" / "welcome.csv").read_bytes()
+    log = "SELECT * FROM wf_log ORDER BY ALL"
+    assert one.query(log) == two.query(log)
+
+
+ORDERS_PROGRAM = """
+    earning:
+      rules:
+        - {id: base, on: order, points: order.total}
+    """
+
+
+def test_weekly_limit_lets_the_higher_priority_send_first(tmp_path):
+    daily = """
+        version: 1
+        workflow:
+          id: promo
+          trigger: {schedule: {every: day}}
+          audience: balance >= 100
+          reentry: 1 day
+          priority: 10
+          steps:
+            - {id: offer, send: {channel: email, template: hello}}
+        """
+    weekly = """
+        version: 1
+        workflow:
+          id: news
+          trigger: {schedule: {every: week, day: 1}}
+          reentry: 7 days
+          steps:
+            - {id: letter, send: {channel: email, template: hello}}
+        """
+    shop = shop_with(tmp_path, ORDERS_PROGRAM, {"promo": daily, "news": weekly}, max_per_week=1)
+    shop.add(
+        "customers",
+        customer("A", "2026-01-05 10:00:00", email_consent="true"),
+        customer("B", "2026-01-05 10:00:00", email_consent="true"),
+    )
+    shop.add("orders", order("O1", "A", "2026-01-10 10:00:00", "150.00"))
+    shop.run("2026-03-08")  # a Sunday
+    shop.run("2026-03-16")  # Monday 03-09 .. Monday 03-16, day by day
+
+    sent = shop.query(
+        """SELECT run_on, workflow_id, customer_id, action, detail FROM wf_log
+        WHERE action IN ('sent', 'skipped') ORDER BY run_on, workflow_id, customer_id"""
+    )
+    d = dt.date
+
+    def day(n):
+        return d(2026, 3, n)
+
+    expected = [
+        # The first run (Sunday 03-08) is a day of the schedule too.
+        (day(8), "promo", "A", "sent", None),
+        # Monday 03-09: promo (priority 10) reaches A first; news then finds A at the limit.
+        (day(9), "news", "A", "skipped", "weekly_limit"),
+        (day(9), "news", "B", "sent", None),
+        (day(9), "promo", "A", "sent", None),
+    ]
+    # Tuesday to Sunday: promo takes A in again each day, but the week's one message is used.
+    expected += [(day(n), "promo", "A", "skipped", "weekly_limit") for n in range(10, 16)]
+    # Monday 03-16 is a new ISO week.
+    expected += [
+        (day(16), "news", "A", "skipped", "weekly_limit"),
+        (day(16), "news", "B", "sent", None),
+        (day(16), "promo", "A", "sent", None),
+    ]
+    assert sent == expected
+
+
+def test_a_short_coupon_pool_refuses_the_run_and_plan_warns(tmp_path):
+    body = """
+        earning:
+          rules:
+            - {id: base, on: order, points: order.total}
+        coupons:
+          pools:
+            - {id: gift, source: file, path: gift.csv}
+        """
+    flow = """
+        version: 1
+        workflow:
+          id: gift
+          trigger: joined
+          steps:
+            - id: hello
+              send: {channel: email, template: hello}
+              coupon: {pool: gift}
+        """
+    shop = shop_with(tmp_path, body, {"gift": flow})
+    (tmp_path / "gift.csv").write_text("code\nGIFT-1\n")
+    shop.add(
+        "customers",
+        customer("A", "2026-03-02 10:00:00", email_consent="true"),
+        customer("B", "2026-03-02 11:00:00", email_consent="true"),
+    )
+    shop.run("2026-03-01")
+    planned = plan(shop.program, shop.data, dt.date(2026, 3, 2), shop.state)
+    reason = "coupon pool 'gift' has 1 free code(s) and workflow 'gift' step 'hello' needs 2"
+    assert reason in planned.warnings
+    result = shop.run("2026-03-02")
+    assert result.status == "refused" and result.exit_code == 3
+    assert reason in result.reason
+    report = json.loads((shop.out / "2026-03-02" / "run.json").read_text())
+    assert report["status"] == "refused"
+    # The state is as before: no run for 03-02, nobody entered, the code is still free.
+    assert shop.query("SELECT max(as_of) FROM runs") == [(dt.date(2026, 3, 1),)]
+    assert shop.query("SELECT count(*) FROM wf_instances") == [(0,)]
+    assert shop.query("SELECT count(*) FROM coupon_codes WHERE assigned_to IS NOT NULL") == [(0,)]
+    # A second code in the file: the run goes through and each member gets one.
+    (tmp_path / "gift.csv").write_text("code\nGIFT-1\nGIFT-2\n")
+    assert shop.run("2026-03-02").status == "ok"
+    assert shop.query("SELECT assigned_to, code FROM coupon_codes ORDER BY assigned_to") == [
+        ("A", "GIFT-1"),
+        ("B", "GIFT-2"),
+    ]
+
+
+def test_tier_up_sees_the_new_tier_and_exit_when_ends_the_instance(tmp_path):
+    body = """
+        earning:
+          rules:
+            - {id: base, on: order, points: order.total}
+        tiers:
+          basis: spend
+          window: 365 days
+          levels:
+            - {id: bronze, name: Bronze, min: 0}
+            - {id: gold, name: Gold, min: 100}
+        """
+    flow = """
+        version: 1
+        workflow:
+          id: gold
+          trigger: {tier_up: {to: gold}}
+          audience: tier = 'gold'
+          exit_when: ordered_since_entry
+          steps:
+            - wait: 2 days
+            - {id: hello, send: {channel: email, template: hello}}
+        """
+    shop = shop_with(tmp_path, body, {"gold": flow})
+    shop.add(
+        "customers",
+        customer("A", "2026-01-05 10:00:00", email_consent="true", first_name="Ann"),
+        customer("B", "2026-01-05 10:00:00", email_consent="true", first_name="Ben"),
+    )
+    shop.run("2026-03-01")
+    shop.add(
+        "orders",
+        order("O1", "A", "2026-03-02 10:00:00", "150.00"),
+        order("O2", "B", "2026-03-02 11:00:00", "120.00"),
+        # A orders again the next day: ordered since entering.
+        order("O3", "A", "2026-03-03 09:00:00", "10.00"),
+    )
+    shop.run("2026-03-04")
+    log = shop.query(
+        "SELECT run_on, customer_id, step_id, action FROM wf_log ORDER BY customer_id, run_on"
+    )
+    d2, d4 = dt.date(2026, 3, 2), dt.date(2026, 3, 4)
+    assert log == [
+        # The promotion of 03-02 is seen by the audience (tier = 'gold') the same day.
+        (d2, "A", None, "entered"),
+        (d2, "A", "step-1", "waiting"),
+        (d4, "A", "hello", "exited"),
+        (d2, "B", None, "entered"),
+        (d2, "B", "step-1", "waiting"),
+        (d4, "B", "hello", "sent"),
+        (d4, "B", None, "completed"),
+    ]
+    assert shop.query("SELECT customer_id, status FROM wf_instances ORDER BY 1") == [
+        ("A", "exited"),
+        ("B", "completed"),
+    ]
+    # B's balance in the message is as at the end of 03-04: 120 points.
+    batch = jsonl(shop.out / "2026-03-04" / "messages" / "gold" / "hello.email.jsonl")
+    assert [(m["customer_id"], m["subject"], m["text"]) for m in batch] == [
+        ("B", "Hi Ben", "120 pts")
+    ]
+
+
+def test_birthday_on_feb_29_fires_on_feb_28_and_reentry_waits(tmp_path):
+    flow = """
+        version: 1
+        workflow:
+          id: bday
+          trigger: birthday
+          reentry: 300 days
+          steps:
+            - {id: wish, send: {channel: email, template: hello}}
+        """
+    shop = shop_with(tmp_path, ORDERS_PROGRAM, {"bday": flow})
+    shop.add(
+        "customers",
+        customer("L", "2025-01-05 10:00:00", email_consent="true", birth_date="2000-02-29"),
+        customer("M", "2025-01-05 10:00:00", email_consent="true", birth_date="1990-03-01"),
+    )
+    shop.run("2027-02-26")
+    shop.run("2027-03-01")  # 2027 has no 29 February
+    assert shop.query("SELECT run_on, customer_id FROM wf_log WHERE action = 'sent'") == [
+        (dt.date(2027, 2, 28), "L"),
+        (dt.date(2027, 3, 1), "M"),
+    ]
