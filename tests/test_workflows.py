@@ -131,7 +131,7 @@ def test_welcome_series_sends_waits_checks_and_awards(tmp_path):
         ("C", "hello", "sent", "email", mid("welcome", "hello", "C", "2026-03-02"), ""),
         ("C", "step-2", "waiting", "", "", "2026-03-05"),
         ("D", "", "entered", "", "", ""),
-        ("D", "hello", "skipped", "", "", "no_channel"),
+        ("D", "hello", "skipped", "", "", "email: no consent; sms: no phone"),
         ("D", "step-2", "waiting", "", "", "2026-03-05"),
     ]
     hello = shop.out / "2026-03-02" / "messages" / "welcome"
@@ -163,14 +163,14 @@ def test_welcome_series_sends_waits_checks_and_awards(tmp_path):
         ("A", "thanks", "awarded", "", "", "50"),
         ("A", "", "completed", "", "", ""),
         # Email only, and B has no email consent.
-        ("B", "nudge", "skipped", "", "", "no_channel"),
+        ("B", "nudge", "skipped", "", "", "email: no consent"),
         ("B", "thanks", "awarded", "", "", "50"),
         ("B", "", "completed", "", "", ""),
         # C ordered on 03-04: orders_count = 0 is false.
         ("C", "nudge", "skipped", "", "", "condition"),
         ("C", "thanks", "awarded", "", "", "50"),
         ("C", "", "completed", "", "", ""),
-        ("D", "nudge", "skipped", "", "", "no_channel"),
+        ("D", "nudge", "skipped", "", "", "email: no consent"),
         ("D", "thanks", "awarded", "", "", "50"),
         ("D", "", "completed", "", "", ""),
     ]
@@ -445,4 +445,89 @@ def test_birthday_on_feb_29_fires_on_feb_28_and_reentry_waits(tmp_path):
     assert shop.query("SELECT run_on, customer_id FROM wf_log WHERE action = 'sent'") == [
         (dt.date(2027, 2, 28), "L"),
         (dt.date(2027, 3, 1), "M"),
+    ]
+
+
+def test_sms_goes_to_valid_numbers_and_bad_ones_are_reported(tmp_path):
+    flow = """
+        version: 1
+        workflow:
+          id: text
+          trigger: joined
+          steps:
+            - {id: hi, send: {channel: sms, template: hello}}
+        """
+    shop = shop_with(tmp_path, ORDERS_PROGRAM, {"text": flow})
+    shop.add(
+        "customers",
+        customer(
+            "P", "2026-03-02 10:00:00", first_name="Pia", phone="512 345 678", sms_consent="true"
+        ),
+        customer("Q", "2026-03-02 10:00:00", phone="+48 12", sms_consent="true"),
+        customer("R", "2026-03-02 10:00:00", phone="512 345 679"),
+    )
+    shop.run("2026-03-01")
+    result = shop.run("2026-03-02")
+    skipped = [
+        (r["customer_id"], r["detail"])
+        for r in shop.csv("2026-03-02", "audiences/text.csv")
+        if r["action"] == "skipped"
+    ]
+    assert skipped == [("Q", "sms: invalid phone"), ("R", "sms: no consent")]
+    assert (
+        "workflow 'text' step 'hi': 1 member(s) agreed to SMS but their phone number is not "
+        "valid, and got no message (audiences/text.csv)"
+    ) in result.warnings
+    # Written without a country code, read in messaging.default_region (PL).
+    batch = (shop.out / "2026-03-02" / "messages" / "text" / "hi.sms.csv").read_text()
+    assert batch.splitlines()[1:] == [
+        f"P,{mid('text', 'hi', 'P', '2026-03-02')},+48512345678,SHOP,Hi Pia: 0 pts,GSM-7,1"
+    ]
+
+
+def test_segment_enter_and_points_expiring_fire_on_the_day(tmp_path):
+    body = """
+        earning:
+          rules:
+            - {id: visit, on: event, when: "event.type = 'visit'", points: 60}
+        expiry:
+          after: 10 days
+          notify_before: 5 days
+        segments:
+          - {id: rich, type: rule, when: balance >= 100}
+        """
+    rich = """
+        version: 1
+        workflow:
+          id: rich
+          trigger: {segment_enter: {segment: rich}}
+          steps:
+            - {id: hi, send: {channel: email, template: hello}}
+        """
+    expiring = """
+        version: 1
+        workflow:
+          id: expiring
+          trigger: points_expiring
+          steps:
+            - {id: hi, send: {channel: email, template: hello}}
+        """
+    shop = shop_with(tmp_path, body, {"rich": rich, "expiring": expiring})
+    shop.add("customers", customer("A", "2026-02-01 10:00:00", email_consent="true"))
+    shop.add(
+        "events",
+        {"event_id": "v1", "customer_id": "A", "type": "visit", "occurred_at": "2026-03-01 10:00"},
+        {"event_id": "v2", "customer_id": "A", "type": "visit", "occurred_at": "2026-03-02 10:00"},
+    )
+    shop.run("2026-03-01")
+    shop.run("2026-03-10")
+    log = shop.query(
+        "SELECT run_on, workflow_id, action FROM wf_log WHERE action = 'sent' ORDER BY 1, 2"
+    )
+    assert log == [
+        # The rule segment is computed from the member view as at the start of the run:
+        # 120 points from 03-02 put A in it on 03-03.
+        (dt.date(2026, 3, 3), "rich", "sent"),
+        # 60 points earned on 03-01 expire at the end of 03-11: within 5 days from 03-06.
+        (dt.date(2026, 3, 6), "expiring", "sent"),
     ]

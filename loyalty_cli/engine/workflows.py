@@ -415,7 +415,23 @@ def _send(ctx: RunContext, wf: dict, k: int, step_id: str, step: dict) -> None:
                      AND coalesce("customer".email_consent, FALSE))""",
         "sms": """(p.e164 IS NOT NULL AND coalesce("customer".sms_consent, FALSE))""",
     }
+    # Why a channel cannot be used, for the audience file when neither can.
+    why = {
+        "email": """CASE WHEN nullif(trim("customer".email), '') IS NULL THEN 'email: no address'
+                         WHEN NOT coalesce("customer".email_consent, FALSE)
+                             THEN 'email: no consent' END""",
+        "sms": """CASE WHEN nullif(trim("customer".phone), '') IS NULL THEN 'sms: no phone'
+                       WHEN NOT coalesce("customer".sms_consent, FALSE) THEN 'sms: no consent'
+                       WHEN p.e164 IS NULL THEN 'sms: invalid phone' END""",
+    }
     choice = " ".join(f"WHEN {usable[c]} THEN '{c}'" for c in channels)
+    reasons = ", ".join(why[c] for c in channels)
+    bad_phone = (
+        """coalesce("customer".sms_consent, FALSE)
+           AND nullif(trim("customer".phone), '') IS NOT NULL AND p.e164 IS NULL"""
+        if "sms" in channels
+        else "FALSE"
+    )
     phones = 'LEFT JOIN _wf_phones p ON p.phone = "customer".phone' if "sms" in channels else ""
     limit = (ctx.program.data.get("messaging") or {}).get("max_per_week")
     week = f"CAST(date_trunc('week', {d}) AS DATE)"
@@ -424,13 +440,20 @@ def _send(ctx: RunContext, wf: dict, k: int, step_id: str, step: dict) -> None:
     ctx.q(
         f"""CREATE OR REPLACE TEMP TABLE _wf_sent AS
         SELECT "member".customer_id, "member".entered_on,
-               CASE {choice} END AS channel,
+               CASE {choice} END AS channel, concat_ws('; ', {reasons}) AS why,
+               {bad_phone} AS bad_phone,
                coalesce(w.n, 0) AS week_sent, CAST(NULL AS VARCHAR) AS message_id
         FROM _wf_go AS "member" {_JOIN_CUSTOMER} {phones}
         LEFT JOIN {sent_this_week} w ON w.customer_id = "member".customer_id"""
     )
     ctx.q("CREATE OR REPLACE TEMP TABLE _wf_skip AS SELECT * FROM _wf_sent WHERE channel IS NULL")
-    _log(ctx, wf, k, step_id, "skipped", "_wf_skip", detail="'no_channel'")
+    _log(ctx, wf, k, step_id, "skipped", "_wf_skip", detail="why")
+    bad = int(ctx.scalar("SELECT count(*) FROM _wf_sent WHERE bad_phone AND channel IS NULL"))
+    if bad:
+        ctx.warnings.append(
+            f"workflow '{wf['id']}' step '{step_id}': {bad} member(s) agreed to SMS but their "
+            f"phone number is not valid, and got no message (audiences/{wf['id']}.csv)"
+        )
     if limit is not None:
         ctx.q(
             "CREATE OR REPLACE TEMP TABLE _wf_skip AS SELECT * FROM _wf_sent "
