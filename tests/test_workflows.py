@@ -531,3 +531,61 @@ def test_segment_enter_and_points_expiring_fire_on_the_day(tmp_path):
         # 60 points earned on 03-01 expire at the end of 03-11: within 5 days from 03-06.
         (dt.date(2026, 3, 6), "expiring", "sent"),
     ]
+
+
+def test_redemption_trigger_tells_the_template_the_reward(tmp_path):
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "thanks.sms.j2").write_text(
+        "{{ reward.name }} for {{ reward.cost }} pts; {{ balance }} left"
+    )
+    body = """
+        earning:
+          rules:
+            - {id: base, on: order, points: order.total}
+        rewards:
+          - {id: r20, name: 20 off, cost: 100}
+          - {id: r50, name: 50 off, cost: 250}
+        """
+    flow = """
+        version: 1
+        workflow:
+          id: thanks
+          trigger: {redemption: {reward: r20}}
+          steps:
+            - {id: sms, send: {channel: sms, template: thanks}}
+        """
+    shop = shop_with(tmp_path, body, {"thanks": flow})
+    shop.add(
+        "customers",
+        customer("A", "2026-01-05 10:00:00", phone="512 345 678", sms_consent="true"),
+        customer("B", "2026-01-05 10:00:00", phone="512 345 679", sms_consent="true"),
+    )
+    shop.add(
+        "orders",
+        order("O1", "A", "2026-01-10 10:00:00", "300.00"),
+        order("O2", "B", "2026-01-10 10:00:00", "300.00"),
+    )
+    shop.run("2026-03-01")
+    shop.add(
+        "redemptions",
+        {
+            "redemption_id": "R1",
+            "customer_id": "A",
+            "reward_id": "r20",
+            "requested_at": "2026-03-02 09:00:00",
+        },
+        # Another reward: not this workflow's trigger.
+        {
+            "redemption_id": "R2",
+            "customer_id": "B",
+            "reward_id": "r50",
+            "requested_at": "2026-03-02 09:00:00",
+        },
+    )
+    shop.run("2026-03-02")
+    batch = (shop.out / "2026-03-02" / "messages" / "thanks" / "sms.sms.csv").read_text()
+    assert batch.splitlines()[1:] == [
+        f"A,{mid('thanks', 'sms', 'A', '2026-03-02')},+48512345678,SHOP,"
+        "20 off for 100 pts; 200 left,GSM-7,1"
+    ]
+    assert shop.query("SELECT customer_id, trigger_ref FROM wf_instances") == [("A", "r20")]

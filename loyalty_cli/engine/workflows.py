@@ -211,10 +211,11 @@ def _trigger_sql(ctx: RunContext, wf: dict) -> tuple[str, dict] | None:
             {"segment": params["segment"], "group": params.get("group")},
         )
     if name == "redemption":
+        # Accepted by this run; a first run's only if requested on its day.
+        first_day = f"AND CAST(requested_at AS DATE) = {d}" if ctx.first_run else ""
         return (
             f"""SELECT customer_id, reward_id AS ref FROM redemptions
-            WHERE status = 'accepted'
-              AND {in_window.format(col="CAST(requested_at AS DATE)")}
+            WHERE status = 'accepted' AND processed_on = {d} {first_day}
               AND ($reward IS NULL OR reward_id = $reward)""",
             {"reward": params.get("reward")},
         )
