@@ -157,7 +157,7 @@ MIGRATIONS: dict[int, list[str]] = {
         """CREATE TABLE wf_log (
             workflow_id VARCHAR, customer_id VARCHAR, entered_on DATE, step INTEGER,
             step_id VARCHAR, run_on DATE, action VARCHAR, channel VARCHAR,
-            message_id VARCHAR, detail VARCHAR)""",
+            message_id VARCHAR, detail VARCHAR, recipient VARCHAR)""",
     ],
 }
 

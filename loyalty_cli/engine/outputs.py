@@ -37,7 +37,7 @@ def neutral(col: str) -> str:
     return f"CASE WHEN left({col}, 1) IN {FORMULA_START} THEN '''' || {col} ELSE {col} END"
 
 
-def _customer_cell(ctx: RunContext) -> str:
+def customer_cell(ctx: RunContext) -> str:
     """SQL of a customer_id cell: neutralised, unless no customer's id needs it (the usual
     case), which spares a test of every row of every file. Every id the files hold is one
     of `customers`."""
@@ -47,7 +47,8 @@ def _customer_cell(ctx: RunContext) -> str:
     return neutral("customer_id") if risky else "customer_id"
 
 
-def _copy(ctx: RunContext, query: str, path: Path, *, header: bool = True) -> None:
+def copy_csv(ctx: RunContext, query: str, path: Path, *, header: bool = True) -> None:
+    """COPY a query's rows to a CSV file (the folder made as needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     target = str(path).replace("'", "''")
     ctx.q(
@@ -79,14 +80,14 @@ def _write_ledger(ctx: RunContext, path: Path, customer: str) -> None:
     ).fetchone()
     parts = max(1, -(-int(n) // LEDGER_PART_ROWS))
     if parts == 1:
-        _copy(ctx, f"{select} ORDER BY entry_id", path)
+        copy_csv(ctx, f"{select} ORDER BY entry_id", path)
         return
     width = -(-(int(high) - int(low) + 1) // parts)
     pieces = []
     for i in range(parts):
         lo, hi = int(low) + i * width, int(low) + (i + 1) * width
         piece = path.with_name(f".{path.name}.{i}")
-        _copy(
+        copy_csv(
             ctx,
             f"{select} AND entry_id >= {lo} AND entry_id < {hi} ORDER BY entry_id",
             piece,
@@ -164,8 +165,8 @@ def build_balances(ctx: RunContext) -> None:
 
 def write_all(ctx: RunContext, out: Path, rejects_table: str) -> None:
     d = ctx.sql_date()
-    customer = _customer_cell(ctx)
-    _copy(
+    customer = customer_cell(ctx)
+    copy_csv(
         ctx,
         f"""SELECT {customer} AS customer_id, available, pending, tier,
                    next_expiry_on, next_expiry_points, lifetime_earned
@@ -173,21 +174,21 @@ def write_all(ctx: RunContext, out: Path, rejects_table: str) -> None:
         out / "balances.csv",
     )
     _write_ledger(ctx, out / "ledger.csv", customer)
-    _copy(
+    copy_csv(
         ctx,
         f"""SELECT {customer} AS customer_id, from_tier, to_tier, change,
                    effective_on
             FROM tier_changes WHERE effective_on = {d} ORDER BY customer_id""",
         out / "tier_changes.csv",
     )
-    _copy(
+    copy_csv(
         ctx,
         f"""SELECT {customer} AS customer_id, segment_id, grp AS "group",
                    r, f, m, value
             FROM segment_members WHERE as_of = {d} ORDER BY customer_id, segment_id""",
         out / "segments.csv",
     )
-    _copy(
+    copy_csv(
         ctx,
         f"""SELECT {neutral("redemption_id")} AS redemption_id,
                    {customer} AS customer_id, {neutral("reward_id")} AS reward_id,
@@ -197,11 +198,11 @@ def write_all(ctx: RunContext, out: Path, rejects_table: str) -> None:
         out / "redemptions.csv",
     )
     write_rejects(ctx, out / "rejects.csv", rejects_table)
-    workflows.write_outputs(ctx, out)
+    workflows.write_outputs(ctx, out, customer)
 
 
 def write_rejects(ctx: RunContext, path: Path, rejects_table: str) -> None:
-    _copy(
+    copy_csv(
         ctx,
         f"""SELECT source, {neutral("file")} AS file, line, {neutral('"column"')} AS "column",
                    reason

@@ -31,12 +31,12 @@ from loyalty_cli.config.durations import parse_duration
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
 from loyalty_cli.engine import coupons, ledger
 from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.timeutil import sql_literal
 
 ACTIONS = ("entered", "exited", "waiting", "sent", "skipped", "awarded", "completed")
 # Order of a member's rows of one day in audiences/<workflow>.csv.
 _ORDER = """CASE action WHEN 'entered' THEN -1 WHEN 'completed' THEN 2147483647 ELSE step END,
     action <> 'exited'"""
-AUDIENCE_COLUMNS = ("customer_id", "step", "action", "channel", "message_id", "detail")
 
 
 class Refused(Exception):
@@ -288,7 +288,8 @@ def _enter(ctx: RunContext, wf: dict) -> None:
     )
     ctx.q(
         f"""INSERT INTO wf_log
-        SELECT $wf, customer_id, {d}, NULL, NULL, {d}, 'entered', NULL, NULL, NULL FROM _wf_new""",
+        SELECT $wf, customer_id, {d}, NULL, NULL, {d}, 'entered', NULL, NULL, NULL, NULL
+        FROM _wf_new""",
         {"wf": wf["id"]},
     )
     ctx.count("workflows", f"{wf['id']}.entered", ctx.scalar("SELECT count(*) FROM _wf_new"))
@@ -305,13 +306,14 @@ def _log(
     channel: str = "NULL",
     message_id: str = "NULL",
     detail: str = "NULL",
+    recipient: str = "NULL",
 ) -> int:
     """Log `action` for the instances of `rows` (customer_id, entered_on); returns how many."""
     d = ctx.sql_date()
     ctx.q(
         f"""INSERT INTO wf_log
         SELECT $wf, customer_id, entered_on, $k, $step, {d}, $action, {channel},
-               {message_id}, {detail}
+               {message_id}, {detail}, {recipient}
         FROM {rows}""",
         {"wf": wf["id"], "k": k, "step": step_id, "action": action},
     )
@@ -425,7 +427,9 @@ def _send(ctx: RunContext, wf: dict, k: int, step_id: str, step: dict) -> None:
                        WHEN NOT coalesce("customer".sms_consent, FALSE) THEN 'sms: no consent'
                        WHEN p.e164 IS NULL THEN 'sms: invalid phone' END""",
     }
+    address = {"email": 'trim("customer".email)', "sms": "p.e164"}
     choice = " ".join(f"WHEN {usable[c]} THEN '{c}'" for c in channels)
+    to = " ".join(f"WHEN {usable[c]} THEN {address[c]}" for c in channels)
     reasons = ", ".join(why[c] for c in channels)
     bad_phone = (
         """coalesce("customer".sms_consent, FALSE)
@@ -441,7 +445,8 @@ def _send(ctx: RunContext, wf: dict, k: int, step_id: str, step: dict) -> None:
     ctx.q(
         f"""CREATE OR REPLACE TEMP TABLE _wf_sent AS
         SELECT "member".customer_id, "member".entered_on,
-               CASE {choice} END AS channel, concat_ws('; ', {reasons}) AS why,
+               CASE {choice} END AS channel, CASE {to} END AS recipient,
+               concat_ws('; ', {reasons}) AS why,
                {bad_phone} AS bad_phone,
                coalesce(w.n, 0) AS week_sent, CAST(NULL AS VARCHAR) AS message_id
         FROM _wf_go AS "member" {_JOIN_CUSTOMER} {phones}
@@ -479,7 +484,17 @@ def _send(ctx: RunContext, wf: dict, k: int, step_id: str, step: dict) -> None:
     coupon = step.get("coupon")
     if coupon:
         _assign_coupons(ctx, wf, step_id, coupon["pool"])
-    _log(ctx, wf, k, step_id, "sent", "_wf_sent", channel="channel", message_id="message_id")
+    _log(
+        ctx,
+        wf,
+        k,
+        step_id,
+        "sent",
+        "_wf_sent",
+        channel="channel",
+        message_id="message_id",
+        recipient="recipient",
+    )
 
 
 def _assign_coupons(ctx: RunContext, wf: dict, step_id: str, pool_id: str) -> None:
@@ -565,30 +580,28 @@ def _award(ctx: RunContext, wf: dict, k: int, step_id: str, award: dict) -> None
 # --------------------------------------------------------------------------- the files
 
 
-def write_outputs(ctx: RunContext, out: Path) -> None:
-    """audiences/<workflow>.csv for every workflow, and the message batches of its steps."""
-    from loyalty_cli.csvsafe import write_csv
+def write_outputs(ctx: RunContext, out: Path, customer: str) -> None:
+    """audiences/<workflow>.csv for every workflow, and the message batches of its steps.
+
+    `customer` is the SQL of the customer_id cell (outputs.customer_cell)."""
+    from loyalty_cli.engine import outputs
 
     wfs = workflows_of(ctx)
     if not wfs:
         return
     d = ctx.sql_date()
-    (out / "audiences").mkdir(exist_ok=True)
     env = None
     for wf in wfs:
-        ids = step_ids(wf)
-        rows = ctx.q(
-            f"""SELECT customer_id, step, action, channel, message_id, detail FROM wf_log
-            WHERE workflow_id = $wf AND run_on = {d}
-            ORDER BY customer_id, entered_on, {_ORDER}""",
-            {"wf": wf["id"]},
-        ).fetchall()
-        write_csv(
+        # The workflow id is a checked id (letters, digits, '-', '_'), used as a file name.
+        outputs.copy_csv(
+            ctx,
+            f"""SELECT {customer} AS customer_id, step_id AS step, action,
+                       channel, message_id, detail
+            FROM wf_log WHERE workflow_id = {sql_literal(wf["id"])} AND run_on = {d}
+            ORDER BY wf_log.customer_id, entered_on, {_ORDER}""",
             out / "audiences" / f"{wf['id']}.csv",
-            AUDIENCE_COLUMNS,
-            [[r[0], ids[r[1]] if r[1] is not None else "", *r[2:]] for r in rows],
-            text_columns=("customer_id",),
         )
+        ids = step_ids(wf)
         for k, step in enumerate(wf["steps"]):
             if "send" not in step:
                 continue
@@ -605,7 +618,6 @@ def _write_batches(
     from loyalty_cli.render import (
         RenderError,
         member_context,
-        normalize_phone,
         render_message,
         write_email_batch,
         write_sms_batch,
@@ -616,7 +628,8 @@ def _write_batches(
     pool_id = (step.get("coupon") or {}).get("pool")
     discount = coupons.pool_config(ctx.program, pool_id).get("discount") if pool_id else None
     cur = ctx.q(
-        f"""SELECT l.customer_id, l.channel, l.message_id, c.*, b.available AS balance,
+        f"""SELECT l.customer_id, l.channel, l.message_id, l.recipient, c.*,
+                   b.available AS balance,
                    b.pending, b.tier AS tier_id, b.next_expiry_on AS expiring_on,
                    coalesce(b.next_expiry_points, 0) AS expiring_points,
                    cc.code AS coupon_code, cc.valid_until AS coupon_valid_until,
@@ -664,10 +677,9 @@ def _write_batches(
             ) from None
         message = {"customer_id": row["customer_id"], "message_id": row["message_id"], **parts}
         if channel == "email":
-            message.update({"to": row["email"].strip(), "from": messaging.get("from_email", "")})
+            message.update({"to": row["recipient"], "from": messaging.get("from_email", "")})
         else:
-            to = normalize_phone(row["phone"], messaging.get("default_region"))
-            message.update({"to": to, "sender": messaging.get("sms_sender", "")})
+            message.update({"to": row["recipient"], "sender": messaging.get("sms_sender", "")})
         batches[channel].append(message)
     for channel, messages in batches.items():
         if not messages:  # a file per channel that has messages this day
