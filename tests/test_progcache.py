@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -99,29 +98,70 @@ def test_the_same_text_elsewhere_and_other_code_are_not_taken(tmp_path, cache, m
     assert progcache.lookup(other, other.read_bytes()) is None
 
 
-def test_programs_whose_check_reads_other_files_are_not_kept(tmp_path, cache):
+WORKFLOW = """\
+version: 1
+workflow:
+  id: hello
+  trigger: {segment_enter: {segment: big}}
+  steps:
+    - {id: hi, send: {channel: email, template: hi}}
+"""
+
+
+def test_a_program_with_workflows_is_kept_until_a_file_it_reads_changes(
+    tmp_path, cache, monkeypatch
+):
     (tmp_path / "workflows").mkdir()
-    (tmp_path / "workflows" / "w.yaml").write_text(
-        textwrap.dedent(
-            """\
-            version: 1
-            workflow:
-              id: hello
-              trigger: {segment_enter: {segment: big}}
-              steps:
-                - {wait: 1 day}
-            """
-        )
-    )
+    (tmp_path / "workflows" / "w.yaml").write_text(WORKFLOW)
+    (tmp_path / "templates").mkdir()
+    for part in ("subject", "html", "txt"):
+        (tmp_path / "templates" / f"hi.{part}.j2").write_text("Hi {{ customer.first_name }}")
+    (tmp_path / "codes.csv").write_text("code\nA1\n")
     path = tmp_path / "program.yaml"
     path.write_text(
         PROGRAM
         + "segments:\n  - {id: big, type: rule, when: 'orders_count >= 1'}\n"
+        + "coupons:\n  pools:\n    - {id: p, source: file, path: codes.csv}\n"
         + "workflows: ['workflows/*.yaml']\n"
     )
-    program = load_program(path)
-    assert program.workflows
-    assert list(cache.glob("program-*.json")) == []
+    first = load_program(path)
+    assert len(list(cache.glob("program-*.json"))) == 1
+    with monkeypatch.context() as m:
+        checks_forgotten(m)
+        again = load_program(path)
+    assert again.data == first.data
+    assert [w for _, w in again.workflows] == [w for _, w in first.workflows]
+    assert [p.resolve() for p, _ in again.workflows] == [tmp_path / "workflows" / "w.yaml"]
+
+    text = path.read_bytes()
+
+    def remembered() -> bool:
+        return progcache.lookup(path, text) is not None
+
+    assert remembered()
+    # A template changed (a broken one must be found by the check).
+    (tmp_path / "templates" / "hi.txt.j2").write_text("Hi {{ customer.frist_name }")
+    assert not remembered()
+    (tmp_path / "templates" / "hi.txt.j2").write_text("Hi {{ customer.first_name }}")
+    assert remembered()
+    # Another file in the templates folder (it could be included).
+    (tmp_path / "templates" / "base.j2").write_text("x")
+    assert not remembered()
+    (tmp_path / "templates" / "base.j2").unlink()
+    # A workflow file changed, or a new one matches the glob.
+    (tmp_path / "workflows" / "w.yaml").write_text(WORKFLOW.replace("id: hello", "id: hey"))
+    assert not remembered()
+    (tmp_path / "workflows" / "w.yaml").write_text(WORKFLOW)
+    assert remembered()
+    (tmp_path / "workflows" / "x.yaml").write_text(WORKFLOW.replace("id: hello", "id: x"))
+    assert not remembered()
+    (tmp_path / "workflows" / "x.yaml").unlink()
+    # The coupon pool's file is gone.
+    (tmp_path / "codes.csv").unlink()
+    assert not remembered()
+    with pytest.raises(LoyaltyError) as err:
+        load_program(path)
+    assert "codes.csv" in str(err.value.diagnostics)
 
 
 def test_an_empty_cache_dir_turns_the_cache_off(tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """Checked programs remembered between runs, so a nightly run does not check its program again.
 
-Checking a program (YAML, JSON Schema, every expression parsed with sqlglot) and importing
-what that takes cost a nightly run about 0.15 s of its 2. The outcome depends only on the
+Checking a program (YAML, JSON Schema, every expression parsed with sqlglot, every
+template rendered for a sample member) and importing what that takes cost a nightly run
+about 0.15 s of its 2, and 0.45 s with five workflows. The outcome depends only on the
 program file's bytes and on the code that checks it, so once a program has passed, its
 loaded form (the data with defaults, and the compiled SQL of its expressions) is kept in
 a small JSON file and used as long as both are the same:
@@ -10,9 +11,11 @@ a small JSON file and used as long as both are the same:
 - the code: this package's files and the checking libraries (sqlglot, jsonschema,
   ruamel.yaml, duckdb), by size and modification time, and the Python version.
 
-Only a program whose check reads nothing but its own file is kept: one without workflows
-(which name templates) and without coupon pools read from a file. Anything else is checked
-every time, as is any program when the cache folder cannot be written.
+- the other files the check reads: the workflow files the program's globs match (their
+  paths and bytes), every file of the templates folder when there are workflows (their
+  paths and bytes), and whether each coupon pool's file exists.
+
+A program is checked every time when the cache folder cannot be written.
 
 The folder is ``$LOYALTY_CACHE_DIR``, else ``$XDG_CACHE_HOME/loyalty``, else
 ``~/.cache/loyalty``; ``LOYALTY_CACHE_DIR=`` (empty) turns the cache off. `loyalty validate`
@@ -29,9 +32,9 @@ import os
 import sys
 from pathlib import Path
 
-FORMAT = 1
+FORMAT = 2
 # Libraries whose behaviour decides a check; found without importing them.
-CHECKERS = ("sqlglot", "jsonschema", "ruamel.yaml", "duckdb", "jinja2")
+CHECKERS = ("sqlglot", "jsonschema", "ruamel.yaml", "duckdb", "jinja2", "phonenumbers")
 
 
 def cache_dir() -> Path | None:
@@ -43,12 +46,36 @@ def cache_dir() -> Path | None:
     return Path(base) / "loyalty"
 
 
-def cacheable(data: dict) -> bool:
-    """Whether checking this program reads no file but the program itself."""
-    if data.get("workflows"):
-        return False
-    pools = (data.get("coupons") or {}).get("pools") or []
-    return not any(isinstance(p, dict) and p.get("source") == "file" for p in pools)
+def _files_fingerprint(program: Path, data: dict) -> str:
+    """The files a program's check reads besides the program: see the module's docstring."""
+    import glob
+
+    base = program.parent
+    h = hashlib.sha256()
+
+    def add(path: Path) -> None:
+        try:
+            h.update(f"{path}\n".encode() + path.read_bytes() + b"\n")
+        except OSError:
+            h.update(f"{path}: unreadable\n".encode())
+
+    patterns = data.get("workflows") or []
+    for pattern in patterns if isinstance(patterns, list) else [patterns]:
+        h.update(f"workflows {pattern}\n".encode())
+        for name in sorted(glob.glob(str(base / str(pattern)))):
+            if Path(name).is_file():
+                add(Path(name))
+    if patterns:
+        templates = base / str(data.get("templates") or "templates/")
+        for dirpath, dirnames, filenames in os.walk(templates):
+            dirnames.sort()
+            for name in sorted(filenames):
+                add(Path(dirpath) / name)
+    for pool in (data.get("coupons") or {}).get("pools") or []:
+        if isinstance(pool, dict) and pool.get("source") == "file":
+            where = base / str(pool.get("path"))
+            h.update(f"pool {where} {where.is_file()}\n".encode())
+    return h.hexdigest()
 
 
 def _code_fingerprint() -> str:
@@ -158,7 +185,12 @@ def lookup(program: Path, text: bytes):
         data = _decode(entry["data"])
         if not isinstance(data, dict):
             return None
-        found = Program(path=program, data=data)
+        if entry.get("files") != _files_fingerprint(where, data):
+            return None
+        workflows = [(Path(p), _decode(w)) for p, w in entry["workflows"]]
+        if not all(isinstance(w, dict) for _, w in workflows):
+            return None
+        found = Program(path=program, data=data, workflows=workflows)
     except (KeyError, TypeError, ValueError):
         return None
     exprbase._CHECKED.update(checks)
@@ -175,13 +207,18 @@ def store(program_obj, text: bytes) -> None:
     from loyalty_cli import exprbase
 
     folder = cache_dir()
-    if folder is None or program_obj.workflows or not cacheable(program_obj.data):
+    if folder is None:
         return
     try:
         data = _encode(program_obj.data)
+        workflows = [[str(Path(p).resolve()), _encode(w)] for p, w in program_obj.workflows]
     except _Unsupported:
         return
     if _decode(json.loads(json.dumps(data))) != program_obj.data:
+        return
+    if [_decode(json.loads(json.dumps(w))) for _, w in workflows] != [
+        w for _, w in program_obj.workflows
+    ]:
         return
     checks = [
         [list(key), c.source, c.sql, sorted(map(list, c.columns), key=_column_order), c.kind]
@@ -194,6 +231,8 @@ def store(program_obj, text: bytes) -> None:
         "source": hashlib.sha256(text).hexdigest(),
         "code": _code_fingerprint(),
         "data": data,
+        "workflows": workflows,
+        "files": _files_fingerprint(Path(program_obj.path).resolve(), program_obj.data),
         "checks": checks,
     }
     target = _entry_path(folder, Path(program_obj.path).resolve())
