@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from datetime import date
 from pathlib import Path
 
@@ -308,3 +309,13 @@ def test_status_per_pool(con, tmp_path):
         "expired": 1,
         "to_generate": 0,
     }
+
+
+def test_generated_characters_are_equally_likely():
+    # 10,000 codes of 31 characters: each character of the alphabet 10,000 times on
+    # average (standard deviation about 98); 10% off would be 10 deviations.
+    codes = coupons.generate_codes("", 31, 10_000, set())
+    assert len(set(codes)) == 10_000
+    counts = collections.Counter("".join(codes))
+    assert set(counts) == set(coupons.ALPHABET)
+    assert all(9_000 < n < 11_000 for n in counts.values())

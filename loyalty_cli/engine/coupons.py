@@ -228,12 +228,22 @@ def generate_codes(prefix: str, length: int, count: int, taken: set[str]) -> lis
     """
     out: list[str] = []
     seen = set(taken)
+    # Random bytes drawn in bulk, each kept only below the largest multiple of the
+    # alphabet's size, so that every character is equally likely (as secrets.choice, which
+    # took 1.4 s for 50,000 codes one character at a time).
+    size = len(ALPHABET)
+    below = 256 - 256 % size
     while len(out) < count:
-        code = prefix + "".join(secrets.choice(ALPHABET) for _ in range(length))
-        key = code.upper()
-        if key not in seen:
-            seen.add(key)
-            out.append(code)
+        raw = secrets.token_bytes(max((count - len(out)) * length * 9 // 8, length) + 16)
+        chars = [ALPHABET[b % size] for b in raw if b < below]
+        for i in range(0, len(chars) - length + 1, length):
+            code = prefix + "".join(chars[i : i + length])
+            key = code.upper()
+            if key not in seen:
+                seen.add(key)
+                out.append(code)
+                if len(out) == count:
+                    break
     return out
 
 
