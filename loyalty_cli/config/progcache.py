@@ -187,9 +187,12 @@ def lookup(program: Path, text: bytes):
             return None
         if entry.get("files") != _files_fingerprint(where, data):
             return None
-        workflows = [(Path(p), _decode(w)) for p, w in entry["workflows"]]
-        if not all(isinstance(w, dict) for _, w in workflows):
-            return None
+        workflows = []
+        for p, w in entry["workflows"]:
+            doc = _decode(w)
+            if not isinstance(doc, dict):
+                return None
+            workflows.append((Path(p), doc))
         found = Program(path=program, data=data, workflows=workflows)
     except (KeyError, TypeError, ValueError):
         return None

@@ -74,17 +74,46 @@ def apply_workflows(ctx: RunContext) -> None:
     wfs = workflows_of(ctx)
     if not wfs:
         return
+    # Who each trigger fires for, first: the member view is then worked out only for them
+    # and for the members whose next step is due (a schedule trigger names everyone).
+    ctx.q(
+        "CREATE OR REPLACE TEMP TABLE _wf_trig "
+        "(workflow_id VARCHAR, customer_id VARCHAR, ref VARCHAR)"
+    )
+    for wf in wfs:
+        fired = _trigger_sql(ctx, wf)
+        if fired is not None:
+            sql, params = fired
+            ctx.q(
+                f"""INSERT INTO _wf_trig SELECT $wf, customer_id, min(ref)
+                FROM ({sql}) f GROUP BY customer_id""",
+                {**params, "wf": wf["id"]},
+            )
     _member_table(ctx)
     for wf in wfs:
         _enter(ctx, wf)
         _advance(ctx, wf)
-    for table in ("_wf_member", "_wf_cur", "_wf_go", "_wf_sent", "_wf_phones"):
+    for table in ("_wf_trig", "_wf_member", "_wf_cur", "_wf_go", "_wf_sent", "_wf_phones"):
         ctx.q(f"DROP TABLE IF EXISTS {table}")
 
 
 def _member_table(ctx: RunContext) -> None:
-    """`_wf_member`: the member view as it stands after the run's other steps."""
+    """`_wf_member`: the member view as it stands after the run's other steps, of the
+    members triggered (`_wf_trig`) and of those whose next step is due."""
     d = ctx.sql_date()
+    ctx.q(
+        f"""CREATE OR REPLACE TEMP TABLE _wf_cand AS
+        SELECT customer_id FROM _wf_trig
+        UNION SELECT customer_id FROM wf_instances
+        WHERE status = 'active' AND (resume_on IS NULL OR resume_on <= {d})"""
+    )
+    everyone = ctx.scalar("SELECT count(*) FROM _wf_cand") >= ctx.scalar(
+        "SELECT count(*) FROM customers"
+    )
+
+    def among(column: str) -> str:
+        return "" if everyone else f"AND {column} IN (SELECT customer_id FROM _wf_cand)"
+
     lowest = ctx.program.lowest_tier
     rfm = next(
         (s["id"] for s in ctx.program.data.get("segments") or [] if s["type"] == "rfm"), None
@@ -95,11 +124,13 @@ def _member_table(ctx: RunContext) -> None:
             SELECT customer_id,
                    sum(remaining) FILTER (status = 'available') AS balance,
                    sum(remaining) FILTER (status = 'pending') AS pending
-            FROM lots WHERE remaining > 0 GROUP BY customer_id),
+            FROM lots WHERE remaining > 0 {among("customer_id")}
+            GROUP BY customer_id),
         o AS (
             SELECT customer_id, max(day) AS last_day, count(*) AS n,
                    sum(greatest(total - returned, 0)) AS spend
-            FROM orders WHERE status = 'completed' AND day <= {d} GROUP BY customer_id)
+            FROM orders WHERE status = 'completed' AND day <= {d} {among("customer_id")}
+            GROUP BY customer_id)
         SELECT c.customer_id, coalesce(t.tier, $lowest) AS tier,
                CAST(coalesce(b.balance, 0) AS BIGINT) AS balance,
                CAST(coalesce(b.pending, 0) AS BIGINT) AS pending,
@@ -113,9 +144,10 @@ def _member_table(ctx: RunContext) -> None:
         LEFT JOIN o USING (customer_id)
         LEFT JOIN (SELECT customer_id, r, f, m FROM segment_members
                    WHERE segment_id = $rfm) s USING (customer_id)
-        WHERE c.join_day <= {d}""",
+        WHERE c.join_day <= {d} {among("c.customer_id")}""",
         {"lowest": lowest, "rfm": rfm},
     )
+    ctx.q("DROP TABLE _wf_cand")
 
 
 def _expr_ctx(ctx: RunContext) -> expressions.ExprContext:
@@ -257,10 +289,6 @@ def _month_days(day: dt.date) -> int:
 def _enter(ctx: RunContext, wf: dict) -> None:
     """Triggered members who meet the audience and may enter (no active instance; entered
     never before, or at least `reentry` ago) enter on the run's day."""
-    fired = _trigger_sql(ctx, wf)
-    if fired is None:
-        return
-    sql, params = fired
     d = ctx.sql_date()
     reentry = parse_duration(wf.get("reentry"))
     blocked = (
@@ -271,15 +299,15 @@ def _enter(ctx: RunContext, wf: dict) -> None:
     ctx.q("DROP TABLE IF EXISTS _wf_new")
     ctx.q(
         f"""CREATE TEMP TABLE _wf_new AS
-        WITH t AS (SELECT customer_id, min(ref) AS trigger_ref, {d} AS entered_on
-                   FROM ({sql}) f GROUP BY customer_id)
+        WITH t AS (SELECT customer_id, ref AS trigger_ref, {d} AS entered_on
+                   FROM _wf_trig WHERE workflow_id = $wf)
         SELECT "member".customer_id, "member".trigger_ref
         FROM ({_MEMBER_OF_INSTANCE.format(d=d, instances="t")}) AS "member" {_JOIN_CUSTOMER}
         WHERE {_condition(ctx, wf.get("audience"))}
           AND NOT EXISTS (SELECT 1 FROM wf_instances i
                           WHERE i.workflow_id = $wf AND i.customer_id = "member".customer_id
                             AND (i.status = 'active' OR i.entered_on = {d} OR {blocked}))""",
-        {**params, "wf": wf["id"]},
+        {"wf": wf["id"]},
     )
     ctx.q(
         f"""INSERT INTO wf_instances
