@@ -7,6 +7,10 @@ Generates the exports once (bench/gen_data.py), then times in fresh processes:
 2. the nightly run: the next day, from a folder holding only that day's order, item,
    event and return files plus the full customers file.
 Prints wall seconds, peak RSS of each run and the per-stage timings from run.json.
+
+With `--workflows`, the program also has workflows (bench/workflows.py writes it into the
+work folder): the fashion example's welcome series and win-back, a reminder of expiring
+points and a gold welcome with an award, their templates and a second coupon pool.
 """
 
 from __future__ import annotations
@@ -55,6 +59,11 @@ def main() -> None:
         help="nightly runs after the cold one (the first pays one-off costs of the state "
         "the cold run left; later ones show a steady night)",
     )
+    ap.add_argument(
+        "--workflows",
+        action="store_true",
+        help="add workflows to the program (see bench/workflows.py) and count the messages",
+    )
     args = ap.parse_args()
     # Byte-compile the package first, as an installed one is: with PYTHONDONTWRITEBYTECODE
     # set, an editable install would otherwise compile every module in every run.
@@ -86,6 +95,11 @@ def main() -> None:
             ],
             check=True,
         )
+    if args.workflows:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from workflows import with_workflows
+
+        args.program = str(with_workflows(Path(args.program), work / "program-workflows"))
     state, out = work / "bench.duckdb", work / "out"
     for p in (state, Path(str(state) + ".wal")):
         p.unlink(missing_ok=True)
@@ -120,6 +134,10 @@ def main() -> None:
         print("  stages: " + ", ".join(f"{k} {v:.2f}" for k, v in result["timings"].items()))
     rows = cold["counts"].get("rows", {})
     print("  cold rows: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
+    for label, result in [("cold", cold), *((str(day), r) for day, _, _, r in nights)]:
+        sent = {k: v for k, v in result["counts"].get("workflows", {}).items() if "sent" in k}
+        if sent:
+            print(f"  {label} messages: " + ", ".join(f"{k} {v:,}" for k, v in sent.items()))
 
 
 def _generate_day(folder: Path, day: dt.date, customers: int, days: int, start: dt.date) -> None:
