@@ -93,7 +93,15 @@ def apply_workflows(ctx: RunContext) -> None:
     for wf in wfs:
         _enter(ctx, wf)
         _advance(ctx, wf)
-    for table in ("_wf_trig", "_wf_member", "_wf_cur", "_wf_go", "_wf_sent", "_wf_phones"):
+    for table in (
+        "_wf_trig",
+        "_wf_member",
+        "_wf_cur",
+        "_wf_go",
+        "_wf_sent",
+        "_wf_skip",
+        "_wf_phones",
+    ):
         ctx.q(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -338,14 +346,14 @@ def _log(
 ) -> int:
     """Log `action` for the instances of `rows` (customer_id, entered_on); returns how many."""
     d = ctx.sql_date()
-    ctx.q(
+    row = ctx.q(
         f"""INSERT INTO wf_log
         SELECT $wf, customer_id, entered_on, $k, $step, {d}, $action, {channel},
                {message_id}, {detail}, {recipient}
         FROM {rows}""",
         {"wf": wf["id"], "k": k, "step": step_id, "action": action},
-    )
-    n = int(ctx.scalar(f"SELECT count(*) FROM {rows}"))
+    ).fetchone()
+    n = int(row[0]) if row else 0
     ctx.count("workflows", f"{wf['id']}.{action}", n)
     return n
 
@@ -355,11 +363,24 @@ _SAME_INSTANCE = """wf_instances.workflow_id = $wf AND wf_instances.customer_id 
 
 
 def _advance(ctx: RunContext, wf: dict) -> None:
-    """Take each step in order for the members at it; see the module's docstring."""
+    """Take each step in order for the members at it; see the module's docstring.
+
+    Steps nobody is at cost no statement: the members due at each step are counted once,
+    and those who pass a step (other than a wait) are at the next one."""
     d = ctx.sql_date()
     ids = step_ids(wf)
     exit_when = wf.get("exit_when")
+    at = dict(
+        ctx.q(
+            f"""SELECT next_step, count(*) FROM wf_instances
+            WHERE workflow_id = $wf AND status = 'active'
+              AND (resume_on IS NULL OR resume_on <= {d}) GROUP BY next_step""",
+            {"wf": wf["id"]},
+        ).fetchall()
+    )
     for k, step in enumerate(wf["steps"]):
+        if not at.get(k):
+            continue
         ctx.q(
             f"""CREATE OR REPLACE TEMP TABLE _wf_cur AS
             {_MEMBER_OF_INSTANCE.format(d=d, instances="wf_instances")}
@@ -367,20 +388,19 @@ def _advance(ctx: RunContext, wf: dict) -> None:
               AND (i.resume_on IS NULL OR i.resume_on <= {d})""",
             {"wf": wf["id"], "k": k},
         )
-        if not ctx.scalar("SELECT count(*) FROM _wf_cur"):
-            continue
         if exit_when is not None:
-            _go(ctx, exit_when)
-            ctx.q(
-                f"""UPDATE wf_instances SET status = 'exited', ended_on = {d}
-                FROM _wf_go x WHERE {_SAME_INSTANCE}""",
-                {"wf": wf["id"]},
-            )
-            _log(ctx, wf, k, ids[k], "exited", "_wf_go")
-            ctx.q(
-                "DELETE FROM _wf_cur WHERE (customer_id, entered_on) IN "
-                "(SELECT (customer_id, entered_on) FROM _wf_go)"
-            )
+            leaving = _go(ctx, exit_when)
+            if _log(ctx, wf, k, ids[k], "exited", leaving):
+                ctx.q(
+                    f"""UPDATE wf_instances SET status = 'exited', ended_on = {d}
+                    FROM {leaving} x WHERE {_SAME_INSTANCE}""",
+                    {"wf": wf["id"]},
+                )
+                ctx.q(
+                    f"""DELETE FROM _wf_cur WHERE EXISTS (SELECT 1 FROM {leaving} x
+                    WHERE x.customer_id = _wf_cur.customer_id
+                      AND x.entered_on = _wf_cur.entered_on)"""
+                )
         if "wait" in step:
             wait = parse_duration(step["wait"])
             assert wait is not None
@@ -392,47 +412,51 @@ def _advance(ctx: RunContext, wf: dict) -> None:
             )
             _log(ctx, wf, k, ids[k], "waiting", "_wf_cur", detail=f"CAST({resume} AS VARCHAR)")
             continue
-        _go(ctx, step.get("if"))
-        ctx.q(
-            """CREATE OR REPLACE TEMP TABLE _wf_skip AS SELECT customer_id, entered_on
-            FROM _wf_cur WHERE (customer_id, entered_on) NOT IN
-                (SELECT (customer_id, entered_on) FROM _wf_go)"""
-        )
-        _log(ctx, wf, k, ids[k], "skipped", "_wf_skip", detail="'condition'")
+        go = _go(ctx, step.get("if"))
+        if go != "_wf_cur":
+            ctx.q(
+                f"""CREATE OR REPLACE TEMP TABLE _wf_skip AS SELECT customer_id, entered_on
+                FROM _wf_cur c WHERE NOT EXISTS (SELECT 1 FROM {go} x
+                    WHERE x.customer_id = c.customer_id AND x.entered_on = c.entered_on)"""
+            )
+            _log(ctx, wf, k, ids[k], "skipped", "_wf_skip", detail="'condition'")
+            ctx.q("DROP TABLE _wf_skip")
         if "send" in step:
-            _send(ctx, wf, k, ids[k], step)
+            _send(ctx, wf, k, ids[k], step, go)
         elif "award" in step:
-            _award(ctx, wf, k, ids[k], step["award"])
-        ctx.q(
+            _award(ctx, wf, k, ids[k], step["award"], go)
+        moved = ctx.q(
             f"""UPDATE wf_instances SET next_step = $k + 1, resume_on = NULL
             FROM _wf_cur x WHERE {_SAME_INSTANCE}""",
             {"wf": wf["id"], "k": k},
+        ).fetchone()
+        at[k + 1] = at.get(k + 1, 0) + (int(moved[0]) if moved else 0)
+    if at.get(len(ids)):
+        done = f"""FROM wf_instances WHERE workflow_id = $wf AND status = 'active'
+                   AND next_step >= {len(ids)}"""
+        _log(ctx, wf, None, None, "completed", f"(SELECT customer_id, entered_on {done})")
+        ctx.q(
+            f"""UPDATE wf_instances SET status = 'completed', ended_on = {d}
+            WHERE workflow_id = $wf AND status = 'active' AND next_step >= {len(ids)}""",
+            {"wf": wf["id"]},
         )
-        ctx.q("DROP TABLE _wf_skip")
-    ctx.q(
-        """CREATE OR REPLACE TEMP TABLE _wf_cur AS SELECT customer_id, entered_on
-        FROM wf_instances WHERE workflow_id = $wf AND status = 'active' AND next_step >= $n""",
-        {"wf": wf["id"], "n": len(ids)},
-    )
-    ctx.q(
-        f"""UPDATE wf_instances SET status = 'completed', ended_on = {d}
-        FROM _wf_cur x WHERE {_SAME_INSTANCE}""",
-        {"wf": wf["id"]},
-    )
-    _log(ctx, wf, None, None, "completed", "_wf_cur")
 
 
-def _go(ctx: RunContext, condition) -> None:
-    """`_wf_go`: the members of `_wf_cur` for whom the condition holds (all without one)."""
+def _go(ctx: RunContext, condition) -> str:
+    """The members of `_wf_cur` for whom the condition holds: `_wf_go`, or `_wf_cur` itself
+    when there is no condition."""
+    if condition is None:
+        return "_wf_cur"
     ctx.q(
         f"""CREATE OR REPLACE TEMP TABLE _wf_go AS SELECT "member".*
         FROM _wf_cur AS "member" {_JOIN_CUSTOMER}
         WHERE {_condition(ctx, condition)}"""
     )
+    return "_wf_go"
 
 
-def _send(ctx: RunContext, wf: dict, k: int, step_id: str, step: dict) -> None:
-    """The members of `_wf_go` get the step's message on the first channel they can get
+def _send(ctx: RunContext, wf: dict, k: int, step_id: str, step: dict, go: str) -> None:
+    """The members of `go` get the step's message on the first channel they can get
     (the channel, else the fallback) unless they are at `max_per_week` already."""
     from loyalty_cli.render import message_id
 
@@ -440,7 +464,7 @@ def _send(ctx: RunContext, wf: dict, k: int, step_id: str, step: dict) -> None:
     send = step["send"]
     channels = [send["channel"], *([send["fallback"]] if send.get("fallback") else [])]
     if "sms" in channels:
-        _phones(ctx)
+        _phones(ctx, go)
     usable = {
         "email": """(nullif(trim("customer".email), '') IS NOT NULL
                      AND coalesce("customer".email_consent, FALSE))""",
@@ -477,7 +501,7 @@ def _send(ctx: RunContext, wf: dict, k: int, step_id: str, step: dict) -> None:
                concat_ws('; ', {reasons}) AS why,
                {bad_phone} AS bad_phone,
                coalesce(w.n, 0) AS week_sent, CAST(NULL AS VARCHAR) AS message_id
-        FROM _wf_go AS "member" {_JOIN_CUSTOMER} {phones}
+        FROM {go} AS "member" {_JOIN_CUSTOMER} {phones}
         LEFT JOIN {sent_this_week} w ON w.customer_id = "member".customer_id"""
     )
     ctx.q("CREATE OR REPLACE TEMP TABLE _wf_skip AS SELECT * FROM _wf_sent WHERE channel IS NULL")
@@ -557,8 +581,8 @@ def _assign_coupons(ctx: RunContext, wf: dict, step_id: str, pool_id: str) -> No
     coupons.assign_codes(con, pool_id, requests, ctx.as_of, valid_days=valid_days)
 
 
-def _phones(ctx: RunContext) -> None:
-    """`_wf_phones` (phone, e164): the E.164 form of the phones of `_wf_go` members who
+def _phones(ctx: RunContext, go: str) -> None:
+    """`_wf_phones` (phone, e164): the E.164 form of the phones of `go` members who
     agreed to SMS, or NULL for a number that is not valid."""
     from loyalty_cli.render import normalize_phone
 
@@ -566,7 +590,7 @@ def _phones(ctx: RunContext) -> None:
     raw = [
         r[0]
         for r in ctx.q(
-            """SELECT DISTINCT c.phone FROM _wf_go g JOIN customers c USING (customer_id)
+            f"""SELECT DISTINCT c.phone FROM {go} g JOIN customers c USING (customer_id)
             WHERE c.phone IS NOT NULL AND coalesce(c.sms_consent, FALSE)"""
         ).fetchall()
     ]
@@ -577,8 +601,8 @@ def _phones(ctx: RunContext) -> None:
     )
 
 
-def _award(ctx: RunContext, wf: dict, k: int, step_id: str, award: dict) -> None:
-    """Credit the members of `_wf_go` with the award's points, available at once."""
+def _award(ctx: RunContext, wf: dict, k: int, step_id: str, award: dict, go: str) -> None:
+    """Credit the members of `go` with the award's points, available at once."""
     d = ctx.sql_date()
     ctx.q(
         f"""CREATE OR REPLACE TEMP TABLE _wf_award AS
@@ -587,7 +611,7 @@ def _award(ctx: RunContext, wf: dict, k: int, step_id: str, award: dict) -> None
                CAST({d} AS TIMESTAMP) + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND AS occurred_at,
                {d} AS earned_on, CAST(NULL AS DATE) AS pending_until,
                CAST(NULL AS VARCHAR) AS order_id, CAST($reason AS VARCHAR) AS reason
-        FROM _wf_go""",
+        FROM {go}""",
         {
             "points": int(award["points"]),
             "wf": wf["id"],
@@ -596,12 +620,8 @@ def _award(ctx: RunContext, wf: dict, k: int, step_id: str, award: dict) -> None
         },
     )
     ledger.credit(ctx, "SELECT * EXCLUDE (entered_on) FROM _wf_award")
-    _log(ctx, wf, k, step_id, "awarded", "_wf_award", detail="CAST(points AS VARCHAR)")
-    ctx.count(
-        "workflows",
-        f"{wf['id']}.points",
-        int(award["points"]) * int(ctx.scalar("SELECT count(*) FROM _wf_award")),
-    )
+    n = _log(ctx, wf, k, step_id, "awarded", "_wf_award", detail="CAST(points AS VARCHAR)")
+    ctx.count("workflows", f"{wf['id']}.points", int(award["points"]) * n)
     ctx.q("DROP TABLE _wf_award")
 
 
