@@ -430,7 +430,7 @@ def test_birthday_on_feb_29_fires_on_feb_28_and_reentry_waits(tmp_path):
         workflow:
           id: bday
           trigger: birthday
-          reentry: 300 days
+          reentry: 400 days
           steps:
             - {id: wish, send: {channel: email, template: hello}}
         """
@@ -439,12 +439,18 @@ def test_birthday_on_feb_29_fires_on_feb_28_and_reentry_waits(tmp_path):
         "customers",
         customer("L", "2025-01-05 10:00:00", email_consent="true", birth_date="2000-02-29"),
         customer("M", "2025-01-05 10:00:00", email_consent="true", birth_date="1990-03-01"),
+        # Joins after L's 2027 birthday: the first one is 29 February 2028.
+        customer("N", "2027-06-01 10:00:00", email_consent="true", birth_date="2004-02-29"),
     )
     shop.run("2027-02-26")
     shop.run("2027-03-01")  # 2027 has no 29 February
+    shop.run("2028-02-27", catch_up=False)
+    shop.run("2028-03-01")
     assert shop.query("SELECT run_on, customer_id FROM wf_log WHERE action = 'sent'") == [
         (dt.date(2027, 2, 28), "L"),
         (dt.date(2027, 3, 1), "M"),
+        # 2028 is a leap year. L and M entered less than 400 days before their birthdays.
+        (dt.date(2028, 2, 29), "N"),
     ]
 
 
