@@ -72,6 +72,15 @@ def main(out_root: Path = Path("demo-out"), console: Console | None = None) -> i
     last = results[-1]
     tiers = ", ".join(f"{k} {v}" for k, v in last.summary.get("tiers", {}).items())
     console.print(f"tiers on {last.as_of}: {tiers}")
+    sent: dict[str, int] = {}
+    for r in results:
+        for key, n in r.counts.get("workflows", {}).items():
+            workflow, _, action = key.rpartition(".")
+            if action == "sent":
+                sent[workflow] = sent.get(workflow, 0) + n
+    if sent:
+        listed = ", ".join(f"{w} {n}" for w, n in sorted(sent.items()))
+        console.print(f"messages sent by workflows: {listed} (out/<day>/messages/)")
     console.print(
         f"files: {out_root / 'out'}/<day>/ (balances.csv, ledger.csv, ...); "
         f"try: .venv/bin/loyalty explain C000002 --state {state_file}"

@@ -89,3 +89,13 @@ def test_demo_summary_fits_an_80_column_terminal(tmp_path):
             f"{s['pending']:,}",
             f"{Decimal(s['liability']):,}",
         ]
+    # The messages the workflows sent, over the seven nights.
+    sent: dict[str, int] = {}
+    for night in nights:
+        run = json.loads((tmp_path / "demo-out" / "out" / night[0] / "run.json").read_text())
+        for key, n in run["counts"].get("workflows", {}).items():
+            if key.endswith(".sent"):
+                sent[key.removesuffix(".sent")] = sent.get(key.removesuffix(".sent"), 0) + n
+    assert sent  # the fashion example's welcome series and win-back send on these nights
+    listed = ", ".join(f"{w} {n}" for w, n in sorted(sent.items()))
+    assert f"messages sent by workflows: {listed} (out/<day>/messages/)" in text
