@@ -197,6 +197,47 @@ def check_invariants(state_path: Path) -> None:
         con.close()
 
 
+SKIP_TABLES = {"meta"}
+
+
+def dump_state(path: Path) -> dict[str, list[tuple]]:
+    """Every table of a state file, rows sorted, run timestamps left out."""
+    con = state.connect(path, read_only=True)
+    try:
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                "ORDER BY table_name"
+            ).fetchall()
+        ]
+        out = {}
+        for t in tables:
+            if t in SKIP_TABLES:
+                continue
+            cols = [
+                r[0]
+                for r in con.execute(
+                    f"SELECT column_name FROM information_schema.columns WHERE table_name = '{t}' "
+                    "ORDER BY ordinal_position"
+                ).fetchall()
+            ]
+            keep = [c for c in cols if c not in ("started_at", "finished_at")]
+            rows = con.execute(f"SELECT {', '.join(keep)} FROM {t}").fetchall()
+            out[t] = sorted(rows, key=repr)
+        return out
+    finally:
+        con.close()
+
+
+def dump_outputs(out: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != "run.json"
+    }
+
+
 def hunt_settings(fixed: int) -> settings:
     """Hypothesis settings of the property and fuzz tests: `fixed` examples drawn the same
     way every run, or LOYALTY_PROPERTY_EXAMPLES=N new ones each run (a random hunt).

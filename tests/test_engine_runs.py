@@ -8,9 +8,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from enginekit import Shop, check_invariants, customer, event, order
+from enginekit import Shop, check_invariants, customer, dump_outputs, dump_state, event, order
 
-from loyalty_cli import sampledata, state
+from loyalty_cli import sampledata
 from loyalty_cli.engine.run import run
 
 PROGRAM = """
@@ -37,46 +37,6 @@ tiers:
     - {id: silver, name: Silver, min: 1500, multiplier: 1.25}
     - {id: gold, name: Gold, min: 4000, multiplier: 1.5}
 """
-
-SKIP_TABLES = {"meta"}
-
-
-def dump_state(path: Path) -> dict[str, list[tuple]]:
-    """Every table of a state file, rows sorted, run timestamps left out."""
-    con = state.connect(path, read_only=True)
-    try:
-        tables = [
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-                "ORDER BY table_name"
-            ).fetchall()
-        ]
-        out = {}
-        for t in tables:
-            if t in SKIP_TABLES:
-                continue
-            cols = [
-                r[0]
-                for r in con.execute(
-                    f"SELECT column_name FROM information_schema.columns WHERE table_name = '{t}' "
-                    "ORDER BY ordinal_position"
-                ).fetchall()
-            ]
-            keep = [c for c in cols if c not in ("started_at", "finished_at")]
-            rows = con.execute(f"SELECT {', '.join(keep)} FROM {t}").fetchall()
-            out[t] = sorted(rows, key=repr)
-        return out
-    finally:
-        con.close()
-
-
-def dump_outputs(out: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(out)): p.read_bytes()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != "run.json"
-    }
 
 
 @pytest.fixture(scope="module")

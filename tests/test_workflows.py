@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import signal
 import textwrap
 
-from enginekit import Shop, customer, order
+import pytest
+from enginekit import Shop, check_invariants, customer, dump_outputs, dump_state, order
 
 from loyalty_cli import state
 from loyalty_cli.engine.explain import explain
@@ -595,3 +597,37 @@ def test_redemption_trigger_tells_the_template_the_reward(tmp_path):
         "20 off for 100 pts; 200 left,GSM-7,1"
     ]
     assert shop.query("SELECT customer_id, trigger_ref FROM wf_instances") == [("A", "r20")]
+
+
+@pytest.mark.parametrize("stage", ["workflows", "outputs"])
+def test_a_run_killed_in_its_workflows_or_files_leaves_the_state_as_before(tmp_path, stage):
+    shop = welcome_shop(tmp_path / "killed")
+    ref = welcome_shop(tmp_path / "ref")
+    for s in (shop, ref):
+        s.run("2026-03-01")
+        s.run("2026-03-04")
+    before = dump_state(shop.state)
+    # 03-05 sends the nudge with a coupon and awards points: killed, none of it stays.
+    proc = shop.run_cli("2026-03-05", {"LOYALTY_KILL_AT": stage})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert dump_state(shop.state) == before
+    check_invariants(shop.state)
+    ok = shop.run_cli("2026-03-05")
+    assert ok.returncode == 0, ok.stderr
+    ref.run("2026-03-05")
+    # The same state (coupon codes are random: the same one is assigned in each, to A).
+    codes = "SELECT code FROM coupon_codes WHERE assigned_to IS NOT NULL"
+    [(killed_code,)], [(ref_code,)] = shop.query(codes), ref.query(codes)
+    killed, reference = dump_state(shop.state), dump_state(ref.state)
+    for dump, code in ((killed, killed_code), (reference, ref_code)):
+        dump["coupon_codes"] = sorted(
+            repr(r).replace(code, "CODE") for r in dump["coupon_codes"] if r[4] is not None
+        )
+    assert killed == reference
+    files = dump_outputs(shop.out)
+    ref_files = dump_outputs(ref.out)
+    assert files.keys() == ref_files.keys()
+    for name, data in files.items():
+        assert data.replace(killed_code.encode(), b"CODE") == ref_files[name].replace(
+            ref_code.encode(), b"CODE"
+        ), name
