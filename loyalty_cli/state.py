@@ -149,7 +149,8 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     # Workflows (engine/workflows.py): one row per time a member enters a workflow, and a
     # log of what each run did with it (entered, sent, skipped, waiting, awarded, exited,
-    # completed): the source of audiences/<workflow>.csv, the message batches and explain.
+    # completed): the source of audiences/<workflow>.csv, the message batches and explain;
+    # and the phone numbers already read for SMS.
     7: [
         """CREATE TABLE wf_instances (
             workflow_id VARCHAR, customer_id VARCHAR, entered_on DATE, trigger_ref VARCHAR,
@@ -158,6 +159,8 @@ MIGRATIONS: dict[int, list[str]] = {
             workflow_id VARCHAR, customer_id VARCHAR, entered_on DATE, step INTEGER,
             step_id VARCHAR, run_on DATE, action VARCHAR, channel VARCHAR,
             message_id VARCHAR, detail VARCHAR, recipient VARCHAR)""",
+        # Phone numbers as read for SMS (E.164, NULL when not valid), per default region.
+        """CREATE TABLE phone_numbers (phone VARCHAR, region VARCHAR, e164 VARCHAR)""",
     ],
 }
 

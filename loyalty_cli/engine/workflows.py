@@ -583,21 +583,33 @@ def _assign_coupons(ctx: RunContext, wf: dict, step_id: str, pool_id: str) -> No
 
 def _phones(ctx: RunContext, go: str) -> None:
     """`_wf_phones` (phone, e164): the E.164 form of the phones of `go` members who
-    agreed to SMS, or NULL for a number that is not valid."""
+    agreed to SMS, or NULL for a number that is not valid.
+
+    Reading a number takes phonenumbers about 0.1 ms, so each number is read once for
+    the region it is read in, and remembered in the state table `phone_numbers`."""
     from loyalty_cli.render import normalize_phone
 
-    region = (ctx.program.data.get("messaging") or {}).get("default_region")
-    raw = [
-        r[0]
-        for r in ctx.q(
-            f"""SELECT DISTINCT c.phone FROM {go} g JOIN customers c USING (customer_id)
-            WHERE c.phone IS NOT NULL AND coalesce(c.sms_consent, FALSE)"""
-        ).fetchall()
-    ]
+    region = (ctx.program.data.get("messaging") or {}).get("default_region") or ""
     ctx.q(
-        """CREATE OR REPLACE TEMP TABLE _wf_phones AS
-        SELECT unnest(CAST($raw AS VARCHAR[])) AS phone, unnest(CAST($e AS VARCHAR[])) AS e164""",
-        {"raw": raw, "e": [normalize_phone(p, region) for p in raw]},
+        f"""CREATE OR REPLACE TEMP TABLE _wf_phones AS
+        SELECT DISTINCT c.phone, n.e164, n.phone IS NOT NULL AS known
+        FROM {go} g JOIN customers c USING (customer_id)
+        LEFT JOIN phone_numbers n ON n.phone = c.phone AND n.region = $region
+        WHERE c.phone IS NOT NULL AND coalesce(c.sms_consent, FALSE)""",
+        {"region": region},
+    )
+    new = [r[0] for r in ctx.q("SELECT phone FROM _wf_phones WHERE NOT known").fetchall()]
+    if not new:
+        return
+    ctx.q(
+        """INSERT INTO phone_numbers
+        SELECT unnest(CAST($raw AS VARCHAR[])), $region, unnest(CAST($e AS VARCHAR[]))""",
+        {"raw": new, "region": region, "e": [normalize_phone(p, region or None) for p in new]},
+    )
+    ctx.q(
+        """UPDATE _wf_phones SET e164 = n.e164 FROM phone_numbers n
+        WHERE NOT _wf_phones.known AND n.phone = _wf_phones.phone AND n.region = $region""",
+        {"region": region},
     )
 
 
