@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
+from loyalty_cli.engine.workflows import log_order
 from loyalty_cli.state import Connection
 
 
@@ -90,14 +91,12 @@ def explain(con: Connection, customer_id: str) -> dict:
         # the coupon given with a message is the code assigned for its message id).
         "workflow_steps": _rows(
             con,
-            """SELECT l.run_on, l.workflow_id, l.entered_on, l.step + 1 AS step, l.step_id,
+            f"""SELECT l.run_on, l.workflow_id, l.entered_on, l.step + 1 AS step, l.step_id,
                       l.action, l.channel, l.message_id, l.detail, c.code AS coupon_code
                FROM wf_log l
                LEFT JOIN coupon_codes c ON c.assigned_for = l.message_id
                WHERE l.customer_id = ?
-               ORDER BY l.run_on, l.workflow_id, l.entered_on,
-                        CASE l.action WHEN 'entered' THEN -1 WHEN 'completed' THEN 2147483647
-                                      ELSE l.step END, l.action <> 'exited'""",
+               ORDER BY l.run_on, l.workflow_id, l.entered_on, {log_order("l")}""",
             p,
         ),
         "orders": _rows(

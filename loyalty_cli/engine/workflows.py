@@ -33,10 +33,15 @@ from loyalty_cli.engine import coupons, ledger
 from loyalty_cli.engine.context import RunContext
 from loyalty_cli.engine.timeutil import sql_literal
 
-ACTIONS = ("entered", "exited", "waiting", "sent", "skipped", "awarded", "completed")
-# Order of a member's rows of one day in audiences/<workflow>.csv.
-_ORDER = """CASE action WHEN 'entered' THEN -1 WHEN 'completed' THEN 2147483647 ELSE step END,
-    action <> 'exited'"""
+
+def log_order(alias: str = "") -> str:
+    """SQL ORDER BY terms putting one instance's `wf_log` rows of a day in the order they
+    happened: entered, then step by step (an exit before the step's own action), completed."""
+    a = f"{alias}." if alias else ""
+    return (
+        f"CASE {a}action WHEN 'entered' THEN -1 WHEN 'completed' THEN 2147483647 "
+        f"ELSE {a}step END, {a}action <> 'exited'"
+    )
 
 
 class Refused(Exception):
@@ -658,7 +663,7 @@ def write_outputs(ctx: RunContext, out: Path, customer: str) -> None:
             f"""SELECT {customer} AS customer_id, step_id AS step, action,
                        channel, message_id, detail
             FROM wf_log WHERE workflow_id = {sql_literal(wf["id"])} AND run_on = {d}
-            ORDER BY wf_log.customer_id, entered_on, {_ORDER}""",
+            ORDER BY wf_log.customer_id, entered_on, {log_order()}""",
             out / "audiences" / f"{wf['id']}.csv",
         )
         ids = step_ids(wf)
