@@ -285,10 +285,12 @@ def run(
     no_catch_up: bool = typer.Option(False, "--no-catch-up", help="Do not run missed days first."),
     fmt: FormatOpt = Format.text,
 ) -> None:
-    """The nightly run: earn, return, bonus, redeem, expire, tier, segment; write out/D/.
+    """The nightly run: earn, return, bonus, redeem, expire, tier, segment, advance the
+    workflows; write out/D/.
 
     Atomic and idempotent: running the same day again changes nothing. Exit 3 when the run
-    is refused for its data (too many rejects, state in use); the state is then untouched.
+    is refused for its data (too many rejects, a coupon pool short of a workflow's
+    messages, state in use); the state is then untouched.
     """
     from loyalty_cli.engine.run import run as run_core
 
@@ -381,6 +383,108 @@ def backfill(
         if results:
             _print_result(results[-1], Format.text, console)
     raise typer.Exit(max((int(r.exit_code) for r in results), default=0))
+
+
+coupons_app = typer.Typer(
+    help="Coupon pools: codes left, generate codes, import codes from a file.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+app.add_typer(coupons_app, name="coupons")
+PoolArg = Annotated[str, typer.Argument(metavar="POOL", help="The pool's id in the program.")]
+
+
+@coupons_app.command(
+    "status", epilog="Example:\n\n  loyalty coupons status program.yaml --state shop.duckdb"
+)
+@_guard
+def coupons_status(
+    program: ProgramArg,
+    state_file: StateOpt = "loyalty.duckdb",
+    as_of: str = typer.Option(
+        None,
+        "--as-of",
+        metavar="DATE",
+        help="Count codes past their valid_until on this day as expired (YYYY-MM-DD).",
+    ),
+    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text or json."),
+) -> None:
+    """Codes per pool: stored, assigned, free, expired, and still to generate."""
+    from loyalty_cli.config.model import load_program
+    from loyalty_cli.engine.coupons import pools_status
+
+    rows = pools_status(load_program(program), state_file, _parse_day(as_of, "--as-of"))
+    if fmt is Format.json:
+        typer.echo(reporters.render_json(rows))
+        raise typer.Exit(0)
+    console = _console()
+    cols = ["pool", "source", "total", "assigned", "free", "expired", "to_generate"]
+    cells = [[str(r[c]) if isinstance(r[c], str) else f"{r[c]:,}" for c in cols] for r in rows]
+    if not cells:
+        console.print("the program has no coupon pools")
+        raise typer.Exit(0)
+    console.print(fitted_table("coupon pools", cols, cells, console), soft_wrap=False)
+
+
+@coupons_app.command(
+    "generate",
+    epilog="Examples:\n\n  loyalty coupons generate program.yaml winback-15 --state shop.duckdb\n\n"
+    "  loyalty coupons generate program.yaml winback-15 --count 5000",
+)
+@_guard
+def coupons_generate(
+    program: ProgramArg,
+    pool: PoolArg,
+    count: int = typer.Option(
+        None, "--count", min=1, help="Codes to add (default: the pool's `count`)."
+    ),
+    state_file: StateOpt = "loyalty.duckdb",
+) -> None:
+    """Add generated codes to a `generate` pool: before the run that would first fill it,
+    or when it runs low (runs fill a pool only while it has never had codes). Codes never
+    repeat one already in the pool."""
+    from loyalty_cli.config.model import load_program
+    from loyalty_cli.engine import coupons
+
+    prog = load_program(program)
+    added = coupons.change_pools(
+        prog, state_file, lambda con: coupons.generate_pool(con, prog, pool, count)
+    )
+    _print_pool_change(prog, state_file, pool, f"generated {added:,} code(s)")
+
+
+@coupons_app.command(
+    "import",
+    epilog="Example:\n\n"
+    "  loyalty coupons import program.yaml partner-10 codes.csv --state shop.duckdb",
+)
+@_guard
+def coupons_import(
+    program: ProgramArg,
+    pool: PoolArg,
+    file: str = typer.Argument(
+        ..., metavar="FILE", help="CSV with a header: code, and optionally valid_until."
+    ),
+    state_file: StateOpt = "loyalty.duckdb",
+) -> None:
+    """Add the codes of a CSV file to a pool; codes the pool has already are left as they
+    are. A `file` pool also reads its own file at every run that needs codes."""
+    from loyalty_cli.config.model import load_program
+    from loyalty_cli.engine import coupons
+
+    prog = load_program(program)
+    coupons.pool_config(prog, pool)  # an unknown pool is refused before the file is read
+    added = coupons.change_pools(prog, state_file, lambda con: coupons.import_file(con, pool, file))
+    _print_pool_change(prog, state_file, pool, f"imported {added:,} new code(s)")
+
+
+def _print_pool_change(prog, state_file: str, pool: str, done: str) -> None:
+    from loyalty_cli.engine.coupons import pools_status
+
+    row = next(r for r in pools_status(prog, state_file) if r["pool"] == pool)
+    _console().print(
+        f"pool {pool}: {done}; {row['total']:,} stored, {row['free']:,} free", highlight=False
+    )
 
 
 @app.command(epilog="Example:\n\n  loyalty explain C000123 --state shop.duckdb")

@@ -402,3 +402,44 @@ def coupons_status(con: Connection, program: Program, as_of: dt.date | None = No
             }
         )
     return out
+
+
+# --- `loyalty coupons` ------------------------------------------------------------------------
+
+
+def change_pools(program: Program, state_path, change):
+    """Call `change(con)` on the program's state in one transaction; returns its result.
+
+    As for a run: the state is locked while it is open, upgraded when older, and must hold
+    this program's runs (D609); a failure leaves it as it was."""
+    from loyalty_cli import state
+    from loyalty_cli.engine.run import check_program
+
+    con = state.connect(state_path)
+    try:
+        check_program(con, program, state_path)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            result = change(con)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        return result
+    finally:
+        con.close()
+
+
+def pools_status(program: Program, state_path, as_of: dt.date | None = None) -> list[dict]:
+    """`coupons_status` of a state file (all pools empty when there is no state yet)."""
+    from loyalty_cli import state
+    from loyalty_cli.engine.run import check_program
+
+    exists = state_path is not None and Path(state_path).exists()
+    con = state.connect(state_path if exists else None, read_only=exists)
+    try:
+        if exists:
+            check_program(con, program, state_path)
+        return coupons_status(con, program, as_of)
+    finally:
+        con.close()

@@ -96,7 +96,7 @@ STAGES = (
 Progress = Callable[[dt.date, str], None]
 
 
-def _check_program(con: Connection, program: Program, state_path: str | Path | None) -> None:
+def check_program(con: Connection, program: Program, state_path: str | Path | None) -> None:
     """Refuse (D609, exit 3) a program other than the one whose runs the state holds: a
     state is one program's ledger, and another program's rules, tiers and bonuses run on
     it would mix two programs' points (most often a wrong --state)."""
@@ -154,7 +154,7 @@ def _last_run_before(
 ) -> dt.date | None:
     """The state's last run day, after refusing another program (D609) or a day before that
     last run (D606, with `hint`)."""
-    _check_program(con, program, state_path)
+    check_program(con, program, state_path)
     last = last_run_day(con)
     if last is not None and as_of < last:
         raise _refuse(
@@ -264,7 +264,7 @@ def backfill(
     _check_out_folder(out_dir)
     con = state.connect(state_path)
     try:
-        _check_program(con, program, state_path)
+        check_program(con, program, state_path)
         last = last_run_day(con)
         if last is not None and first_day < last:
             raise _refuse(
