@@ -385,6 +385,47 @@ def backfill(
     raise typer.Exit(max((int(r.exit_code) for r in results), default=0))
 
 
+@app.command(
+    epilog="Examples:\n\n  loyalty report --state shop.duckdb\n\n"
+    "  loyalty report --state shop.duckdb --as-of 2026-10-31 --html report.html"
+)
+@_guard
+def report(
+    state_file: StateOpt = "loyalty.duckdb",
+    as_of: str = typer.Option(
+        None, "--as-of", metavar="DATE", help="Day of the figures (default: the last run's)."
+    ),
+    html: str = typer.Option(
+        None, "--html", metavar="FILE", help="Also write a self-contained HTML report."
+    ),
+    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text or json."),
+) -> None:
+    """Program analytics from the state: members and liability per tier, tier movement,
+    points per month, redemption rate, segments' revenue, top members."""
+    from loyalty_cli import state
+    from loyalty_cli.engine.report import report as report_core
+    from loyalty_cli.engine.report_render import render_html, render_text
+
+    con = state.connect(state_file, read_only=True)
+    try:
+        figures = report_core(con, _parse_day(as_of, "--as-of"))
+    finally:
+        con.close()
+    if html:
+        from pathlib import Path
+
+        from loyalty_cli.csvsafe import write_text_atomic
+
+        write_text_atomic(Path(html), render_html(figures))
+    if fmt is Format.json:
+        typer.echo(reporters.render_json(figures))
+        raise typer.Exit(0)
+    console = _console()
+    render_text(figures, console)
+    if html:
+        console.print(f"HTML report: {html}", highlight=False)
+
+
 coupons_app = typer.Typer(
     help="Coupon pools: codes left, generate codes, import codes from a file.",
     no_args_is_help=True,

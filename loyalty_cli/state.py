@@ -23,6 +23,9 @@ SCHEMA_VERSION = 7
 LOTS_REMOVED_KEY = "lots_removed_up_to"
 # meta: the day of a committed run whose files are not in place yet (engine/run.py).
 FILES_PENDING_KEY = "files_pending"
+# meta: what `loyalty report` needs of the program of the last run (JSON: id, name,
+# currency, point_value as text, the tier levels' ids and names in order).
+PROGRAM_KEY = "program"
 
 # Points are BIGINT, money DECIMAL(18,2), dates and timestamps local to the program's timezone.
 MIGRATIONS: dict[int, list[str]] = {

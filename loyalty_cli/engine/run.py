@@ -472,6 +472,7 @@ def run_day(
         _mark_processed(ctx)
         outputs.update_totals(ctx, first_entry)
         outputs.build_balances(ctx)
+        state.set_meta(con, state.PROGRAM_KEY, _program_meta(program))
         run_id = int(state.value(con, "SELECT coalesce(max(run_id), 0) + 1 FROM runs"))
         if last != as_of:
             con.execute(
@@ -605,6 +606,25 @@ def _tidy_ledger(con: Connection, first_entry: int) -> None:
             ledger.compact_tail(con)
     except duckdb.Error:
         pass
+
+
+def _program_meta(program: Program) -> str:
+    """What `loyalty report` reads of the program from the state (state.PROGRAM_KEY)."""
+    section = program.data["program"]
+    return json.dumps(
+        {
+            "id": program.id,
+            "name": section.get("name") or program.id,
+            "currency": program.currency,
+            "point_value": str(section.get("point_value") or 0),
+            "tiers": [
+                {"id": lvl["id"], "name": lvl.get("name") or lvl["id"]}
+                for lvl in program.levels
+                if lvl.get("id") is not None
+            ],
+        },
+        sort_keys=True,
+    )
 
 
 def _fault_point(stage: str) -> None:

@@ -1,0 +1,149 @@
+"""`loyalty report` on a small shop whose figures are worked out by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from enginekit import Shop, customer, order
+from typer.testing import CliRunner
+
+from loyalty_cli import state
+from loyalty_cli.cli import app
+from loyalty_cli.engine.report import report
+
+PROGRAM = """
+earning:
+  rules:
+    - {id: base, on: order, points: order.total}
+tiers:
+  basis: spend
+  levels:
+    - {id: bronze, name: Bronze, min: 0}
+    - {id: gold, name: Gold, min: 100}
+rewards:
+  - {id: r, name: Reward, cost: 50}
+segments:
+  - {id: active, type: rule, when: orders_count >= 1}
+"""
+
+
+def make_shop(tmp_path) -> Shop:
+    shop = Shop(tmp_path, PROGRAM)
+    shop.add(
+        "customers",
+        customer("A", "2026-01-05 10:00:00"),
+        customer("B<b>", "2026-01-05 10:00:00"),
+        customer("C", "2026-02-20 10:00:00"),
+    )
+    shop.add(
+        "orders",
+        order("O1", "A", "2026-01-10 10:00:00", "120.00"),
+        order("O2", "B<b>", "2026-02-03 10:00:00", "40.00"),
+    )
+    shop.add(
+        "redemptions",
+        # A has 120 points: accepted. B has 40: insufficient_points.
+        {
+            "redemption_id": "R1",
+            "customer_id": "A",
+            "reward_id": "r",
+            "requested_at": "2026-02-15 10:00:00",
+        },
+        {
+            "redemption_id": "R2",
+            "customer_id": "B<b>",
+            "reward_id": "r",
+            "requested_at": "2026-02-16 10:00:00",
+        },
+    )
+    shop.run("2026-03-01")
+    shop.run("2026-03-02")  # the rule segment reads the member view of the run's start
+    return shop
+
+
+def figures(shop: Shop, as_of: dt.date | None = None) -> dict:
+    con = state.connect(shop.state, read_only=True)
+    try:
+        return report(con, as_of)
+    finally:
+        con.close()
+
+
+def test_report_figures(tmp_path):
+    f = figures(make_shop(tmp_path))
+    assert (f["as_of"], f["last_run"]) == ("2026-03-02", "2026-03-02")
+    assert f["program"] == {
+        "id": "test-club",
+        "name": "Test Club",
+        "currency": "PLN",
+        "point_value": "0.01",
+    }
+    # A: 120 earned - 50 redeemed = 70 (gold); B 40 and C 0 (bronze); 0.01 PLN a point.
+    assert (f["members"], f["available"], f["liability"]) == (3, 110, "1.10")
+    assert f["tiers"] == [
+        {"tier": "bronze", "members": 2, "points": 40, "pending": 0, "liability": "0.40"},
+        {"tier": "gold", "members": 1, "points": 70, "pending": 0, "liability": "0.70"},
+    ]
+    # Everyone joined within the year: all `new`.
+    assert f["tier_movement"] == {
+        "since": "2025-03-02",
+        "rows": [
+            {"from": "new", "to": "bronze", "members": 2},
+            {"from": "new", "to": "gold", "members": 1},
+        ],
+    }
+    assert f["monthly"] == [
+        {"month": "2026-01", "earned": 120, "returned": 0, "redeemed": 0, "expired": 0},
+        {"month": "2026-02", "earned": 40, "returned": 0, "redeemed": 50, "expired": 0},
+    ]
+    assert f["redemption"] == {
+        "earned": 160,
+        "redeemed": 50,
+        "rate": "0.3125",
+        "accepted": 1,
+        "rejected": 1,
+    }
+    [segment] = f["segments"]
+    assert (segment["segment_id"], segment["group"], segment["members"]) == ("active", "active", 2)
+    assert str(segment["revenue"]) == "160.00"
+    # Two buyers: the top 10% is one member, A, with 120 of 160.
+    assert f["top_share"] == {
+        "buyers": 2,
+        "top": 1,
+        "revenue": "160.00",
+        "top_revenue": "120.00",
+        "share": "0.7500",
+    }
+    assert f["leaderboards"] == {
+        "2026-03": [],
+        "year": [{"customer_id": "A", "earned": 120}, {"customer_id": "B<b>", "earned": 40}],
+    }
+
+
+def test_report_as_of_an_earlier_day(tmp_path):
+    f = figures(make_shop(tmp_path), dt.date(2026, 2, 10))
+    # Points are those of runs up to the day: none before the first run on 03-01.
+    assert (f["as_of"], f["members"], f["available"]) == ("2026-02-10", 2, 0)
+    assert f["monthly"] == []
+
+
+def test_report_cli_text_json_and_html(tmp_path):
+    shop = make_shop(tmp_path)
+    html = tmp_path / "report.html"
+    res = CliRunner().invoke(app, ["report", "--state", str(shop.state), "--html", str(html)])
+    assert res.exit_code == 0, res.output
+    assert "members 3 | available 110 points | liability 1.10 PLN" in res.output
+    assert "redemption rate 31.2%: 50 of 160 points earned were redeemed" in res.output
+    page = html.read_text()
+    assert "B&lt;b&gt;" in page and "B<b>" not in page
+    assert "<script" not in page and "http" not in page
+    res = CliRunner().invoke(app, ["report", "--state", str(shop.state), "-f", "json"])
+    assert json.loads(res.output)["available"] == 110
+
+    empty = tmp_path / "empty.duckdb"
+    state.connect(empty).close()
+    res = CliRunner().invoke(app, ["report", "--state", str(empty)])
+    assert res.exit_code == 1 and "the state holds no run yet" in res.output
+    res = CliRunner().invoke(app, ["report", "--state", str(tmp_path / "missing.duckdb")])
+    assert res.exit_code == 2 and "no state file here" in res.output
