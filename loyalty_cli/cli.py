@@ -289,8 +289,8 @@ def run(
     workflows; write out/D/.
 
     Atomic and idempotent: running the same day again changes nothing. Exit 3 when the run
-    is refused for its data (too many rejects, a coupon pool short of a workflow's
-    messages, state in use); the state is then untouched.
+    is refused for its data (too many rejects, a short coupon pool, state in use); the
+    state is then untouched.
     """
     from loyalty_cli.engine.run import run as run_core
 

@@ -347,8 +347,8 @@ def test_help_reflows_paragraphs_and_names_values(monkeypatch):
     result = run_cli("run", "--help")
     assert result.exit_code == 0
     assert (
-        "Exit 3 when the run is refused for its data (too many rejects, a coupon pool short "
-        "of a workflow's messages, state in use); the state is then untouched." in result.output
+        "Exit 3 when the run is refused for its data (too many rejects, a short coupon pool, "
+        "state in use); the state is then untouched." in result.output
     )
     for option, metavar in (("--data", "DIR"), ("--as-of", "DATE"), ("--state", "FILE")):
         line = next(x for x in result.output.splitlines() if f" {option} " in x)
