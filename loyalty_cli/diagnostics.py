@@ -80,6 +80,8 @@ CODES: dict[str, str] = {
     "D611": "LOYALTY_MEMORY_LIMIT is not an amount of memory",
     "D612": "the state's disk failed during a run",
     "D613": "a value of the exports does not fit an expression of the program",
+    "D614": "the state holds no run yet",
+    "D615": "the folder to write a new program into is not empty",
 }
 
 

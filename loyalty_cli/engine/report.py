@@ -54,7 +54,7 @@ def report(con: Connection, as_of: dt.date | None = None) -> dict:
     if last is None:
         raise LoyaltyError(
             Diagnostic(
-                code="D607",
+                code="D614",
                 message="the state holds no run yet",
                 hint="Run `loyalty run` first; the report reads what runs stored.",
             ),
