@@ -386,6 +386,76 @@ def backfill(
 
 
 @app.command(
+    epilog="Examples:\n\n  loyalty init my-club\n\n"
+    "  loyalty init my-club --name 'My Club' --currency EUR --timezone Europe/Berlin --yes"
+)
+@_guard
+def init(
+    folder: str = typer.Argument(
+        ".", metavar="DIR", help="A new (or empty) folder for the program."
+    ),
+    name: str = typer.Option(None, "--name", help="Program name, e.g. 'Fashion Club'."),
+    program_id: str = typer.Option(
+        None, "--id", help="Program id (default: the name in lower case with dashes)."
+    ),
+    currency: str = typer.Option(None, "--currency", help="ISO 4217 code, e.g. EUR."),
+    timezone: str = typer.Option(None, "--timezone", help="IANA time zone, e.g. Europe/Berlin."),
+    from_email: str = typer.Option(None, "--from-email", help="Sender of emails."),
+    sms_sender: str = typer.Option(None, "--sms-sender", help="Sender of text messages."),
+    region: str = typer.Option(
+        None, "--region", help="Country of phone numbers without a country code, e.g. DE."
+    ),
+    sample_data: bool = typer.Option(
+        True, "--sample-data/--no-sample-data", help="Write 18 months of sample exports."
+    ),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Ask nothing: the defaults for every answer not given."
+    ),
+) -> None:
+    """Write a working program, a welcome workflow, its email templates and sample exports
+    into DIR, ready for `loyalty validate`, `plan` and `run`.
+
+    Asks for what the options do not give (in a terminal, without --yes).
+    """
+    from pathlib import Path
+
+    from loyalty_cli.init import QUESTIONS, Answers, slug
+    from loyalty_cli.init import init as init_core
+
+    given = {
+        "name": name,
+        "id": program_id,
+        "currency": currency,
+        "timezone": timezone,
+        "from_email": from_email,
+        "sms_sender": sms_sender,
+        "region": region,
+    }
+    answers = Answers(sample_data=sample_data)
+    ask = not yes and sys.stdin.isatty()
+    for key, question in QUESTIONS:
+        value = given[key]
+        if value is None and ask:
+            default = getattr(answers, key) or (slug(answers.name) if key == "id" else "")
+            value = typer.prompt(question, default=default, show_default=True)
+        if value is not None:
+            setattr(answers, key, value)
+    program = init_core(Path(folder), answers)
+    console = _console()
+    where = program.parent
+    console.print(f"wrote {where}: program.yaml, workflows/, templates/", highlight=False)
+    if sample_data:
+        console.print(f"sample exports: {where / 'data'}", highlight=False)
+    console.print(
+        "next:\n"
+        f"  loyalty validate {program}\n"
+        f"  loyalty run {program} --data {where / 'data'} --state {where / 'loyalty.duckdb'} "
+        f"--out {where / 'out'}",
+        highlight=False,
+    )
+
+
+@app.command(
     epilog="Examples:\n\n  loyalty report --state shop.duckdb\n\n"
     "  loyalty report --state shop.duckdb --as-of 2026-10-31 --html report.html"
 )
