@@ -386,6 +386,89 @@ def backfill(
 
 
 @app.command(
+    epilog="Example:\n\n  loyalty simulate program-new.yaml --baseline program.yaml "
+    "--data exports/ --from 2026-01-01 --to 2026-06-30"
+)
+@_guard
+def simulate(
+    new: str = typer.Argument(..., metavar="NEW", help="The changed program."),
+    baseline: str = typer.Option(
+        ..., "--baseline", metavar="OLD", help="The program to compare with."
+    ),
+    data: DataOpt = ...,  # type: ignore[assignment]
+    from_day: str = typer.Option(..., "--from", metavar="DATE", help="First day (YYYY-MM-DD)."),
+    to_day: str = typer.Option(..., "--to", metavar="DATE", help="Last day (YYYY-MM-DD)."),
+    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text or json."),
+) -> None:
+    """Replay the exports' history under two versions of a program, each on a throw-away
+    state, and compare them side by side: points earned, returned, redeemed and expired,
+    liability, points by rule, tier mix, redemptions and the workflows' audiences.
+
+    The first day's run covers all history before it, as on a fresh state. Writes no
+    files and leaves no state behind.
+    """
+    from loyalty_cli.engine.simulate import comparison
+    from loyalty_cli.engine.simulate import simulate as simulate_core
+
+    d1, d2 = _parse_day(from_day, "--from"), _parse_day(to_day, "--to")
+    assert d1 is not None and d2 is not None
+    if d2 < d1:
+        raise typer.BadParameter("--to is before --from", param_hint="--to")
+    with _day_progress(_console(stderr=True)) as (planned, progress):
+        result = simulate_core(
+            new,
+            baseline,
+            data,
+            d1,
+            d2,
+            progress=(lambda label, day, stage: progress(day, stage)) if progress else None,
+            planned=(lambda label, days: planned(days)) if planned else None,
+        )
+    if fmt is Format.json:
+        typer.echo(reporters.render_json(result))
+        raise typer.Exit(0)
+    console = _console()
+    console.print(
+        f"[bold]simulation {d1} .. {d2}[/bold]: baseline {result['baseline']['program']} "
+        f"({baseline}), new {result['new']['program']} ({new})",
+        highlight=False,
+    )
+    cells = [
+        [section, what, _cell(b), _cell(n), _change(b, n)]
+        for section, what, b, n in comparison(result)
+    ]
+    table = fitted_table("", ["section", "what", "baseline", "new", "change"], cells, console)
+    console.print(table, soft_wrap=False)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return f"{Decimal(value):,}"
+    return f"{value:,}"
+
+
+def _change(base, new) -> str:
+    """new - baseline, and by how much in percent when baseline is not 0."""
+    if base is None or new is None:
+        return (
+            "only in new"
+            if base is None and new is not None
+            else ""
+            if new is None and base is None
+            else "only in baseline"
+        )
+    diff = Decimal(str(new)) - Decimal(str(base))
+    if not diff:
+        return "="
+    text = f"{diff:+,}"
+    if Decimal(str(base)):
+        text += f" ({diff / Decimal(str(base)) * 100:+.1f}%)"
+    return text
+
+
+@app.command(
     epilog="Examples:\n\n  loyalty init my-club\n\n"
     "  loyalty init my-club --name 'My Club' --currency EUR --timezone Europe/Berlin --yes"
 )

@@ -1,0 +1,162 @@
+"""`loyalty simulate NEW --baseline OLD`: both programs over the same history, compared.
+
+Each program is backfilled from D1 to D2 on a state of its own in a temporary folder (the
+first day's run covers all history before it, as on a fresh state), writing no files;
+then the same figures are read from both states as of D2. The states are deleted at the
+end. A program change is thereby judged by what it would have done on the shop's real
+history: the points it would have cost, the liability left, the tier mix, the redemptions
+and the workflows' audiences.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from loyalty_cli import state
+from loyalty_cli.config.model import Program, load_program
+from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
+from loyalty_cli.state import Connection
+
+
+def simulate(
+    new: Program | str | Path,
+    baseline: Program | str | Path,
+    data_dir: str | Path,
+    first_day: dt.date,
+    last_day: dt.date,
+    *,
+    progress: Callable[[str, dt.date, str], None] | None = None,
+    planned: Callable[[str, list[dt.date]], None] | None = None,
+) -> dict:
+    """{"from", "to", "baseline": figures, "new": figures} (see `figures`).
+
+    `planned(label, days)` and `progress(label, day, stage)` follow each backfill, the
+    label being "baseline" or "new"."""
+    from loyalty_cli.engine.run import backfill
+
+    programs = {
+        "baseline": baseline if isinstance(baseline, Program) else load_program(baseline),
+        "new": new if isinstance(new, Program) else load_program(new),
+    }
+    out: dict = {"from": first_day.isoformat(), "to": last_day.isoformat()}
+    with tempfile.TemporaryDirectory(prefix="loyalty-simulate-") as tmp:
+        for label, program in programs.items():
+            path = Path(tmp) / f"{label}.duckdb"
+            results = backfill(
+                program,
+                data_dir,
+                first_day,
+                last_day,
+                path,
+                None,
+                progress=_labelled(progress, label),
+                planned=_labelled(planned, label),
+            )
+            refused = next((r for r in results if r.status == "refused"), None)
+            if refused is not None:
+                raise LoyaltyError(
+                    Diagnostic(
+                        code="D606",
+                        path=str(program.path),
+                        message=f"the {label} program's run for {refused.as_of} was refused: "
+                        f"{refused.reason}",
+                        hint="Fix what the run names (the same run on its own says more), "
+                        "then simulate again.",
+                    ),
+                    ExitCode.REFUSED,
+                )
+            con = state.connect(path, read_only=True)
+            try:
+                out[label] = figures(con, program, last_day)
+            finally:
+                con.close()
+    return out
+
+
+def _labelled(callback: Callable | None, label: str) -> Callable | None:
+    """The engine's callback with the program's label put first."""
+    if callback is None:
+        return None
+    return lambda *args: callback(label, *args)
+
+
+def figures(con: Connection, program: Program, as_of: dt.date) -> dict:
+    """What a simulation compares, from one state as of its last day: the report's
+    headline, tiers and redemption figures, points by ledger kind and by rule, redemption
+    requests by outcome, and each workflow's entries and messages."""
+    from loyalty_cli.engine.report import EARNED, EXPIRED, REDEEMED, RETURNED, report
+
+    r = report(con, as_of)
+    kinds = con.execute(
+        f"""SELECT CAST(coalesce(sum({EARNED}), 0) AS BIGINT),
+                   CAST(coalesce(sum({RETURNED}), 0) AS BIGINT),
+                   CAST(coalesce(sum({REDEEMED}), 0) AS BIGINT),
+                   CAST(coalesce(sum({EXPIRED}), 0) AS BIGINT)
+            FROM ledger WHERE run_on <= $d""",
+        {"d": as_of},
+    ).fetchone()
+    assert kinds is not None
+    by_rule = con.execute(
+        f"""SELECT rule_id, CAST(sum({EARNED}) AS BIGINT) FROM ledger
+            WHERE run_on <= $d AND rule_id IS NOT NULL GROUP BY rule_id
+            HAVING sum({EARNED}) <> 0 ORDER BY rule_id""",
+        {"d": as_of},
+    ).fetchall()
+    requests = con.execute(
+        """SELECT CASE WHEN status = 'accepted' THEN 'accepted' ELSE 'rejected: ' || reason END,
+                  count(*)
+           FROM redemptions WHERE processed_on <= $d GROUP BY 1 ORDER BY 1""",
+        {"d": as_of},
+    ).fetchall()
+    workflows = con.execute(
+        """SELECT workflow_id, count(*) FILTER (WHERE action = 'entered'),
+                  count(*) FILTER (WHERE action = 'sent')
+           FROM wf_log WHERE run_on <= $d GROUP BY 1 ORDER BY 1""",
+        {"d": as_of},
+    ).fetchall()
+    return {
+        "program": program.id,
+        "currency": r["program"]["currency"],
+        "members": r["members"],
+        "available": r["available"],
+        "liability": r["liability"],
+        "points": dict(zip(("earned", "returned", "redeemed", "expired"), kinds, strict=True)),
+        "earned_by_rule": {str(k): int(v) for k, v in by_rule},
+        "tiers": {str(t["tier"]): int(t["members"]) for t in r["tiers"]},
+        "redemptions": {str(k): int(v) for k, v in requests},
+        "workflows": {str(w): {"entered": int(e), "sent": int(s)} for w, e, s in workflows},
+    }
+
+
+def comparison(result: dict) -> list[tuple[str, str, object, object]]:
+    """The rows of the side-by-side table: (section, what, baseline, new); a figure one of
+    the programs does not have is None."""
+    base, new = result["baseline"], result["new"]
+    rows: list[tuple[str, str, object, object]] = [
+        ("cost", f"points {k}", base["points"][k], new["points"][k])
+        for k in ("earned", "returned", "redeemed", "expired")
+    ]
+    rows.append(("cost", "points available", base["available"], new["available"]))
+    rows.append(("cost", f"liability ({new['currency']})", base["liability"], new["liability"]))
+
+    def merged(section: str, key: str, label: Callable[[str], str] = str) -> None:
+        names = [*base[key], *(n for n in new[key] if n not in base[key])]
+        rows.extend((section, label(n), base[key].get(n), new[key].get(n)) for n in names)
+
+    merged("rules", "earned_by_rule", lambda n: f"{n} earned")
+    merged("tiers", "tiers", lambda n: f"{n} members")
+    merged("redemptions", "redemptions")
+    for w in sorted(set(base["workflows"]) | set(new["workflows"])):
+        for what in ("entered", "sent"):
+            rows.append(
+                (
+                    "audiences",
+                    f"{w} {what}",
+                    (base["workflows"].get(w) or {}).get(what),
+                    (new["workflows"].get(w) or {}).get(what),
+                )
+            )
+    return rows
