@@ -468,6 +468,36 @@ def _change(base, new) -> str:
     return text
 
 
+class Dialect(str, Enum):
+    duckdb = "duckdb"
+    spark = "spark"
+    postgres = "postgres"
+
+
+@app.command(
+    "compile",
+    epilog="Examples:\n\n  loyalty compile program.yaml\n\n"
+    "  loyalty compile program.yaml --dialect spark > program.sql",
+)
+@_guard
+def compile_(
+    program: ProgramArg,
+    dialect: Dialect = typer.Option(Dialect.duckdb, "--dialect", help="SQL dialect."),
+) -> None:
+    """Print the program's expressions as SQL queries over the exports' tables: which
+    rows each earning rule credits and with how many points, bonus conditions, rule
+    segments and groups, workflow audiences and conditions.
+
+    The expressions are checked and compiled as a run compiles them; sqlglot writes them
+    in another dialect. The engine's own steps (rounding, multipliers, caps, lots,
+    expiry, tiers) are the same for every program and are not printed.
+    """
+    from loyalty_cli.config.model import load_program
+    from loyalty_cli.engine.compile import compile_program
+
+    typer.echo(compile_program(load_program(program), dialect.value), nl=False)
+
+
 @app.command(
     epilog="Examples:\n\n  loyalty init my-club\n\n"
     "  loyalty init my-club --name 'My Club' --currency EUR --timezone Europe/Berlin --yes"
