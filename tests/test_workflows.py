@@ -119,7 +119,10 @@ def test_welcome_series_sends_waits_checks_and_awards(tmp_path):
     shop = welcome_shop(tmp_path)
     shop.run("2026-03-01")
     assert shop.csv("2026-03-01", "audiences/welcome.csv") == []
-    shop.run("2026-03-05")  # catches up 03-02 .. 03-05 one day at a time
+    last = shop.run("2026-03-05")  # catches up 03-02 .. 03-05 one day at a time
+    # One code of the five generated went out; plan and run show what is left.
+    assert last.counts["workflows"]["welcome.coupons"] == 1
+    assert last.counts["coupons"] == {"nudge.left": 4}
 
     rows = [tuple(r.values()) for r in shop.csv("2026-03-02", "audiences/welcome.csv")]
     assert rows == [

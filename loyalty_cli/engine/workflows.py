@@ -98,6 +98,10 @@ def apply_workflows(ctx: RunContext) -> None:
     for wf in wfs:
         _enter(ctx, wf)
         _advance(ctx, wf)
+    # Codes left in the pools the workflows hand out (what `plan` shows next to those needed).
+    pools = sorted({s["coupon"]["pool"] for wf in wfs for s in wf["steps"] if s.get("coupon")})
+    for pool in pools:
+        ctx.count("coupons", f"{pool}.left", coupons.pool_free(ctx.con, pool, ctx.as_of))
     for table in (
         "_wf_trig",
         "_wf_member",
