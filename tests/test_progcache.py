@@ -216,3 +216,27 @@ def test_member_names_without_a_row_are_kept(tmp_path, cache, monkeypatch):
     [found] = [c for c in exprbase._CHECKED.values() if c.source == "orders_count >= 1"]
     assert found.columns == {(None, "orders_count")}
     assert exprbase.memo_key("orders_count >= 1", ctx, "condition") in exprbase._CHECKED
+
+
+def test_a_check_is_not_kept_when_a_file_it_read_changed_meanwhile(tmp_path, cache, monkeypatch):
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "w.yaml").write_text(WORKFLOW)
+    (tmp_path / "templates").mkdir()
+    for part in ("subject", "html", "txt"):
+        (tmp_path / "templates" / f"hi.{part}.j2").write_text("Hi")
+    path = tmp_path / "program.yaml"
+    path.write_text(
+        PROGRAM
+        + "segments:\n  - {id: big, type: rule, when: 'orders_count >= 1'}\n"
+        + "workflows: ['workflows/*.yaml']\n"
+    )
+    real = validate.validate_paths
+
+    def check_while_a_template_changes(paths):
+        report = real(paths)
+        (tmp_path / "templates" / "hi.txt.j2").write_text("Hi {{ nobody }}")
+        return report
+
+    monkeypatch.setattr(validate, "validate_paths", check_while_a_template_changes)
+    load_program(path)
+    assert list(cache.glob("program-*.json")) == []

@@ -140,6 +140,12 @@ def load_program(path: str | Path) -> Program:
     from loyalty_cli.config.validate import validate_paths
     from loyalty_cli.config.yamlload import load_yaml_file
 
+    # The workflow, template and pool files as the check reads them (see progcache).
+    files_before = (
+        progcache.files_before_check(p, text)
+        if text is not None and progcache.cache_dir() is not None
+        else None
+    )
     report = validate_paths([str(p)])
     if report.errors:
         raise LoyaltyError(report.errors, ExitCode.INVALID)
@@ -168,5 +174,5 @@ def load_program(path: str | Path) -> Program:
         if wdoc is not None:
             program.workflows.append((wp, wdoc.data))
     if text is not None and text == p.read_bytes():  # unchanged while it was checked
-        progcache.store(program, text)
+        progcache.store(program, text, files_before)
     return program

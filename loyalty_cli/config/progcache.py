@@ -9,7 +9,8 @@ a small JSON file and used as long as both are the same:
 
 - the program file, byte for byte (its SHA-256) and at the same absolute path;
 - the code: this package's files and the checking libraries (sqlglot, jsonschema,
-  ruamel.yaml, duckdb), by size and modification time, and the Python version.
+  ruamel.yaml, duckdb, jinja2, phonenumbers), by size and modification time, and the
+  Python version;
 
 - the other files the check reads: the workflow files the program's globs match (their
   paths and bytes), every file of the templates folder when there are workflows (their
@@ -205,7 +206,21 @@ def _column_order(column: list) -> tuple[str, str]:
     return (row or "", name)  # a bare member-view name has no row
 
 
-def store(program_obj, text: bytes) -> None:
+def files_before_check(program: Path, text: bytes) -> str | None:
+    """The other files' fingerprint as the check is about to read them (None when the
+    program does not parse): `store` keeps the check only if they are the same after it."""
+    from ruamel.yaml import YAML
+
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except Exception:  # noqa: BLE001 - the check reports it; nothing is kept
+        return None
+    if not isinstance(data, dict):
+        return None
+    return _files_fingerprint(program.resolve(), data)
+
+
+def store(program_obj, text: bytes, files_before: str | None = None) -> None:
     """Remember a program that passed its check (with every check made so far)."""
     from loyalty_cli import exprbase
 
@@ -223,6 +238,9 @@ def store(program_obj, text: bytes) -> None:
         w for _, w in program_obj.workflows
     ]:
         return
+    files = _files_fingerprint(Path(program_obj.path).resolve(), program_obj.data)
+    if files != files_before:  # a workflow, template or pool file changed during the check
+        return
     checks = [
         [list(key), c.source, c.sql, sorted(map(list, c.columns), key=_column_order), c.kind]
         for key, c in exprbase._CHECKED.items()
@@ -235,7 +253,7 @@ def store(program_obj, text: bytes) -> None:
         "code": _code_fingerprint(),
         "data": data,
         "workflows": workflows,
-        "files": _files_fingerprint(Path(program_obj.path).resolve(), program_obj.data),
+        "files": files,
         "checks": checks,
     }
     target = _entry_path(folder, Path(program_obj.path).resolve())
