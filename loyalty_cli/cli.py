@@ -133,6 +133,15 @@ def _parse_day(value: str | None, option: str) -> dt.date | None:
         ) from None
 
 
+def _day_range(from_day: str, to_day: str) -> tuple[dt.date, dt.date]:
+    """--from and --to as dates, the second not before the first."""
+    d1, d2 = _parse_day(from_day, "--from"), _parse_day(to_day, "--to")
+    assert d1 is not None and d2 is not None
+    if d2 < d1:
+        raise typer.BadParameter("--to is before --from", param_hint="--to")
+    return d1, d2
+
+
 def _print_result(result, fmt: Format, console: Console) -> None:
     if fmt is Format.json:
         return
@@ -366,10 +375,7 @@ def backfill(
     """Replay history one day at a time (the same as one run per day D1..D2)."""
     from loyalty_cli.engine.run import backfill as backfill_core
 
-    d1, d2 = _parse_day(from_day, "--from"), _parse_day(to_day, "--to")
-    assert d1 is not None and d2 is not None
-    if d2 < d1:
-        raise typer.BadParameter("--to is before --from", param_hint="--to")
+    d1, d2 = _day_range(from_day, to_day)
     console = _console()
     with _day_progress(_console(stderr=True)) as (planned, progress):
         results = backfill_core(
@@ -410,10 +416,7 @@ def simulate(
     from loyalty_cli.engine.simulate import comparison
     from loyalty_cli.engine.simulate import simulate as simulate_core
 
-    d1, d2 = _parse_day(from_day, "--from"), _parse_day(to_day, "--to")
-    assert d1 is not None and d2 is not None
-    if d2 < d1:
-        raise typer.BadParameter("--to is before --from", param_hint="--to")
+    d1, d2 = _day_range(from_day, to_day)
     with _day_progress(_console(stderr=True)) as (planned, progress):
         result = simulate_core(
             new,
