@@ -634,3 +634,42 @@ def test_a_run_killed_in_its_workflows_or_files_leaves_the_state_as_before(tmp_p
         assert data.replace(killed_code.encode(), b"CODE") == ref_files[name].replace(
             ref_code.encode(), b"CODE"
         ), name
+
+
+def test_members_past_the_last_step_of_a_shortened_workflow_complete_it(tmp_path):
+    long_flow = """
+        version: 1
+        workflow:
+          id: series
+          trigger: joined
+          steps:
+            - {id: one, send: {channel: email, template: hello}}
+            - wait: 2 days
+            - {id: two, send: {channel: email, template: hello}}
+            - wait: 2 days
+            - {id: three, send: {channel: email, template: hello}}
+        """
+    shop = shop_with(tmp_path, ORDERS_PROGRAM, {"series": long_flow})
+    shop.add("customers", customer("A", "2026-03-02 10:00:00", email_consent="true"))
+    shop.run("2026-03-01")
+    shop.run("2026-03-04")  # A took `two` on 03-04 and waits at the fourth step
+    assert shop.query("SELECT next_step, resume_on, status FROM wf_instances") == [
+        (4, dt.date(2026, 3, 6), "active")
+    ]
+    # The workflow loses its last two steps while A waits.
+    short = long_flow.split("            - wait: 2 days\n            - {id: three")[0]
+    (tmp_path / "workflows" / "series.yaml").write_text(textwrap.dedent(short))
+    shop.run("2026-03-06")
+    assert shop.query("SELECT status, ended_on FROM wf_instances") == [
+        ("completed", dt.date(2026, 3, 6))
+    ]
+    assert shop.csv("2026-03-06", "audiences/series.csv") == [
+        {
+            "customer_id": "A",
+            "step": "",
+            "action": "completed",
+            "channel": "",
+            "message_id": "",
+            "detail": "",
+        }
+    ]

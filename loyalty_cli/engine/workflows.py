@@ -440,7 +440,7 @@ def _advance(ctx: RunContext, wf: dict) -> None:
             {"wf": wf["id"], "k": k},
         ).fetchone()
         at[k + 1] = at.get(k + 1, 0) + (int(moved[0]) if moved else 0)
-    if at.get(len(ids)):
+    if any(n for step, n in at.items() if step >= len(ids)):
         done = f"""FROM wf_instances WHERE workflow_id = $wf AND status = 'active'
                    AND next_step >= {len(ids)}"""
         _log(ctx, wf, None, None, "completed", f"(SELECT customer_id, entered_on {done})")
