@@ -673,31 +673,3 @@ def test_members_past_the_last_step_of_a_shortened_workflow_complete_it(tmp_path
             "detail": "",
         }
     ]
-
-
-def test_validate_warns_about_a_sender_the_program_lacks(tmp_path):
-    from loyalty_cli.config.validate import validate_paths
-
-    flow = """
-        version: 1
-        workflow:
-          id: hi
-          trigger: joined
-          steps:
-            - {id: hi, send: {channel: email, template: hello, fallback: sms}}
-        """
-    shop = shop_with(tmp_path, ORDERS_PROGRAM, {"hi": flow})
-    text = shop.program.read_text().replace("  sms_sender: SHOP\n", "")
-    shop.program.write_text(text)
-    report = validate_paths([str(shop.program)])
-    assert not report.errors
-    warned = [(d.code, d.path, d.line, d.message) for d in report.warnings]
-    assert warned == [
-        (
-            "R308",
-            str(tmp_path / "workflows" / "hi.yaml"),
-            7,  # the step's line (the file starts with an empty line)
-            "this step sends sms but the program has no `messaging.sms_sender`: "
-            "the batch files would name no sender",
-        )
-    ]

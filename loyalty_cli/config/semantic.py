@@ -516,20 +516,6 @@ def check_workflow(
                 _known("coupon pools", pctx.pools),
             )
         send = step.get("send")
-        if isinstance(send, dict) and pctx is not None:
-            messaging = pctx.data.get("messaging") or {}
-            senders = {"email": "from_email", "sms": "sms_sender"}
-            for key in ("channel", "fallback"):
-                setting = senders.get(send.get(key))
-                if setting and not (isinstance(messaging, dict) and messaging.get(setting)):
-                    c.add(
-                        "R308",
-                        (*spath, "send", key),
-                        f"this step sends {send.get(key)} but the program has no "
-                        f"`messaging.{setting}`: the batch files would name no sender",
-                        f"Set `messaging.{setting}` in the program.",
-                        severity="warning",
-                    )
         if isinstance(send, dict) and pctx is not None and pctx.template_dir is not None:
             name = send.get("template")
             channels = [(send.get("channel"), ("channel",))]
