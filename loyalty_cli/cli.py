@@ -406,12 +406,12 @@ def simulate(
     to_day: str = typer.Option(..., "--to", metavar="DATE", help="Last day (YYYY-MM-DD)."),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text or json."),
 ) -> None:
-    """Replay the exports' history under two versions of a program, each on a throw-away
-    state, and compare them side by side: points earned, returned, redeemed and expired,
-    liability, points by rule, tier mix, redemptions and the workflows' audiences.
+    """Compare two versions of a program over the same history, side by side.
 
-    The first day's run covers all history before it, as on a fresh state. Writes no
-    files and leaves no state behind.
+    Both are backfilled over the exports, each on a throw-away state, and compared: points
+    earned, returned, redeemed and expired, liability, points by rule, tier mix, redemptions and
+    the workflows' audiences. The first day's run covers all history before it, as on a fresh
+    state. Writes no files and leaves no state behind.
     """
     from loyalty_cli.engine.simulate import comparison
     from loyalty_cli.engine.simulate import simulate as simulate_core
@@ -487,13 +487,13 @@ def compile_(
     program: ProgramArg,
     dialect: Dialect = typer.Option(Dialect.duckdb, "--dialect", help="SQL dialect."),
 ) -> None:
-    """Print the program's expressions as SQL queries over the exports' tables: which
-    rows each earning rule credits and with how many points, bonus conditions, rule
-    segments and groups, workflow audiences and conditions.
+    """Print the program's expressions as SQL queries over the exports' tables.
 
-    The expressions are checked and compiled as a run compiles them; sqlglot writes them
-    in another dialect. The engine's own steps (rounding, multipliers, caps, lots,
-    expiry, tiers) are the same for every program and are not printed.
+    Which rows each earning rule credits and with how many points, bonus conditions, rule
+    segments and groups, workflow audiences and conditions. The expressions are checked and
+    compiled as a run compiles them; sqlglot writes them in another dialect. The engine's own
+    steps (rounding, multipliers, caps, lots, expiry, tiers) are the same for every program and
+    are not printed.
     """
     from loyalty_cli.config.model import load_program
     from loyalty_cli.engine.compile import compile_program
@@ -528,10 +528,11 @@ def init(
         False, "--yes", "-y", help="Ask nothing: the defaults for every answer not given."
     ),
 ) -> None:
-    """Write a working program, a welcome workflow, its email templates and sample exports
-    into DIR, ready for `loyalty validate`, `plan` and `run`.
+    """Start a program: a working starter program with sample exports, in DIR.
 
-    Asks for what the options do not give (in a terminal, without --yes).
+    Writes program.yaml, a welcome workflow, its email templates and 18 months of sample
+    exports, ready for `loyalty validate`, `plan` and `run`. Asks for what the options do not
+    give (in a terminal, without --yes).
     """
     from pathlib import Path
 
@@ -586,8 +587,11 @@ def report(
     ),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text or json."),
 ) -> None:
-    """Program analytics from the state: members and liability per tier, tier movement,
-    points per month, redemption rate, segments' revenue, top members."""
+    """Program analytics from the state, in the terminal or as one HTML page.
+
+    Members and liability per tier, tier movement, points per month, redemption rate,
+    segments' revenue, the top 10%'s share and leaderboards, as of the last run's day or
+    --as-of."""
     from loyalty_cli import state
     from loyalty_cli.engine.report import report as report_core
     from loyalty_cli.engine.report_render import render_html, render_text
