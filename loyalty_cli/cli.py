@@ -133,6 +133,11 @@ def _parse_day(value: str | None, option: str) -> dt.date | None:
         ) from None
 
 
+def _interactive() -> bool:
+    """Whether questions can be asked: standard input is a terminal."""
+    return sys.stdin.isatty()
+
+
 def _day_range(from_day: str, to_day: str) -> tuple[dt.date, dt.date]:
     """--from and --to as dates, the second not before the first."""
     d1, d2 = _parse_day(from_day, "--from"), _parse_day(to_day, "--to")
@@ -549,7 +554,7 @@ def init(
         "region": region,
     }
     answers = Answers(sample_data=sample_data)
-    ask = not yes and sys.stdin.isatty()
+    ask = not yes and _interactive()
     for key, question in QUESTIONS:
         value = given[key]
         if value is None and ask:

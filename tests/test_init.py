@@ -100,3 +100,33 @@ def test_slug():
     assert slug("Fashion Club") == "fashion-club"
     assert slug("  Łódź Loyalty! ") == "lodz-loyalty"
     assert slug("***") == "loyalty-club"
+
+
+def test_init_asks_in_a_terminal_for_what_the_options_do_not_give(tmp_path, monkeypatch):
+    import loyalty_cli.cli as cli
+
+    monkeypatch.setattr(cli, "_interactive", lambda: True)
+    # name, id (Enter: the slug), currency, time zone, email sender, SMS sender, region
+    answers = "Bike Club\n\nEUR\nEurope/Berlin\nclub@bike.example\nBIKE\nDE\n"
+    res = CliRunner().invoke(
+        app, ["init", str(tmp_path / "bike"), "--no-sample-data"], input=answers
+    )
+    assert res.exit_code == 0, res.output
+    assert "Program id (letters, digits and dashes) [bike-club]:" in res.output
+    loaded = load_program(tmp_path / "bike" / "program.yaml")
+    assert (loaded.id, loaded.currency, loaded.timezone) == ("bike-club", "EUR", "Europe/Berlin")
+    assert loaded.data["messaging"] == {
+        "max_per_week": 2,
+        "from_email": "club@bike.example",
+        "sms_sender": "BIKE",
+        "default_region": "DE",
+    }
+    # An option given is not asked again.
+    res = CliRunner().invoke(
+        app,
+        ["init", str(tmp_path / "two"), "--no-sample-data", "--name", "Two", "--currency", "USD"],
+        input="\n\n\n\n\n",
+    )
+    assert res.exit_code == 0, res.output
+    assert "Program name" not in res.output and "Currency" not in res.output
+    assert load_program(tmp_path / "two" / "program.yaml").id == "two"
