@@ -330,6 +330,13 @@ class _Rows:
 Connection = duckdb.DuckDBPyConnection | StateConnection
 
 
+def rows(con: Connection, sql: str, params: list | dict | None = None) -> list[dict]:
+    """The rows `sql` gives, each a dict by column name."""
+    cur = con.execute(sql, params or [])
+    cols = [c[0] for c in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
 def value(con: Connection, sql: str, params: list | None = None) -> Any:
     """The first column of the row `sql` gives: an aggregate, or a lookup known to match."""
     row = con.execute(sql, params or []).fetchone()

@@ -83,6 +83,19 @@ class Program:
         return parse_duration(node)
 
     @property
+    def extras(self) -> dict[str, dict[str, str]]:
+        """The columns each source declares under `extra` (name -> type), by source."""
+        return {
+            name: dict((src or {}).get("extra") or {})
+            for name, src in (self.data.get("sources") or {}).items()
+        }
+
+    @property
+    def has_rfm(self) -> bool:
+        """Whether a segment is of type `rfm` (expressions may then read r, f, m)."""
+        return any(s.get("type") == "rfm" for s in self.data.get("segments") or [])
+
+    @property
     def template_dir(self) -> Path:
         return self.path.parent / self.data.get("templates", "templates/")
 

@@ -267,12 +267,7 @@ def _challenge(ctx: RunContext, bonus: dict) -> int:
     on = bonus["on"]
     if not _has_rows(ctx, on):
         return 0
-    extras = {
-        name: dict((src or {}).get("extra") or {})
-        for name, src in (program.data.get("sources") or {}).items()
-    }
-    has_rfm = any(s.get("type") == "rfm" for s in program.data.get("segments") or [])
-    ectx = expressions.ExprContext.for_rule(on, extras, rfm=has_rfm)
+    ectx = expressions.ExprContext.for_rule(on, program.extras, rfm=program.has_rfm)
     cond = "TRUE"
     if bonus.get("when") is not None:
         cond = expressions.condition_sql(

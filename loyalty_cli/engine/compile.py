@@ -43,17 +43,9 @@ _KEY = {
 }
 
 
-def _extras(program: Program) -> dict[str, dict[str, str]]:
-    return {
-        name: dict((src or {}).get("extra") or {})
-        for name, src in (program.data.get("sources") or {}).items()
-    }
-
-
 def queries(program: Program) -> list[tuple[str, str]]:
     """(comment, DuckDB query) for every expression of the program, in program order."""
-    extras = _extras(program)
-    has_rfm = any(s.get("type") == "rfm" for s in program.data.get("segments") or [])
+    extras, has_rfm = program.extras, program.has_rfm
 
     def sql(text, on: str | None, kind: str, workflow: bool = False) -> str:
         ctx = expressions.ExprContext.for_rule(on, extras, rfm=has_rfm, workflow=workflow)

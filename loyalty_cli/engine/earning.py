@@ -134,11 +134,7 @@ def apply_earning(ctx: RunContext) -> None:
     """Evaluate every rule, cap, book credits (pending or available) and debits."""
     program = ctx.program
     rnd = program.rounding
-    extras = {
-        name: dict((src or {}).get("extra") or {})
-        for name, src in (program.data.get("sources") or {}).items()
-    }
-    has_rfm = any(s.get("type") == "rfm" for s in program.data.get("segments") or [])
+    extras, has_rfm = program.extras, program.has_rfm
     rules = program.rules
     offsets = _positions(ctx)
     rule_id = rule_id_sql(rules)

@@ -40,12 +40,6 @@ REDEEMED = "CASE WHEN kind = 'redeem' THEN -points ELSE 0 END"
 EXPIRED = "CASE WHEN kind = 'expire' THEN -points ELSE 0 END"
 
 
-def _rows(con: Connection, sql: str, params: dict | None = None) -> list[dict]:
-    cur = con.execute(sql, params or {})
-    cols = [c[0] for c in cur.description]
-    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
-
-
 def report(con: Connection, as_of: dt.date | None = None) -> dict:
     """The report's figures as plain data (see the module's docstring)."""
     from loyalty_cli.engine.outputs import liability
@@ -95,7 +89,7 @@ def report(con: Connection, as_of: dt.date | None = None) -> dict:
         p,
     )
     try:
-        tiers = _rows(
+        tiers = state.rows(
             con,
             """SELECT tier, count(*) AS members, CAST(sum(available) AS BIGINT) AS points,
                       CAST(sum(pending) AS BIGINT) AS pending
@@ -105,12 +99,12 @@ def report(con: Connection, as_of: dt.date | None = None) -> dict:
         tiers.sort(key=lambda r: (rank.get(r["tier"], len(rank)), str(r["tier"])))
         for row in tiers:
             row["liability"] = str(liability(int(row["points"]), point_value, currency))
-        movement = _rows(
+        movement = state.rows(
             con,
             """SELECT coalesce(tier_then, 'new') AS "from", tier AS "to", count(*) AS members
                FROM _report_members GROUP BY ALL ORDER BY ALL""",
         )
-        monthly = _rows(
+        monthly = state.rows(
             con,
             f"""SELECT strftime(occurred_on, '%Y-%m') AS month,
                        CAST(sum({EARNED}) AS BIGINT) AS earned,
@@ -122,7 +116,7 @@ def report(con: Connection, as_of: dt.date | None = None) -> dict:
                 GROUP BY month ORDER BY month""",
             {"d": d, "first_month": first_month},
         )
-        totals = _rows(
+        totals = state.rows(
             con,
             f"""SELECT CAST(coalesce(sum({EARNED}), 0) AS BIGINT) AS earned,
                        CAST(coalesce(sum({REDEEMED}), 0) AS BIGINT) AS redeemed
@@ -141,7 +135,7 @@ def report(con: Connection, as_of: dt.date | None = None) -> dict:
             WHERE status = 'completed' AND day > $year_ago AND day <= $d GROUP BY customer_id""",
             {"d": d, "year_ago": year_ago},
         )
-        segments = _rows(
+        segments = state.rows(
             con,
             """SELECT s.segment_id, s.grp AS "group", max(s.as_of) AS as_of,
                       count(*) AS members,
@@ -158,7 +152,7 @@ def report(con: Connection, as_of: dt.date | None = None) -> dict:
             {"n": top_n},
         ).fetchone()
         leaders = {
-            period: _rows(
+            period: state.rows(
                 con,
                 f"""SELECT customer_id, CAST(sum({EARNED}) AS BIGINT) AS earned FROM ledger
                     WHERE run_on <= $d AND occurred_on <= $d AND occurred_on >= $since

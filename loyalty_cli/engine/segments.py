@@ -274,13 +274,6 @@ def _bgnbd_entry(fit: BgNbdFit) -> dict:
     return {"model": "bgnbd", "params": fit.params(), "loglik": fit.loglik}
 
 
-def _extras(ctx: RunContext) -> dict[str, dict[str, str]]:
-    return {
-        name: dict((src or {}).get("extra") or {})
-        for name, src in (ctx.program.data.get("sources") or {}).items()
-    }
-
-
 def _number(value: float) -> str:
     """A DOUBLE literal from a number of the validated program."""
     return f"CAST({float(value)!r} AS DOUBLE)"
@@ -313,7 +306,7 @@ def _rfm(ctx: RunContext, seg: dict, shared: _Shared) -> None:
     window = _duration(seg, "window")
     d, first = ctx.sql_date(), ctx.sql_date(window.subtract_from(ctx.as_of))
     scores = int(seg.get("scores", 5))
-    rctx = expressions.ExprContext.for_rule(None, _extras(ctx), rfm=True)
+    rctx = expressions.ExprContext.for_rule(None, ctx.program.extras, rfm=True)
     whens = " ".join(
         f"WHEN coalesce(({expressions.compile_expression(rule, rctx, kind='condition')}), "
         f"false) THEN {sql_literal(str(name))}"
@@ -373,8 +366,7 @@ def _rfm_members(whens: str) -> str:
 
 def _rule(ctx: RunContext, seg: dict, shared: _Shared) -> None:
     """Members (joined by D) for whom `when` holds; the group is the segment id."""
-    has_rfm = any(s.get("type") == "rfm" for s in ctx.program.data.get("segments") or [])
-    rctx = expressions.ExprContext.for_rule(None, _extras(ctx), rfm=has_rfm)
+    rctx = expressions.ExprContext.for_rule(None, ctx.program.extras, rfm=ctx.program.has_rfm)
     cond = expressions.compile_expression(seg["when"], rctx, kind="condition")
     ctx.q(
         f"""INSERT INTO {_NEW}

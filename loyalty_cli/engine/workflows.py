@@ -27,6 +27,7 @@ import datetime as dt
 from pathlib import Path
 
 from loyalty_cli import exprbase as expressions
+from loyalty_cli import state
 from loyalty_cli.config.durations import parse_duration
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
 from loyalty_cli.engine import coupons, ledger
@@ -168,12 +169,9 @@ def _member_table(ctx: RunContext) -> None:
 
 
 def _expr_ctx(ctx: RunContext) -> expressions.ExprContext:
-    extras = {
-        name: dict((src or {}).get("extra") or {})
-        for name, src in (ctx.program.data.get("sources") or {}).items()
-    }
-    has_rfm = any(s.get("type") == "rfm" for s in ctx.program.data.get("segments") or [])
-    return expressions.ExprContext.for_rule(None, extras, rfm=has_rfm, workflow=True)
+    return expressions.ExprContext.for_rule(
+        None, ctx.program.extras, rfm=ctx.program.has_rfm, workflow=True
+    )
 
 
 def _condition(ctx: RunContext, text) -> str:
@@ -696,7 +694,8 @@ def _write_batches(
     messaging = ctx.program.data.get("messaging") or {}
     pool_id = (step.get("coupon") or {}).get("pool")
     discount = coupons.pool_config(ctx.program, pool_id).get("discount") if pool_id else None
-    cur = ctx.q(
+    rows = state.rows(
+        ctx.con,
         f"""SELECT l.customer_id, l.channel, l.message_id, l.recipient, c.*,
                    b.available AS balance,
                    b.pending, b.tier AS tier_id, b.next_expiry_on AS expiring_on,
@@ -713,8 +712,6 @@ def _write_batches(
           AND l.action = 'sent'""",
         {"wf": wf["id"], "k": k, "pool": pool_id},
     )
-    cols = [c[0] for c in cur.description]
-    rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
     basis = _tier_basis(ctx, [r["customer_id"] for r in rows]) if rows else {}
     extras = ((ctx.program.data.get("sources") or {}).get("customers") or {}).get("extra") or {}
     trigger, _ = trigger_of(wf)
