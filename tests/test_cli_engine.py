@@ -277,12 +277,13 @@ def test_second_run_on_a_locked_state_is_refused(tmp_path):
             sys.executable,
             "-c",
             textwrap.dedent(f"""
-            import duckdb, sys, time
+            import duckdb, sys
             con = duckdb.connect({str(shop.state)!r})
             print("locked", flush=True)
-            time.sleep(60)
+            sys.stdin.read()  # holds the lock until the test is done with it
         """),
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -296,6 +297,7 @@ def test_second_run_on_a_locked_state_is_refused(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+        holder.stdin.close()
         holder.stdout.close()
     assert proc.returncode == 3, proc.stderr
     assert "in use by another run" in proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from enginekit import Shop, customer, event, item, order
 
@@ -367,9 +368,9 @@ def test_cancelled_orders_earn_nothing_and_a_later_cancellation_reverses(tmp_pat
     shop.export()
     shop.run("2026-03-03")
     assert shop.ledger("A", "2026-03-02") == [("cancel", 0, -80, "return", 0)]
-    assert (
-        shop.query("SELECT status, returned FROM orders WHERE order_id = 'O2'")[0][0] == "cancelled"
-    )
+    assert shop.query("SELECT status, returned FROM orders WHERE order_id = 'O2'") == [
+        ("cancelled", Decimal("80.00"))
+    ]
     assert shop.balance("A") == (0, 0)
 
 
@@ -386,20 +387,25 @@ def test_rejects_carry_file_line_column_and_reason(tmp_path):
     shop.program.write_text(shop.program.read_text() + "data: {max_reject_rate: 0.6}\n")
     shop.run("2026-03-01")
     rejects = shop.csv("2026-03-01", "rejects.csv")
-    assert {
-        "source": "orders",
-        "file": "orders.csv",
-        "line": "3",
-        "column": "customer_id",
-        "reason": "unknown_customer",
-    } in rejects
-    assert {
-        "source": "returns",
-        "file": "returns.csv",
-        "line": "2",
-        "column": "order_id",
-        "reason": "unknown_order",
-    } in rejects
+    assert rejects == [
+        {
+            "source": "orders",
+            "file": "orders.csv",
+            "line": "3",
+            "column": "customer_id",
+            "reason": "unknown_customer",
+        },
+        {
+            "source": "returns",
+            "file": "returns.csv",
+            "line": "2",
+            "column": "order_id",
+            "reason": "unknown_order",
+        },
+    ]
+    # The run goes on: O1 earns its 10 points (pending), nothing else is booked.
+    assert shop.balance("A") == (0, 10)
+    assert shop.ledger("A", "2026-03-01") == [("pending", 0, 10, "base", 0)]
 
 
 def test_items_and_returns_of_an_order_after_the_day_wait_for_it(tmp_path):

@@ -867,8 +867,15 @@ def test_the_engine_books_what_the_reference_model_books(tmp_path_factory, sched
             assert shown == (int(final[cid]["available"]), int(final[cid]["pending"])), cid
             ledger = info["ledger"]
             assert shown == (sum(e["points"] for e in ledger), sum(e["pending"] for e in ledger))
-            mine = {r["order_id"] for r in rows["orders"] if r["customer_id"] == cid}
-            assert {o["order_id"] for o in info["orders"]} <= mine
+            exported = {r["order_id"] for r in rows["orders"] if r["customer_id"] == cid}
+            processed = {
+                order_id
+                for (order_id,) in con.execute(
+                    "SELECT order_id FROM orders WHERE customer_id = ?", [cid]
+                ).fetchall()
+            }
+            assert processed <= exported, cid
+            assert {o["order_id"] for o in info["orders"]} == processed, cid
     finally:
         con.close()
 
@@ -894,8 +901,9 @@ def test_the_reference_model_on_a_hand_checked_shop(tmp_path):
     rows["returns"] = [
         {"order_id": "O1", "returned_at": "2026-03-06 10:00:00", "amount": "61.73"},
     ]
-    # 7 Mar: the other 6 are released (earned on 5 Mar): 11; a reward of 5 is accepted with
-    # a code, one of 40 a minute later finds 6 points.
+    # 7 Mar: the other 6 are released at the start of the day (earned on 5 Mar): 11, so two
+    # rewards of 5 are accepted, each with a code (the second only because the release came
+    # first: 5 points alone would cover one), and one of 40 a minute later finds 1 point.
     rows["redemptions"] = [
         {
             "redemption_id": "R1",
@@ -904,19 +912,29 @@ def test_the_reference_model_on_a_hand_checked_shop(tmp_path):
             "requested_at": "2026-03-07 09:00:00",
         },
         {
+            "redemption_id": "R1b",
+            "customer_id": "C1",
+            "reward_id": "small",
+            "requested_at": "2026-03-07 09:00:30",
+        },
+        {
             "redemption_id": "R2",
             "customer_id": "C1",
             "reward_id": "big",
             "requested_at": "2026-03-07 09:01:00",
         },
     ]
-    expected = {"2026-03-05": (15, 12), "2026-03-06": (5, 6), "2026-03-07": (6, 0)}
+    expected = {"2026-03-05": (15, 12), "2026-03-06": (5, 6), "2026-03-07": (1, 0)}
     ref = Reference(rows)
     for n, day in enumerate(expected):
         ref.night(dt.date.fromisoformat(day), first=n == 0)
         row = ref.balances(dt.date.fromisoformat(day))["C1"]
         assert (int(row["available"]), int(row["pending"])) == expected[day], day
-    assert ref.redemptions == {"R1": "accepted:+code", "R2": "rejected:insufficient_points"}
+    assert ref.redemptions == {
+        "R1": "accepted:+code",
+        "R1b": "accepted:+code",
+        "R2": "rejected:insufficient_points",
+    }
 
     shop = Shop(tmp_path / "shop", PROGRAM)
     for source, source_rows in rows.items():
@@ -925,3 +943,11 @@ def test_the_reference_model_on_a_hand_checked_shop(tmp_path):
     for day, (available, pending) in expected.items():
         (row,) = shop.csv(day, "balances.csv")
         assert (int(row["available"]), int(row["pending"])) == (available, pending), day
+    assert [
+        (r["redemption_id"], r["status"], r["reason"], bool(r["coupon_code"]))
+        for r in shop.csv("2026-03-07", "redemptions.csv")
+    ] == [
+        ("R1", "accepted", "", True),
+        ("R1b", "accepted", "", True),
+        ("R2", "rejected", "insufficient_points", False),
+    ]

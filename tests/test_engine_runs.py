@@ -57,7 +57,6 @@ def make_shop(root: Path, data: Path, name: str = "state.duckdb") -> Shop:
     shop = Shop(root, PROGRAM, state_name=name)
     shutil.rmtree(shop.data)
     shutil.copytree(data, shop.data)
-    # The sample redemptions name rewards this program does not have; drop that source.
     return shop
 
 

@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from ruamel.yaml import YAML
 
 from loyalty_cli import columns
+from loyalty_cli.config.yamlload import load_yaml_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = ROOT / "schemas"
@@ -316,8 +317,21 @@ def test_spec_workflow_example_is_valid() -> None:
 
 
 def test_yaml_1_2_keeps_on_a_string_key() -> None:
-    rule = load_yaml(SPEC_PROGRAM)["earning"]["rules"][0]
-    assert rule["on"] == "order"
+    """9.18, through the product's own loader: `on:` is a string key, and YAML 1.1's
+    `yes`/`no`/`on`/`off` values stay text (only `true`/`false` are booleans)."""
+    doc, problems = load_yaml_text(
+        "earning:\n  rules:\n    - {id: a, on: order, qualifying: yes, x: off, y: true}\n",
+        "p.yaml",
+    )
+    assert problems == []
+    assert doc is not None
+    assert doc.data == {
+        "earning": {
+            "rules": [{"id": "a", "on": "order", "qualifying": "yes", "x": "off", "y": True}]
+        }
+    }
+    rule = doc.data["earning"]["rules"][0]
+    assert list(rule) == ["id", "on", "qualifying", "x", "y"]
 
 
 VALID_PROGRAM_SNIPPETS = {
