@@ -7,7 +7,12 @@ Then, for every member:
 - a workflow has at most one active instance, and a member re-enters only after
   `reentry` (never without it);
 - each step after a wait is taken on the day the wait named;
-- every message is in its day's batch file once, with its id.
+- every message is in its day's batch file once, with its id;
+- a send step goes out when the member can get its channel or fallback and the week's
+  limit is not reached, and is skipped with the reason otherwise; a member stopped by the
+  limit had exactly `max_per_week` messages that week, and the same day's messages went to
+  workflows of a higher priority (or the same priority and an earlier id);
+- a member reachable by a send step that the two weeks reach gets messages at all.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import json
 from collections import Counter, defaultdict
 
 from enginekit import Shop, customer, hunt_settings
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 TEMPLATES = {
@@ -69,7 +74,62 @@ def write_workflow(i: int, w: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def usable(member: tuple, channel: str) -> bool:
+    email_ok, sms_ok, phone = member
+    return email_ok if channel == "email" else sms_ok and phone == "512 345 678"
+
+
+def reached_sends(w: dict) -> list[tuple[int, str, bool]]:
+    """(step index, channel, fallback) of the send steps a member entering on the
+    workflow's first schedule day reaches within the two weeks."""
+    day = 0 if w["every"] == "day" else w["day"] - 1  # START is a Monday
+    out = []
+    for k, (kind, value, fallback) in enumerate(w["steps"]):
+        if kind == "wait":
+            day += value
+        elif day < DAYS:
+            out.append((k, value, fallback))
+    return out
+
+
 @hunt_settings(4)
+@example(
+    # The limit binds: w1 (priority 3) sends two messages a day to C0, so w0 never can
+    # that week; C1 can be reached by neither channel; C2 by email only.
+    workflows=[
+        {
+            "every": "day",
+            "day": 1,
+            "priority": 1,
+            "reentry": 1,
+            "steps": [("send", "email", False)],
+        },
+        {
+            "every": "day",
+            "day": 1,
+            "priority": 3,
+            "reentry": 1,
+            "steps": [("send", "email", False), ("send", "sms", True)],
+        },
+    ],
+    limit=2,
+    members=[(True, True, "512 345 678"), (False, True, "12"), (True, False, "")],
+)
+@example(
+    # Equal priorities: the earlier id sends first; a weekly schedule and a wait.
+    workflows=[
+        {"every": "week", "day": 3, "priority": 2, "reentry": 3, "steps": [("send", "sms", True)]},
+        {
+            "every": "day",
+            "day": 1,
+            "priority": 2,
+            "reentry": None,
+            "steps": [("send", "email", False), ("wait", 2, False), ("send", "email", False)],
+        },
+    ],
+    limit=1,
+    members=[(True, True, "512 345 678"), (True, False, "512 345 678")],
+)
 @given(
     workflows=st.lists(workflow, min_size=1, max_size=3),
     limit=st.integers(1, 3),
@@ -117,6 +177,41 @@ workflows: ["workflows/*.yaml"]
     sent = [r for r in log if r[5] == "sent"]
     per_week = Counter((r[1], r[4].isocalendar()[:2]) for r in sent)
     assert all(n <= limit for n in per_week.values()), per_week
+
+    # Each send step: sent on the first usable channel, else skipped with the reason.
+    def rank(workflow_id: str) -> tuple[int, str]:
+        return (-workflows[int(workflow_id[1:])]["priority"], workflow_id)
+
+    for r in log:
+        w, cid, _entered, k, run_on, action, channel, _mid, detail = r
+        if k is None or action not in ("sent", "skipped") or detail == "condition":
+            continue
+        kind, first, fallback = workflows[int(w[1:])]["steps"][k]
+        assert kind == "send", r
+        m = members[int(cid[1:])]
+        channels = [first] + ([("sms" if first == "email" else "email")] if fallback else [])
+        can = [c for c in channels if usable(m, c)]
+        if not can:
+            assert (action, channel) == ("skipped", None) and detail.startswith(first), r
+            continue
+        if action == "sent":
+            assert channel == can[0], r
+            continue
+        assert detail == "weekly_limit", r
+        week = run_on.isocalendar()[:2]
+        assert per_week[(cid, week)] == limit, r
+        for other in sent:
+            if other[1] == cid and other[4] == run_on and other[0] != w:
+                assert rank(other[0]) < rank(w), (other, r)
+
+    # Someone reachable by a send step the two weeks reach gets messages.
+    for i, m in enumerate(members):
+        if any(
+            usable(m, channel) or (fallback and usable(m, "sms" if channel == "email" else "email"))
+            for w in workflows
+            for _k, channel, fallback in reached_sends(w)
+        ):
+            assert any(r[1] == f"C{i}" for r in sent), (i, m)
 
     active = shop.query(
         """SELECT workflow_id, customer_id, count(*) FROM wf_instances
