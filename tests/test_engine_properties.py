@@ -68,7 +68,7 @@ def shops(
         day = draw(st.integers(max(joined[cid], 0), NIGHTS - 1))
         return days[day], draw(st.integers(1, span))
 
-    for n in range(draw(st.integers(0, 8))):
+    for n in range(draw(st.integers(1, 8))):
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
         cents = draw(st.integers(0, 30000))
@@ -89,7 +89,7 @@ def shops(
                     "amount": f"{amount:.2f}",
                 }
             )
-    for n in range(draw(st.integers(0, 14))):
+    for n in range(draw(st.integers(1, 14))):
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
         kind = draw(st.sampled_from(["page_view"] * 4 + ["email_open"] * 2 + ["unsubscribe"]))
@@ -99,7 +99,7 @@ def shops(
         if draw(st.integers(0, 3)) == 0:  # keyed by a hash of the row (9.21)
             row["event_id"] = ""
         rows["events"].append(row)
-    for n in range(draw(st.integers(0, 4))):
+    for n in range(draw(st.integers(1, 4))):
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
         reward = draw(st.sampled_from(["small", "big", "vip", "nope"]))

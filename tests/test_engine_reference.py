@@ -329,7 +329,7 @@ def shops(draw, start: dt.date = A.start) -> dict[str, list[dict]]:
             row["_arrives"] = str(days[draw(st.integers(days.index(first), NIGHTS - 1))])
         return row
 
-    for n in range(draw(st.integers(0, 6))):
+    for n in range(draw(st.integers(1, 6))):
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
         cents = draw(st.sampled_from([0, 5, 1500, 2500, 12345, 40000]) | st.integers(0, 60000))
@@ -367,12 +367,12 @@ def shops(draw, start: dt.date = A.start) -> dict[str, list[dict]]:
                     arrives if draw(st.booleans()) else None,
                 )
             )
-    for n in range(draw(st.integers(0, 12))):
+    for n in range(draw(st.integers(1, 12))):
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
         kind = draw(st.sampled_from(["page_view"] * 3 + ["email_open"] * 2 + ["unsubscribe"]))
         rows["events"].append(late(event(f"E{n:02d}", cid, _at(day, sec), kind), day))
-    for n in range(draw(st.integers(0, 6))):
+    for n in range(draw(st.integers(1, 6))):
         cid = draw(st.sampled_from(MEMBERS))
         day, sec = when(cid)
         rows["redemptions"].append(
