@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from loyalty_cli import reporters
 from loyalty_cli.diagnostics import ExitCode, LoyaltyError
@@ -105,7 +106,9 @@ def validate(
     else:
         out = _console()
         for problem in report.usage_errors:
-            _console(stderr=True).print(f"[bold red]error:[/bold red] {problem}", highlight=False)
+            _console(stderr=True).print(
+                f"[bold red]error:[/bold red] {escape(str(problem))}", highlight=False
+            )
         n_err, n_warn = len(report.errors), len(report.warnings)
         if report.usage_errors:
             summary = ""
@@ -152,10 +155,13 @@ def _print_result(result, fmt: Format, console: Console) -> None:
         return
     if result.status == "refused":
         console.print(
-            f"[bold red]refused[/bold red] run for {result.as_of}: {result.reason}", highlight=False
+            f"[bold red]refused[/bold red] run for {result.as_of}: {escape(str(result.reason))}",
+            highlight=False,
         )
         if result.out_dir:
-            console.print(f"rejects: {result.out_dir / 'rejects.csv'}", highlight=False)
+            console.print(
+                f"rejects: {escape(str(result.out_dir / 'rejects.csv'))}", highlight=False
+            )
         return
     title = f"{'plan' if result.status == 'planned' else 'run'} for {result.as_of}"
     console.print(f"[bold]{title}[/bold]", highlight=False)
@@ -181,9 +187,9 @@ def _print_result(result, fmt: Format, console: Console) -> None:
     if result.rejects:
         console.print(f"[yellow]{result.rejects:,} rejected row(s)[/yellow]", highlight=False)
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     if result.out_dir:
-        console.print(f"files: {result.out_dir}", highlight=False)
+        console.print(f"files: {escape(str(result.out_dir))}", highlight=False)
 
 
 # The loader's counts per source (run.json counts.sources "<source>.<what>"), as columns.
@@ -437,8 +443,9 @@ def simulate(
         raise typer.Exit(0)
     console = _console()
     console.print(
-        f"[bold]simulation {d1} .. {d2}[/bold]: baseline {result['baseline']['program']} "
-        f"({baseline}), new {result['new']['program']} ({new})",
+        f"[bold]simulation {d1} .. {d2}[/bold]: "
+        f"baseline {escape(str(result['baseline']['program']))} ({escape(str(baseline))}), "
+        f"new {escape(str(result['new']['program']))} ({escape(str(new))})",
         highlight=False,
     )
     cells = [
@@ -565,14 +572,15 @@ def init(
     program = init_core(Path(folder), answers)
     console = _console()
     where = program.parent
-    console.print(f"wrote {where}: program.yaml, workflows/, templates/", highlight=False)
+    console.print(f"wrote {where}: program.yaml, workflows/, templates/", markup=False)
     if sample_data:
-        console.print(f"sample exports: {where / 'data'}", highlight=False)
+        console.print(f"sample exports: {where / 'data'}", markup=False)
     console.print(
         "next:\n"
         f"  loyalty validate {program}\n"
         f"  loyalty run {program} --data {where / 'data'} --state {where / 'loyalty.duckdb'} "
         f"--out {where / 'out'}",
+        markup=False,
         highlight=False,
     )
 
@@ -618,7 +626,7 @@ def report(
     console = _console()
     render_text(figures, console)
     if html:
-        console.print(f"HTML report: {html}", highlight=False)
+        console.print(f"HTML report: {html}", markup=False, highlight=False)
 
 
 coupons_app = typer.Typer(
@@ -719,7 +727,9 @@ def _print_pool_change(prog, state_file: str, pool: str, done: str) -> None:
 
     row = next(r for r in pools_status(prog, state_file) if r["pool"] == pool)
     _console().print(
-        f"pool {pool}: {done}; {row['total']:,} stored, {row['free']:,} free", highlight=False
+        f"pool {pool}: {done}; {row['total']:,} stored, {row['free']:,} free",
+        markup=False,
+        highlight=False,
     )
 
 
@@ -749,7 +759,7 @@ def explain(
     c = info["customer"]
     tier = info["tier"]["tier"] if info["tier"] else "(lowest)"
     console.print(
-        f"[bold]{customer_id}[/bold] joined {c.get('join_day')} | tier {tier} | "
+        f"[bold]{escape(customer_id)}[/bold] joined {c.get('join_day')} | tier {escape(tier)} | "
         f"available {info['balances']['available']:,} | pending {info['balances']['pending']:,}",
         highlight=False,
     )
@@ -865,7 +875,7 @@ def main() -> None:
             reporters.render_text(error.diagnostics, _console(stderr=True))
             sys.exit(error.exit_code)
         _console(stderr=True).print(
-            f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc}\n"
+            f"[bold red]internal error:[/bold red] {type(exc).__name__}: {escape(str(exc))}\n"
             "This is a bug in loyalty, not in your files. Run again with LOYALTY_DEBUG=1 "
             "to see the details and report them.",
             highlight=False,

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from loyalty_cli.diagnostics import LoyaltyError
 from loyalty_cli.engine.run import run
@@ -37,14 +38,14 @@ def main(out_root: Path = Path("demo-out"), console: Console | None = None) -> i
     state_file = out_root / "loyalty.duckdb"
     console.print(
         f"[bold]loyalty demo[/bold]: {PROGRAM.relative_to(ROOT)} on "
-        f"{DATA.relative_to(ROOT)} (fresh state {state_file})"
+        f"{DATA.relative_to(ROOT)} (fresh state {escape(str(state_file))})"
     )
     try:
         first = run(PROGRAM, DATA, FIRST_DAY, state_file, out_root / "out")
         nights = run(PROGRAM, DATA, LAST_DAY, state_file, out_root / "out")
     except LoyaltyError as exc:
         for d in exc.diagnostics:
-            console.print(f"[red]error[/red] {d.location()}: {d.message}")
+            console.print(f"[red]error[/red] {escape(d.location())}: {escape(d.message)}")
         return exc.exit_code
     results = first + nights
     currency = next((r.summary["currency"] for r in results if r.summary), "")

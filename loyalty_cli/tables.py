@@ -14,6 +14,7 @@ from decimal import Decimal
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 # Values up to this long (dates, kinds, amounts) stay on one line while the rest fits.
 SHORT_VALUE = 13
@@ -44,7 +45,7 @@ def fitted_table(
 
     def table(whole: list[int], rows: Sequence[Sequence[str]] = rows) -> Table:
         t = Table(
-            title=title,
+            title=Text(title, style="bold") if title else None,
             title_justify="left",
             header_style="bold",
             box=box.SIMPLE_HEAD,
@@ -54,13 +55,13 @@ def fitted_table(
         )
         for i in keep:
             t.add_column(
-                header[i],
+                Text(header[i]),
                 justify="right" if all(_is_number(r[i]) for r in rows if r[i]) else "left",
                 overflow="fold",
                 min_width=longest[i] if i in whole and longest[i] else None,
             )
-        for r in rows:
-            t.add_row(*(r[i] for i in keep))
+        for r in rows:  # cells are text, never markup: ids and names come from the shop
+            t.add_row(*(Text(r[i]) for i in keep))
         return t
 
     # A table's narrowest width is set, column by column, by its longest word: measuring the

@@ -599,3 +599,29 @@ def test_plan_says_when_the_temporary_folder_has_no_room_for_its_copy(tmp_path, 
     assert res.exit_code == 1, res.output
     assert "D605" in res.output and "cannot copy the state for the plan" in res.output
     assert "No space left on device" in res.output and "TMPDIR" in res.output
+
+
+def test_ids_and_paths_that_look_like_markup_are_printed_as_they_are(tmp_path):
+    """Terminal output treats the shop's ids, header names and paths as text: `[/x]` is
+    neither an error nor removed, `[bold]` is not a style."""
+    shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n")
+    shop.add("customers", customer("[bold]B", "2026-01-01 08:00:00"))
+    shop.add("orders", order("SKU[/x]-1", "[bold]B", "2026-03-01 12:00", "10.00"))
+    shop.export()
+    # A header name with a closing tag: the run warns about it, by name.
+    orders = shop.data / "orders.csv"
+    lines = orders.read_text().splitlines()
+    orders.write_text("\n".join([lines[0] + ",[/x],[/x]"] + [x + ",1,2" for x in lines[1:]]))
+    out = tmp_path / "out[/prod]"
+    res = CliRunner().invoke(
+        app,
+        ["run", str(shop.program), "--data", str(shop.data), "--as-of", "2026-03-01"]
+        + ["--state", str(shop.state), "--out", str(out)],
+    )
+    assert res.exit_code == 0, res.output
+    assert "the header repeats '[/x]'" in res.output
+    assert f"files: {out / '2026-03-01'}" in res.output
+    res = CliRunner().invoke(app, ["explain", "[bold]B", "--state", str(shop.state)])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("[bold]B joined 2026-01-01 | tier (lowest) | available 10")
+    assert "SKU[/x]-1" in res.output

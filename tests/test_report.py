@@ -147,3 +147,20 @@ def test_report_cli_text_json_and_html(tmp_path):
     assert res.exit_code == 1 and "the state holds no run yet" in res.output
     res = CliRunner().invoke(app, ["report", "--state", str(tmp_path / "missing.duckdb")])
     assert res.exit_code == 2 and "no state file here" in res.output
+
+
+def test_report_of_a_program_without_tiers(tmp_path):
+    shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n")
+    shop.add("customers", customer("A", "2026-01-05 10:00:00"), customer("B", "2026-01-05"))
+    shop.add("orders", order("O1", "A", "2026-01-10 10:00:00", "30.00"))
+    shop.run("2026-03-01")
+    f = figures(shop)
+    assert [(t["tier"], t["members"], t["points"]) for t in f["tiers"]] == [(None, 2, 30)]
+    html = tmp_path / "report.html"
+    res = CliRunner().invoke(app, ["report", "--state", str(shop.state), "--html", str(html)])
+    assert res.exit_code == 0, res.output
+    assert "(no tiers)       2     30" in res.output
+    assert "Tier movement" not in res.output
+    page = html.read_text()
+    assert "<td>(no tiers)</td><td>2</td><td>30</td>" in page
+    assert "Tier movement" not in page

@@ -10,12 +10,17 @@ from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from loyalty_cli.tables import fitted_table
 
 
 def _n(value) -> str:
     return "" if value is None else f"{value:,}"
+
+
+# The tier column of a program without tiers.
+NO_TIERS = "(no tiers)"
 
 
 def _pct(ratio: str | None) -> str:
@@ -26,6 +31,8 @@ def movement_matrix(figures: dict) -> tuple[list[str], list[list[str]]]:
     """The tier movement as a table: a row per tier a year ago (and `new`), a column per
     tier on the day."""
     rows = figures["tier_movement"]["rows"]
+    if all(t["tier"] is None for t in figures["tiers"]):  # a program without tiers
+        return [], []
     order = [t["tier"] for t in figures["tiers"]]
     to = [t for t in order if any(r["to"] == t for r in rows)]
     frm = ["new", *order]
@@ -38,7 +45,7 @@ def render_text(figures: dict, console: Console) -> None:
     prog = figures["program"]
     currency = prog.get("currency") or ""
     console.print(
-        f"[bold]{prog.get('name') or prog.get('id')}[/bold] as of {figures['as_of']} "
+        f"[bold]{escape(str(prog.get('name') or prog.get('id')))}[/bold] as of {figures['as_of']} "
         f"(last run {figures['last_run']})",
         highlight=False,
     )
@@ -58,7 +65,7 @@ def render_text(figures: dict, console: Console) -> None:
         ["tier", "members", "points", "pending", f"liability ({currency})"],
         [
             [
-                str(t["tier"]),
+                NO_TIERS if t["tier"] is None else str(t["tier"]),
                 _n(t["members"]),
                 _n(t["points"]),
                 _n(t["pending"]),
@@ -166,7 +173,7 @@ def render_html(figures: dict) -> str:
     )
     tier_chart = _bars(
         [("members", [int(t["members"]) for t in figures["tiers"]])],
-        [str(t["tier"]) for t in figures["tiers"]],
+        [NO_TIERS if t["tier"] is None else str(t["tier"]) for t in figures["tiers"]],
         ["#3b7dd8"],
     )
     return env.from_string(_HTML.read_text(encoding="utf-8")).render(
