@@ -16,7 +16,7 @@ import duckdb
 
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError, first_line
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # meta: the highest id of a deleted lot (released pending lots are deleted), so that lot
 # ids are never given out twice (engine/ledger.py).
@@ -165,6 +165,9 @@ MIGRATIONS: dict[int, list[str]] = {
         # Phone numbers as read for SMS (E.164, NULL when not valid), per default region.
         """CREATE TABLE phone_numbers (phone VARCHAR, region VARCHAR, e164 VARCHAR)""",
     ],
+    # The warnings of a day's runs, kept with their counts: a rerun of the day reports
+    # what all the day's runs did (engine/run.py _day_totals).
+    8: ["ALTER TABLE runs ADD COLUMN warnings JSON"],
 }
 
 

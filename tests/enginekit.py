@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -231,11 +232,17 @@ def dump_state(path: Path) -> dict[str, list[tuple]]:
 
 
 def dump_outputs(out: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(out)): p.read_bytes()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != "run.json"
-    }
+    """Every output file's bytes; run.json's without its timings (SPEC 5)."""
+    files = {}
+    for p in sorted(out.rglob("*")):
+        if p.is_file():
+            data = p.read_bytes()
+            if p.name == "run.json":
+                payload = json.loads(data)
+                payload.pop("timings")
+                data = json.dumps(payload, sort_keys=True).encode()
+            files[str(p.relative_to(out))] = data
+    return files
 
 
 def hunt_settings(fixed: int) -> settings:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import signal
 from pathlib import Path
 
 import pytest
-from enginekit import Shop, check_invariants, customer, dump_outputs, dump_state, event, order
+from enginekit import (
+    Shop,
+    check_invariants,
+    customer,
+    dump_outputs,
+    dump_state,
+    event,
+    item,
+    order,
+)
 
 from loyalty_cli import sampledata
 from loyalty_cli.engine.run import run
@@ -68,6 +78,55 @@ def test_same_day_twice_changes_nothing(tmp_path, sample_data):
     shop.run("2026-03-01")
     assert dump_state(shop.state) == before_state
     assert dump_outputs(shop.out) == before_out
+
+
+def test_a_rerun_reports_what_all_the_days_runs_did(tmp_path):
+    """run.json of a rerun: the same as the first run's with the same exports (SPEC 5);
+    with a late row, the step counts grow by what the rerun added, and the levels (segment
+    sizes, the exports as read) are the rerun's."""
+    shop = Shop(
+        tmp_path,
+        """
+earning:
+  rules:
+    - {id: base, on: order, points: order.total}
+    - {id: visit, on: event, when: "event.type = 'page_view'", points: 2}
+segments:
+  - {id: buyers, type: rule, when: orders_count >= 1}
+""",
+    )
+    shop.add("customers", customer("A", "2026-03-01 08:00:00"), customer("B", "2026-03-01"))
+    shop.add("orders", order("O1", "A", "2026-03-01 12:00", "10.00"))
+    shop.add("order_items", item("O1", "S1", "1", "10.00"))
+    shop.add("events", event("E1", "A", "2026-03-01 13:00"))
+    shop.run("2026-03-01")
+    shop.add("orders", order("O2", "B", "2026-03-02 12:00", "5.00"))
+    shop.run("2026-03-02")
+    first = json.loads((shop.out / "2026-03-02" / "run.json").read_text())
+    assert first["counts"]["earning"] == {"base.points": 5, "base.rows": 1}
+    assert first["counts"]["rows"]["orders"] == 1
+    # O1's item row is exported again: ignored, and said so, as an earlier day's order's.
+    assert first["warnings"] == ["1 item row(s) of orders processed in an earlier run were ignored"]
+
+    shop.run("2026-03-02")
+    again = json.loads((shop.out / "2026-03-02" / "run.json").read_text())
+    first.pop("timings"), again.pop("timings")
+    assert again == first
+
+    shop.add("events", event("E2", "B", "2026-03-02 20:00"))  # reaches the exports late
+    shop.run("2026-03-02")
+    late = json.loads((shop.out / "2026-03-02" / "run.json").read_text())
+    assert late["counts"]["earning"] == {
+        "base.points": 5,
+        "base.rows": 1,
+        "visit.points": 2,
+        "visit.rows": 1,
+    }
+    assert late["counts"]["rows"] == {**first["counts"]["rows"], "events": 1}
+    # B ordered on the day: a buyer in the run of that day (the member view after earning).
+    assert late["counts"]["segments"] == first["counts"]["segments"] == {"buyers.buyers": 2}
+    assert late["counts"]["sources"]["events.rows_read"] == 2
+    assert late["warnings"] == first["warnings"]
 
 
 def test_backfill_equals_single_runs(tmp_path, sample_data):

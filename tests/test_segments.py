@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from enginekit import Shop, customer
 from loyalty_cli import state
 from loyalty_cli.config.model import Program, with_defaults
 from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.memberview import member_view_sql
 from loyalty_cli.engine.segments import apply_segments as _apply_segments
 from loyalty_cli.engine.segments import refresh_order_days
 
@@ -67,45 +68,24 @@ def add_order(
     )
 
 
-def make_views(
-    con, as_of: date, tiers: dict[str, str] | None = None, rfm_segment: str = "rfm"
-) -> None:
-    """cust_view and member_view as a run makes them at its start (r, f, m of the last run)."""
+def make_views(con, as_of: date, tiers: dict[str, str] | None = None) -> None:
+    """cust_view as a run makes it, and members' tiers in the state (the lowest, bronze,
+    for the others): segments read the member view from the state (engine/memberview.py)."""
     con.execute("CREATE OR REPLACE TEMP VIEW cust_view AS SELECT * EXCLUDE (extra) FROM customers")
-    con.execute("CREATE OR REPLACE TEMP TABLE tier_of (customer_id VARCHAR, tier VARCHAR)")
     for cid, tier in (tiers or {}).items():
-        con.execute("INSERT INTO tier_of VALUES (?, ?)", [cid, tier])
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE member_view AS
-        SELECT c.customer_id, coalesce(t.tier, 'bronze') AS tier, 0 AS balance, 0 AS pending,
-               CAST(? - o.last_day AS BIGINT) AS days_since_last_order,
-               coalesce(o.n, 0) AS orders_count,
-               coalesce(o.spend, CAST(0 AS DECIMAL(18,2))) AS lifetime_spend, s.r, s.f, s.m
-        FROM customers c LEFT JOIN tier_of t USING (customer_id)
-        LEFT JOIN (SELECT customer_id, max(day) AS last_day, count(*) AS n,
-                          sum(greatest(total - returned, 0)) AS spend
-                   FROM orders WHERE status = 'completed' GROUP BY customer_id) o
-               USING (customer_id)
-        LEFT JOIN (SELECT customer_id, r, f, m FROM segment_members WHERE segment_id = ?) s
-               USING (customer_id)""",
-        [as_of, rfm_segment],
-    )
+        con.execute("INSERT OR REPLACE INTO tiers VALUES (?, ?, ?, ?)", [cid, tier, as_of, as_of])
 
 
-def literal_member_view(con, rows: list[tuple]) -> None:
-    """member_view from literal (customer_id, tier, days_since_last_order) rows."""
+def literal_member_view(con, as_of: date, rows: list[tuple]) -> None:
+    """The state behind a member view of literal (customer_id, tier, days_since_last_order)
+    rows as of `as_of`: the member's tier, and one order that many days before (none for
+    None); earlier orders and tiers of these members are replaced."""
     con.execute("CREATE OR REPLACE TEMP VIEW cust_view AS SELECT * EXCLUDE (extra) FROM customers")
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE member_view (
-            customer_id VARCHAR, tier VARCHAR, balance BIGINT, pending BIGINT,
-            days_since_last_order BIGINT, orders_count BIGINT, lifetime_spend DECIMAL(18,2),
-            r INTEGER, f INTEGER, m INTEGER)"""
-    )
     for cid, tier, days in rows:
-        con.execute(
-            "INSERT INTO member_view VALUES (?, ?, 0, 0, ?, 0, 0, NULL, NULL, NULL)",
-            [cid, tier, days],
-        )
+        con.execute("DELETE FROM orders WHERE customer_id = ?", [cid])
+        con.execute("INSERT OR REPLACE INTO tiers VALUES (?, ?, ?, ?)", [cid, tier, as_of, as_of])
+        if days is not None:
+            add_order(con, cid, as_of - timedelta(days=days))
 
 
 def apply_segments(ctx: RunContext) -> dict:
@@ -278,10 +258,10 @@ def test_rfm_groups_see_customer_columns(con):
 
 def test_rfm_member_view_of_the_next_run_has_the_new_scores(con):
     rfm_shop(con)
-    run_segments(con, make_program(RFM), tiers={"B": "gold"})
-    make_views(con, D)
+    ctx = run_segments(con, make_program(RFM), tiers={"B": "gold"})
     got = con.execute(
-        "SELECT customer_id, r, f, m FROM member_view WHERE r IS NOT NULL ORDER BY customer_id"
+        f"SELECT customer_id, r, f, m FROM ({member_view_sql(ctx)}) WHERE r IS NOT NULL "
+        "ORDER BY customer_id"
     ).fetchall()
     assert got == [("A", 5, 5, 3), ("B", 5, 1, 5), ("C", 4, 1, 2), ("D", 3, 5, 3)]
 
@@ -297,6 +277,7 @@ def test_rule_segment(con):
     add_customer(con, "late", join_day=date(2026, 4, 2))  # joins after D: not a member
     literal_member_view(
         con,
+        D,
         [
             ("A", "gold", 100),  # in
             ("B", "gold", 90),  # 90 is not > 90
@@ -315,7 +296,7 @@ def test_rule_segment_sees_customer_columns(con):
     add_customer(con, "A", locale="pl")
     add_customer(con, "B", locale="de")
     add_customer(con, "C")
-    literal_member_view(con, [("A", "bronze", 1), ("B", "bronze", 1), ("C", "bronze", 1)])
+    literal_member_view(con, D, [("A", "bronze", 1), ("B", "bronze", 1), ("C", "bronze", 1)])
     program = make_program({"id": "polish", "type": "rule", "when": "customer.locale = 'pl'"})
     apply_segments(RunContext(con, program, D))
     assert list(members(con, "polish")) == ["A"]
@@ -330,7 +311,7 @@ def test_entries_and_exits_across_runs_and_reruns(con):
         add_customer(con, cid)
     program = make_program(RULE)
 
-    literal_member_view(con, [("A", "gold", 100), ("B", "gold", 95), ("C", "gold", 10)])
+    literal_member_view(con, d1, [("A", "gold", 100), ("B", "gold", 95), ("C", "gold", 10)])
     apply_segments(RunContext(con, program, d1))
     assert changes(con, "lapsed-gold") == [
         ("A", "lapsed-gold", "enter", d1),
@@ -338,7 +319,7 @@ def test_entries_and_exits_across_runs_and_reruns(con):
     ]
 
     # D2: A ordered (leaves), C has lapsed (enters), B stays.
-    literal_member_view(con, [("A", "gold", 1), ("B", "gold", 96), ("C", "gold", 91)])
+    literal_member_view(con, d2, [("A", "gold", 1), ("B", "gold", 96), ("C", "gold", 91)])
     apply_segments(RunContext(con, program, d2))
     after_d2 = [
         ("A", "lapsed-gold", "enter", d1),
@@ -357,7 +338,7 @@ def test_entries_and_exits_across_runs_and_reruns(con):
     # The same day again with a late correction (A's order was not A's after all): the
     # day's changes are the net change from before D2, so A's exit disappears rather
     # than being followed by a second entry.
-    literal_member_view(con, [("A", "gold", 101), ("B", "gold", 96), ("C", "gold", 91)])
+    literal_member_view(con, d2, [("A", "gold", 101), ("B", "gold", 96), ("C", "gold", 91)])
     apply_segments(RunContext(con, program, d2))
     assert changes(con, "lapsed-gold") == [
         ("A", "lapsed-gold", "enter", d1),
@@ -603,26 +584,27 @@ def test_a_run_writes_segments_csv_and_the_next_run_sees_the_scores(tmp_path):
     )
     # Two scored members: R: A 9 days rank 1 -> 1, B 1 day rank 2 -> 1 + floor(5 * 1) = 5;
     # F: tie at rank 1 -> 1; M: B 50 rank 1 -> 1, A 100 rank 2 -> 5.
+    # The rule segment is worked out after the rfm segment and sees this run's scores:
+    # A, 9 days since the last order and r = 1, is lapsed; B (1 day, r = 5) is not.
     result = shop.run("2026-03-10")
-    assert result.counts["segments"] == {"rfm.best": 1, "rfm.others": 1}
-    assert (shop.out / "2026-03-10" / "segments.csv").read_text() == (
-        "customer_id,segment_id,group,r,f,m,value\nA,rfm,others,1,1,5,\nB,rfm,best,5,1,1,\n"
-    )
-    # The rule sees r of the member view as of the start of the run: none in the first run,
-    # A's r = 1 from the first run in the second.
-    shop.run("2026-03-11")
-    assert (shop.out / "2026-03-11" / "segments.csv").read_text() == (
+    assert result.counts["segments"] == {"lapsed.lapsed": 1, "rfm.best": 1, "rfm.others": 1}
+    expected = (
         "customer_id,segment_id,group,r,f,m,value\n"
         "A,lapsed,lapsed,,,,\n"
         "A,rfm,others,1,1,5,\n"
         "B,rfm,best,5,1,1,\n"
     )
+    assert (shop.out / "2026-03-10" / "segments.csv").read_text() == expected
+    # The next day and a rerun of it: the same scores, nobody moves.
     shop.run("2026-03-11")
+    assert (shop.out / "2026-03-11" / "segments.csv").read_text() == expected
+    shop.run("2026-03-11")
+    assert (shop.out / "2026-03-11" / "segments.csv").read_text() == expected
     assert shop.query(
         "SELECT segment_id, customer_id, grp, change, on_day FROM segment_changes "
         "ORDER BY on_day, segment_id, customer_id"
     ) == [
+        ("lapsed", "A", "lapsed", "enter", date(2026, 3, 10)),
         ("rfm", "A", "others", "enter", date(2026, 3, 10)),
         ("rfm", "B", "best", "enter", date(2026, 3, 10)),
-        ("lapsed", "A", "lapsed", "enter", date(2026, 3, 11)),
     ]

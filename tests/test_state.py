@@ -42,7 +42,7 @@ def _tables(con) -> set[str]:
 
 def test_fresh_state_is_at_the_current_version(tmp_path):
     con = state.connect(tmp_path / "s.duckdb")
-    assert state.schema_version(con) == state.SCHEMA_VERSION == 7
+    assert state.schema_version(con) == state.SCHEMA_VERSION == 8
     # Cap room is read from the ledger (migration 4): no table of its own.
     assert "cap_usage" not in _tables(con)
     assert {"ledger", "lots", "order_days", "events_seen"} <= _tables(con)
@@ -52,9 +52,12 @@ def test_a_version_1_state_migrates_to_the_current_version(tmp_path):
     path = tmp_path / "s.duckdb"
     _v1_state(path)  # its cap room in text periods: migration 2 converts, 4 drops it
     con = state.connect(path)
-    assert state.schema_version(con) == 7
+    assert state.schema_version(con) == 8
     assert "cap_usage" not in _tables(con)
-    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("7",)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("8",)
+    # Migration 8: the runs keep their warnings too (a rerun reports the day's runs).
+    columns = [r[0] for r in con.execute("DESCRIBE runs").fetchall()]
+    assert columns[-2:] == ["counts", "warnings"]
 
 
 def test_migration_is_applied_once(tmp_path):
@@ -62,7 +65,7 @@ def test_migration_is_applied_once(tmp_path):
     _v1_state(path)
     state.connect(path).close()
     con = state.connect(path)
-    assert state.schema_version(con) == 7
+    assert state.schema_version(con) == 8
     assert con.execute("SELECT count(*) FROM order_days").fetchone()[0] == 3
 
 
@@ -135,7 +138,7 @@ def test_read_only_opens_only_a_current_loyalty_state(tmp_path):
     with pytest.raises(LoyaltyError) as err:
         state.connect(old, read_only=True)
     assert err.value.diagnostics[0].code == "D605"
-    assert "schema version 1; this loyalty reads version 7" in err.value.diagnostics[0].message
+    assert "schema version 1; this loyalty reads version 8" in err.value.diagnostics[0].message
     assert "next `loyalty run`" in err.value.diagnostics[0].hint
     # Upgradable (a plan upgrades a copy): opened as it is, still version 1 on disk.
     con = state.connect(old, read_only=True, upgradable=True)

@@ -536,9 +536,9 @@ def test_segment_enter_and_points_expiring_fire_on_the_day(tmp_path):
         "SELECT run_on, workflow_id, action FROM wf_log WHERE action = 'sent' ORDER BY 1, 2"
     )
     assert log == [
-        # The rule segment is computed from the member view as at the start of the run:
-        # 120 points from 03-02 put A in it on 03-03.
-        (dt.date(2026, 3, 3), "rich", "sent"),
+        # The rule segment sees the member after the day's earning: the 60 points of 03-02
+        # make 120 and put A in it on 03-02.
+        (dt.date(2026, 3, 2), "rich", "sent"),
         # 60 points earned on 03-01 expire at the end of 03-11: within 5 days from 03-06.
         (dt.date(2026, 3, 6), "expiring", "sent"),
     ]

@@ -31,6 +31,7 @@ from loyalty_cli.engine import (
     bonuses,
     earning,
     ledger,
+    memberview,
     outputs,
     redemptions,
     returns,
@@ -39,7 +40,6 @@ from loyalty_cli.engine import (
     workflows,
 )
 from loyalty_cli.engine.context import RunContext, id_range
-from loyalty_cli.engine.timeutil import sql_literal
 from loyalty_cli.exprbase import value_error
 from loyalty_cli.state import Connection
 
@@ -473,10 +473,11 @@ def run_day(
         outputs.update_totals(ctx, first_entry)
         outputs.build_balances(ctx)
         state.set_meta(con, state.PROGRAM_KEY, _program_meta(program))
-        run_id = int(state.value(con, "SELECT coalesce(max(run_id), 0) + 1 FROM runs"))
+        counts, warnings = json.loads(json.dumps(ctx.counts)), list(ctx.warnings)
         if last != as_of:
+            run_id = int(state.value(con, "SELECT coalesce(max(run_id), 0) + 1 FROM runs"))
             con.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, 'ok', ?, ?, ?, ?)",
+                "INSERT INTO runs VALUES (?, ?, ?, 'ok', ?, ?, ?, ?, ?)",
                 [
                     run_id,
                     as_of,
@@ -484,14 +485,17 @@ def run_day(
                     dt.datetime.now(),
                     dt.datetime.now(),
                     program.id,
-                    json.dumps(ctx.counts, sort_keys=True),
+                    json.dumps(counts, sort_keys=True),
+                    json.dumps(warnings),
                 ],
             )
+        else:
+            counts, warnings = _day_totals(con, as_of, counts, warnings)
         result = RunResult(
             as_of=as_of,
             status="planned" if dry_run else "ok",
-            counts=json.loads(json.dumps(ctx.counts)),
-            warnings=ctx.warnings,
+            counts=counts,
+            warnings=warnings,
             models=ctx.models,
         )
         result.rejects = int(state.value(con, f"SELECT count(*) FROM {loaded.rejects_table}"))
@@ -673,16 +677,14 @@ def _first_rowid(con: Connection, table: str) -> int:
 
 
 def _expression_text(program: Program) -> str:
-    """Every expression the engine evaluates against the member view, as one text: rule
-    points and conditions, bonus conditions and goals, segment conditions and groups."""
+    """Every expression evaluated against the member view as at the start of the run, as
+    one text: rule points and conditions, bonus conditions and goals. (Segments and
+    workflows take the view again when they need it: memberview.py.)"""
     parts: list[str] = []
     for rule in (program.data.get("earning") or {}).get("rules") or []:
         parts += [str(rule.get("points", "")), str(rule.get("when", ""))]
     for bonus in program.data.get("bonuses") or []:
         parts += [str(bonus.get("when", "")), str((bonus.get("goal") or {}).get("sum", ""))]
-    for seg in program.data.get("segments") or []:
-        parts.append(str(seg.get("when", "")))
-        parts += [str(v) for v in (seg.get("groups") or {}).values()]
     return "\n".join(parts)
 
 
@@ -731,39 +733,13 @@ def _prepare(ctx: RunContext, loaded) -> None:
         f"CREATE OR REPLACE TEMP VIEW cust_view AS SELECT c.* EXCLUDE (extra){extra_cols} "
         "FROM customers c"
     )
-    lowest = ctx.program.lowest_tier
-    rfm = next(
-        (s["id"] for s in ctx.program.data.get("segments") or [] if s["type"] == "rfm"), None
-    )
     # Member-view columns that need a pass over all lots or all orders are computed only
     # when an expression of the program names them (they are NULL/0 otherwise, unused).
     names = set(re.findall(r"[A-Za-z_]+", _expression_text(ctx.program)))
-    balances = (
-        """(SELECT customer_id,
-                   sum(CASE WHEN status = 'available' THEN remaining ELSE 0 END) AS balance,
-                   sum(CASE WHEN status = 'pending' THEN remaining ELSE 0 END) AS pending
-            FROM lots GROUP BY customer_id)"""
-        if names & {"balance", "pending"}
-        else "(SELECT NULL::VARCHAR AS customer_id, 0 AS balance, 0 AS pending WHERE FALSE)"
-    )
-    order_stats = (
-        """(SELECT customer_id, max(day) AS last_day, count(*) AS n,
-                   sum(greatest(total - returned, 0)) AS spend
-            FROM orders WHERE status = 'completed' GROUP BY customer_id)"""
-        if names & {"days_since_last_order", "orders_count", "lifetime_spend"}
-        else "(SELECT NULL::VARCHAR AS customer_id, NULL::DATE AS last_day, 0 AS n, "
-        "CAST(0 AS DECIMAL(18,2)) AS spend WHERE FALSE)"
-    )
-    # The view is a table, fixed as at the start of the run, when an expression can read it
-    # (a member column, `member.`, or a rule segment); otherwise a plain view, which no
-    # stage reads (redemptions read the stored tiers), spares a pass over every member.
-    reads_view = bool(names & {*MEMBER_COLUMNS, "member"}) or any(
-        s.get("type") == "rule" for s in ctx.program.data.get("segments") or []
-    )
-
-    def lit(text: str | None) -> str:
-        return "NULL" if text is None else sql_literal(text)
-
+    # The view is a table, fixed as at the start of the run, when a rule or bonus
+    # expression can read it (a member column or `member.`); otherwise a plain view, which
+    # no stage reads (redemptions read the stored tiers), spares a pass over every member.
+    reads_view = bool(names & {*MEMBER_COLUMNS, "member"})
     for kind in con.execute(
         "SELECT 'VIEW' FROM duckdb_views() WHERE view_name = 'member_view' AND temporary "
         "UNION ALL SELECT 'TABLE' FROM duckdb_tables() WHERE table_name = 'member_view'"
@@ -771,19 +747,7 @@ def _prepare(ctx: RunContext, loaded) -> None:
         con.execute(f"DROP {kind[0]} member_view")
     con.execute(
         f"""CREATE TEMP {"TABLE" if reads_view else "VIEW"} member_view AS
-        SELECT c.customer_id,
-               coalesce(t.tier, {lit(lowest)}) AS tier,
-               coalesce(b.balance, 0) AS balance, coalesce(b.pending, 0) AS pending,
-               CAST({d} - o.last_day AS BIGINT) AS days_since_last_order,
-               coalesce(o.n, 0) AS orders_count,
-               coalesce(o.spend, CAST(0 AS DECIMAL(18,2))) AS lifetime_spend,
-               s.r, s.f, s.m
-        FROM customers c
-        LEFT JOIN tiers t USING (customer_id)
-        LEFT JOIN {balances} b USING (customer_id)
-        LEFT JOIN {order_stats} o USING (customer_id)
-        LEFT JOIN (SELECT customer_id, r, f, m FROM segment_members WHERE segment_id = {lit(rfm)}) s
-               USING (customer_id)"""
+        {memberview.member_view_sql(ctx, names=names)}"""
     )
 
     # The stored orders this export names (its orders, items and returns): every check
@@ -799,7 +763,7 @@ def _prepare(ctx: RunContext, loaded) -> None:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _stored_orders AS
         WITH refs AS MATERIALIZED ({refs})
-        SELECT order_id, status FROM orders
+        SELECT order_id, status, processed_on FROM orders
         WHERE {"FALSE" if none_stored else named}"""
     )
     # Orders first processed in this run; re-exported orders that turned cancelled. When
@@ -853,7 +817,8 @@ def _prepare(ctx: RunContext, loaded) -> None:
             con,
             f"""SELECT count(*) FROM {items} i
             WHERE i.order_id NOT IN (SELECT order_id FROM new_orders)
-              AND i.order_id IN (SELECT order_id FROM _stored_orders)""",
+              AND i.order_id IN (SELECT order_id FROM _stored_orders
+                                 WHERE processed_on < {ctx.sql_date()})""",
         )
         if ignored:
             ctx.warnings.append(
@@ -968,6 +933,46 @@ _NO_RETURNS = (
     "NULL::DECIMAL(18,2) AS amount, NULL::DATE AS day, NULL::VARCHAR AS return_key, "
     "NULL::VARCHAR AS _file, NULL::BIGINT AS _line WHERE FALSE"
 )
+
+
+# Counts that describe the state or the exports as the run found them, not what it did:
+# a rerun of a day reports its own (the same, when the data is), not a sum.
+LEVEL_COUNTS = frozenset({"sources", "segments", "warnings"})
+
+
+def _day_totals(con, day: dt.date, counts: dict, warnings: list[str]) -> tuple[dict, list]:
+    """What all the runs for `day` did, after a rerun of it that did `counts`: the step
+    counts added to those of the day's earlier runs, the levels (LEVEL_COUNTS, the codes
+    left in a pool) as this run found them, and the earlier runs' warnings followed by this
+    run's new ones. Stored with the day's run, so that every rerun adds to all before it:
+    rerun with the same exports, a day reports (and writes in run.json) what its first run
+    did."""
+    row = con.execute(
+        "SELECT run_id, counts, warnings FROM runs WHERE status = 'ok' AND as_of = ? "
+        "ORDER BY run_id LIMIT 1",
+        [day],
+    ).fetchone()
+    if row is None:
+        return counts, warnings
+    run_id, before, said = row[0], json.loads(row[1] or "{}"), json.loads(row[2] or "[]")
+    total: dict[str, dict] = {}
+    for step in sorted(set(before) | set(counts)):
+        old, new = before.get(step) or {}, counts.get(step) or {}
+        if step in LEVEL_COUNTS:
+            total[step] = dict(new)
+            continue
+        total[step] = {
+            key: new.get(key, 0) if key.endswith(".left") else old.get(key, 0) + new.get(key, 0)
+            for key in sorted(set(old) | set(new))
+            if not key.endswith(".left") or key in new
+        }
+    total = {step: items for step, items in total.items() if items}
+    merged = said + [w for w in warnings if w not in said]
+    con.execute(
+        "UPDATE runs SET counts = ?, warnings = ?, finished_at = ? WHERE run_id = ?",
+        [json.dumps(total, sort_keys=True), json.dumps(merged), dt.datetime.now(), run_id],
+    )
+    return total, merged
 
 
 def order_extra_json(ctx: RunContext) -> str:

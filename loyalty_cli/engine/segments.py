@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from loyalty_cli import exprbase as expressions
 from loyalty_cli.config.durations import Duration, parse_duration
+from loyalty_cli.engine import memberview
 from loyalty_cli.engine.context import RunContext, id_range
 from loyalty_cli.engine.timeutil import sql_literal
 
@@ -76,7 +77,9 @@ def apply_segments(ctx: RunContext) -> dict[str, float]:
     model segment and reused by the others) and `<id>.spend_fit` for a Gamma-Gamma fit.
     """
     shared = _Shared()
-    for seg in ctx.program.data.get("segments") or []:
+    # Rule segments last: they read this run's rfm scores (memberview.first_rfm).
+    ordered = sorted(ctx.program.data.get("segments") or [], key=lambda s: s["type"] == "rule")
+    for seg in ordered:
         start = time.perf_counter()
         ctx.q(f"CREATE OR REPLACE TEMP TABLE {_NEW} ({_COLUMNS})")
         try:
@@ -94,7 +97,7 @@ def apply_segments(ctx: RunContext) -> dict[str, float]:
         else:
             record_membership(ctx, seg["id"])
         shared.timings[seg["id"]] = time.perf_counter() - start
-    for table in (_NEW, "seg_history"):
+    for table in (_NEW, "seg_history", _MEMBERS):
         ctx.q(f"DROP TABLE IF EXISTS {table}")
     ctx.q("DROP VIEW IF EXISTS seg_days")
     return shared.timings
@@ -333,7 +336,7 @@ def _rfm(ctx: RunContext, seg: dict, shared: _Shared) -> None:
         SELECT * FROM (
             SELECT "member".customer_id, CASE {whens} END AS grp,
                    "member".r, "member".f, "member".m, CAST(NULL AS DOUBLE) AS value
-            FROM {_rfm_members(whens)})
+            FROM {_rfm_members(ctx, whens)})
         WHERE grp IS NOT NULL"""
     )
 
@@ -348,7 +351,18 @@ def _rank_by_count(rows: str, column: str, order: str, rank: str) -> str:
         FROM {rows} GROUP BY {column}"""
 
 
-def _rfm_members(whens: str) -> str:
+_MEMBERS = "seg_members_now"  # the member view as after the run's earlier steps
+
+
+def _members_now(ctx: RunContext) -> str:
+    """The member view as the state stands after the run's earlier steps (taken once per
+    run, when a segment first needs it): a rerun of the day finds the same."""
+    if not ctx.has_table(_MEMBERS):
+        ctx.q(f"CREATE TEMP TABLE {_MEMBERS} AS {memberview.member_view_sql(ctx)}")
+    return _MEMBERS
+
+
+def _rfm_members(ctx: RunContext, whens: str) -> str:
     """FROM clause of the scored members for the group conditions: joined to the member
     and customer views only when the conditions name more than r, f and m."""
     member_columns = set(re.findall(r'"member"\."(\w+)"', whens))
@@ -357,7 +371,7 @@ def _rfm_members(whens: str) -> str:
     else:
         members = (
             "(SELECT mv.* EXCLUDE (r, f, m), s.r, s.f, s.m "
-            'FROM scored s JOIN member_view mv USING (customer_id)) AS "member"'
+            f'FROM scored s JOIN {_members_now(ctx)} mv USING (customer_id)) AS "member"'
         )
     if '"customer".' in whens:
         members += ' JOIN cust_view AS "customer" ON "customer".customer_id = "member".customer_id'
@@ -365,14 +379,24 @@ def _rfm_members(whens: str) -> str:
 
 
 def _rule(ctx: RunContext, seg: dict, shared: _Shared) -> None:
-    """Members (joined by D) for whom `when` holds; the group is the segment id."""
+    """Members (joined by D) for whom `when` holds; the group is the segment id. The member
+    view is as after the run's earlier steps, with this run's rfm scores (rule segments are
+    computed after the others)."""
     rctx = expressions.ExprContext.for_rule(None, ctx.program.extras, rfm=ctx.program.has_rfm)
     cond = expressions.compile_expression(seg["when"], rctx, kind="condition")
+    rfm = memberview.first_rfm(ctx)
+    members = (
+        f"""(SELECT mv.* EXCLUDE (r, f, m), s.r, s.f, s.m FROM {_members_now(ctx)} mv
+            LEFT JOIN segment_members s ON s.segment_id = {sql_literal(rfm)}
+                 AND s.customer_id = mv.customer_id)"""
+        if rfm
+        else _members_now(ctx)
+    )
     ctx.q(
         f"""INSERT INTO {_NEW}
         SELECT "customer".customer_id, ?, NULL, NULL, NULL, NULL
         FROM cust_view AS "customer"
-        JOIN member_view AS "member" ON "member".customer_id = "customer".customer_id
+        JOIN {members} AS "member" ON "member".customer_id = "customer".customer_id
         WHERE "customer".join_day <= {ctx.sql_date()} AND coalesce(({cond}), false)""",
         [seg["id"]],
     )

@@ -30,7 +30,7 @@ from loyalty_cli import exprbase as expressions
 from loyalty_cli import state
 from loyalty_cli.config.durations import parse_duration
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
-from loyalty_cli.engine import coupons, ledger
+from loyalty_cli.engine import coupons, ledger, memberview
 from loyalty_cli.engine.context import RunContext
 from loyalty_cli.engine.timeutil import sql_literal
 
@@ -129,41 +129,13 @@ def _member_table(ctx: RunContext) -> None:
         "SELECT count(*) FROM customers"
     )
 
-    def among(column: str) -> str:
-        return "" if everyone else f"AND {column} IN (SELECT customer_id FROM _wf_cand)"
-
-    lowest = ctx.program.lowest_tier
-    rfm = next(
-        (s["id"] for s in ctx.program.data.get("segments") or [] if s["type"] == "rfm"), None
+    view = memberview.member_view_sql(
+        ctx, among=None if everyone else "SELECT customer_id FROM _wf_cand"
     )
     ctx.q(
         f"""CREATE OR REPLACE TEMP TABLE _wf_member AS
-        WITH b AS (
-            SELECT customer_id,
-                   sum(remaining) FILTER (status = 'available') AS balance,
-                   sum(remaining) FILTER (status = 'pending') AS pending
-            FROM lots WHERE remaining > 0 {among("customer_id")}
-            GROUP BY customer_id),
-        o AS (
-            SELECT customer_id, max(day) AS last_day, count(*) AS n,
-                   sum(greatest(total - returned, 0)) AS spend
-            FROM orders WHERE status = 'completed' AND day <= {d} {among("customer_id")}
-            GROUP BY customer_id)
-        SELECT c.customer_id, coalesce(t.tier, $lowest) AS tier,
-               CAST(coalesce(b.balance, 0) AS BIGINT) AS balance,
-               CAST(coalesce(b.pending, 0) AS BIGINT) AS pending,
-               CAST({d} - o.last_day AS BIGINT) AS days_since_last_order,
-               coalesce(o.n, 0) AS orders_count,
-               coalesce(o.spend, CAST(0 AS DECIMAL(18,2))) AS lifetime_spend,
-               s.r, s.f, s.m, o.last_day AS last_order_day
-        FROM customers c
-        LEFT JOIN tiers t USING (customer_id)
-        LEFT JOIN b USING (customer_id)
-        LEFT JOIN o USING (customer_id)
-        LEFT JOIN (SELECT customer_id, r, f, m FROM segment_members
-                   WHERE segment_id = $rfm) s USING (customer_id)
-        WHERE c.join_day <= {d} {among("c.customer_id")}""",
-        {"lowest": lowest, "rfm": rfm},
+        SELECT m.* FROM ({view}) m JOIN customers c USING (customer_id)
+        WHERE c.join_day <= {d}"""
     )
     ctx.q("DROP TABLE _wf_cand")
 
