@@ -140,6 +140,17 @@ def test_backfill_equals_single_runs(tmp_path, sample_data):
     assert sorted(p.name for p in a.out.iterdir()) == ["2026-02-01", "2026-02-02", "2026-02-03"]
 
 
+def test_backfill_after_a_gap_runs_the_missed_days_first(tmp_path, sample_data):
+    a = make_shop(tmp_path / "a", sample_data)
+    b = make_shop(tmp_path / "b", sample_data)
+    a.run("2026-02-01")
+    a.backfill("2026-02-04", "2026-02-05")  # 02 and 03 were missed: run first
+    for day in ("2026-02-01", "2026-02-02", "2026-02-03", "2026-02-04", "2026-02-05"):
+        b.run(day)
+    assert dump_state(a.state) == dump_state(b.state)
+    assert dump_outputs(a.out) == dump_outputs(b.out)
+
+
 def test_catch_up_runs_each_missed_day(tmp_path, sample_data):
     a = make_shop(tmp_path / "a", sample_data)
     b = make_shop(tmp_path / "b", sample_data)

@@ -186,19 +186,7 @@ def run(
     """
     if not isinstance(program, Program):
         program = load_program(program)
-    data = Path(data_dir)
-    if not data.is_dir():
-        raise LoyaltyError(
-            Diagnostic(
-                code="D601",
-                path=str(data),
-                message="the --data folder is a file, not a folder"
-                if data.exists()
-                else "the --data folder does not exist",
-                hint="Pass the folder holding the night's exports.",
-            ),
-            ExitCode.USAGE,
-        )
+    data = data_folder(data_dir)
     as_of = as_of or default_as_of(program)
     _check_out_folder(out_dir)
     con = state.connect(state_path)
@@ -218,6 +206,24 @@ def run(
         return _run_days(con, program, data, days, out_dir, progress, planned)
     finally:
         con.close()
+
+
+def data_folder(data_dir: str | Path) -> Path:
+    """The --data folder; a usage error (exit 2) when it is missing or a file."""
+    data = Path(data_dir)
+    if not data.is_dir():
+        raise LoyaltyError(
+            Diagnostic(
+                code="D601",
+                path=str(data),
+                message="the --data folder is a file, not a folder"
+                if data.exists()
+                else "the --data folder does not exist",
+                hint="Pass the folder holding the night's exports.",
+            ),
+            ExitCode.USAGE,
+        )
+    return data
 
 
 def _run_days(
@@ -256,11 +262,13 @@ def backfill(
 ) -> list[RunResult]:
     """One run per day from `first_day` to `last_day`, in order (the way to import history).
 
-    On a fresh state the first day's run covers all history up to that day. `planned` and
-    `progress` as for `run`.
+    On a fresh state the first day's run covers all history up to that day. On a state
+    last run before the day before `first_day`, the days in between are run first, as
+    `run` catches up missed days. `planned` and `progress` as for `run`.
     """
     if not isinstance(program, Program):
         program = load_program(program)
+    data = data_folder(data_dir)
     _check_out_folder(out_dir)
     con = state.connect(state_path)
     try:
@@ -273,9 +281,11 @@ def backfill(
                 "Backfill onto a fresh state file (--state new.duckdb), or start after the "
                 "last run.",
             )
+        if last is not None and first_day > last + dt.timedelta(days=1):
+            first_day = last + dt.timedelta(days=1)  # the missed days first
         days = [first_day + dt.timedelta(days=i) for i in range((last_day - first_day).days + 1)]
         days = _files_missing(con, last, out_dir, days) + days
-        return _run_days(con, program, Path(data_dir), days, out_dir, progress, planned)
+        return _run_days(con, program, data, days, out_dir, progress, planned)
     finally:
         con.close()
 
@@ -309,15 +319,14 @@ def plan(
     `progress` as for `run` (all stages but `commit`, then "done")."""
     if not isinstance(program, Program):
         program = load_program(program)
+    data = data_folder(data_dir)
     as_of = as_of or default_as_of(program)
     with _state_copy(state_path) as copy:
         con = state.connect(copy)  # a fresh state in memory when there is none yet
         try:
             _last_run_before(con, program, state_path, as_of, "Runs go forward in time.")
             on_stage = functools.partial(progress, as_of) if progress else None
-            result = run_day(
-                con, program, Path(data_dir), as_of, None, dry_run=True, on_stage=on_stage
-            )
+            result = run_day(con, program, data, as_of, None, dry_run=True, on_stage=on_stage)
             if progress:
                 progress(as_of, "done")
             return result
