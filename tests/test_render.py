@@ -899,3 +899,69 @@ def test_repetition_and_powers_cannot_exhaust_memory(tmp_path):
     write(tmp_path, {"x.sms.j2": "Hi {{ 'ab' * 3 }} {{ 2 ** 10 }}\n"})
     env = make_environment(tmp_path)
     assert render_template(env, "x.sms.j2", {}) == "Hi ababab 1024"
+
+
+def test_powers_up_to_the_limit_are_allowed(tmp_path):
+    source = "{{ 10**7 }} {{ 2**30 }} {{ 10**12 }} {{ (-10)**3 }} {{ 2**0.5 }}"
+    write(tmp_path, {"x.sms.j2": source})
+    env = make_environment(tmp_path)
+    assert render_template(env, "x.sms.j2", {}) == (
+        "10000000 1073741824 1000000000000 -1000 1.4142135623730951"
+    )
+    for source in ("{{ 10**12 + 0 }}{{ 2**40 }}", "{{ 10**13 }}", "{{ 0.1**-13 }}"):
+        write(tmp_path, {"y.sms.j2": source})
+        with pytest.raises(RenderError) as err:
+            render_template(env, "y.sms.j2", {})
+        assert err.value.diagnostic.message == (
+            "unsafe template operation: a power above 1,000,000,000,000"
+        )
+
+
+def test_a_byte_order_mark_is_not_part_of_the_message(tmp_path):
+    (tmp_path / "w.sms.j2").write_bytes(b"\xef\xbb\xbfHi {{ customer.first_name }}\n")
+    env = make_environment(tmp_path)
+    assert render_message(env, "w", "sms", sample_context(PROGRAM)) == {"text": "Hi Anna"}
+    assert check(tmp_path, "w", "sms") == [
+        Diagnostic(
+            "T505",
+            "SMS 'w' for the sample member: GSM-7, 1 segment, 7 septets",
+            path=str(tmp_path / "w.sms.j2"),
+            severity="info",
+        )
+    ]
+    (tmp_path / "x.sms.j2").write_bytes(b"\xef\xbb\xbf{{ nope }}\n")
+    (diag,) = check(tmp_path, "x", "sms")
+    assert (diag.code, diag.line, diag.col) == ("T503", 1, 4)  # at `nope`
+
+
+@pytest.mark.parametrize("column", ["items", "values", "keys", "get", "update", "copy", "pop"])
+def test_a_customer_column_named_like_a_dict_method_prints_its_value(tmp_path, column):
+    program = {**PROGRAM, "sources": {"customers": {"extra": {column: "varchar"}}}}
+    write(tmp_path, {"w.sms.j2": f"{{{{ customer.{column} }}}}/{{{{ customer['{column}'] }}}}"})
+    ctx = member_context({"customer_id": "1", f"customer.{column}": "shoes"}, program)
+    assert render_template(make_environment(tmp_path), "w.sms.j2", ctx) == "shoes/shoes"
+    assert [d.message for d in check(tmp_path, "w", "sms", program=program)] == [
+        "SMS 'w' for the sample member: GSM-7, 1 segment, 13 septets"
+    ]
+
+
+def test_dict_methods_still_work_and_stay_guarded(tmp_path):
+    write(
+        tmp_path,
+        {
+            "a.sms.j2": "{{ coupon.discount.items() | list | length }} {{ tier.get('id') }}",
+            "b.sms.j2": "{{ customer.update({'email': 'x'}) }}",
+            "c.sms.j2": "{{ customer.__class__ }}",
+        },
+    )
+    env = make_environment(tmp_path)
+    ctx = sample_context(PROGRAM)
+    ctx["customer"]["__class__"] = "data"
+    assert render_template(env, "a.sms.j2", ctx) == "2 bronze"
+    for name, attribute in (("b.sms.j2", "update"), ("c.sms.j2", "__class__")):
+        with pytest.raises(RenderError) as err:
+            render_template(env, name, ctx)
+        assert err.value.diagnostic.message == (
+            f"unsafe template operation: access to attribute {attribute!r} of 'dict' object "
+            "is unsafe."
+        )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -57,6 +58,8 @@ DEFAULT_MAX_SMS_SEGMENTS = 3
 # Spaces that number and date formatting put in; in an SMS they would force UCS-2.
 _FORMAT_SPACES = str.maketrans({"\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u2007": " "})
 
+
+_BOM = "\ufeff"
 
 _NOT_FOUND_HINT = "create the file or fix the name; templates may not leave their folder"
 
@@ -114,7 +117,9 @@ def part_template_name(name: str, channel: str, part: str) -> str:
 
 
 class _FolderLoader(FileSystemLoader):
-    """A FileSystemLoader that also refuses files that a symlink takes out of the folder."""
+    """A FileSystemLoader that also refuses files that a symlink takes out of the folder,
+    and drops the byte order mark some Windows editors put at the start of a UTF-8 file:
+    it is not text of the message (in an SMS it would force UCS-2)."""
 
     def __init__(self, folder: str | os.PathLike[str]):
         super().__init__(os.fspath(folder))
@@ -125,7 +130,7 @@ class _FolderLoader(FileSystemLoader):
         real = os.path.realpath(filename)
         if os.path.commonpath([self._root, real]) != self._root:
             raise TemplateNotFound(template, f"{template!r} leaves the templates folder")
-        return source, filename, uptodate
+        return source.removeprefix(_BOM), filename, uptodate
 
 
 def autoescape_for(template_name: str | None) -> bool:
@@ -239,12 +244,25 @@ def _finalize(value: Any) -> Any:
 
 MAX_RESULT_LENGTH = 100_000  # characters or items one `*` may build in a template
 MAX_POWER = 10**12  # largest result of `**` a template may compute
+_MAX_POWER_LOG = math.log10(MAX_POWER) + 1e-9
 
 
 class _BoundedSandbox(ImmutableSandboxedEnvironment):
     """The sandbox, with `*` and `**` bounded so a template cannot exhaust memory."""
 
     intercepted_binops = frozenset(["*", "**"])
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``customer.items`` is the member's ``items`` column, not the dict method.
+
+        Jinja2 looks up an attribute before a key; for the context's dicts the key comes
+        first, so a declared customer column named ``items``, ``keys``, ``get`` or
+        ``update`` prints its value. Names starting with ``_`` and names that are not keys
+        go through the sandbox as before.
+        """
+        if isinstance(obj, dict) and not attribute.startswith("_") and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
@@ -255,8 +273,14 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
                             f"repeating a sequence to more than {MAX_RESULT_LENGTH:,} items"
                         )
         if operator == "**" and isinstance(left, (int, float)) and isinstance(right, (int, float)):
-            if abs(left) > 1 and right > 0 and right * len(str(int(abs(left)))) > 13:
+            # log10 of the result, checked before computing it; the exact check after it
+            # settles results next to the limit (10**12 is allowed, 10**12 + 1 is not)
+            if abs(left) > 1 and right > 0 and right * math.log10(abs(left)) > _MAX_POWER_LOG:
                 raise SecurityError(f"a power above {MAX_POWER:,}")
+            result = super().call_binop(context, operator, left, right)
+            if isinstance(result, (int, float)) and abs(result) > MAX_POWER:
+                raise SecurityError(f"a power above {MAX_POWER:,}")
+            return result
         return super().call_binop(context, operator, left, right)
 
 
@@ -784,7 +808,7 @@ def _with_column(d: Diagnostic) -> Diagnostic:
     if d.col is not None or not d.line or not d.code.startswith("T50") or d.code == "T505":
         return d
     try:
-        lines = Path(d.path).read_text(encoding="utf-8").splitlines()
+        lines = Path(d.path).read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError):
         return d
     if d.code == "T502" and "Unexpected end of template" in d.message:
