@@ -965,3 +965,49 @@ def test_dict_methods_still_work_and_stay_guarded(tmp_path):
             f"unsafe template operation: access to attribute {attribute!r} of 'dict' object "
             "is unsafe."
         )
+
+
+def test_a_message_that_renders_empty_for_a_member_is_an_error(tmp_path):
+    write(
+        tmp_path,
+        {
+            **email("m", subject="{{ customer.first_name }}", html="<p>x</p>", text="x"),
+            "m.sms.j2": "  {{ customer.first_name }}\n",
+            **email("b", subject="Hi", html="{% if coupon %}<p>x</p>{% endif %}\n", text="x"),
+        },
+    )
+    env = make_environment(tmp_path)
+    ctx = sample_context(PROGRAM)
+    assert render_message(env, "m", "sms", ctx) == {"text": "Anna"}
+    ctx["customer"]["first_name"] = None
+    hint = (
+        "an empty message is not sent; give a fallback "
+        '(`{{ customer.first_name or "there" }}`) or keep text outside the `{% if %}`'
+    )
+    with pytest.raises(RenderError) as err:
+        render_message(env, "m", "sms", ctx)
+    assert err.value.diagnostic == Diagnostic(
+        "T505", "SMS 'm' renders empty", path=str(tmp_path / "m.sms.j2"), hint=hint
+    )
+    with pytest.raises(RenderError) as err:
+        render_message(env, "m", "email", ctx)
+    assert err.value.diagnostic == Diagnostic(
+        "T506",
+        "the subject of email 'm' renders empty",
+        path=str(tmp_path / "m.subject.j2"),
+        hint=hint,
+    )
+    ctx["coupon"] = None
+    with pytest.raises(RenderError) as err:
+        render_message(env, "b", "email", ctx)
+    assert err.value.diagnostic.message == "the html of email 'b' renders empty"
+    # validate warns when the sample member gets an empty part
+    assert check(tmp_path, "b", "email", sample_context=ctx) == [
+        Diagnostic(
+            "T506",
+            "the html of email 'b' renders empty for the sample member",
+            path=str(tmp_path / "b.html.j2"),
+            severity="warning",
+            hint=hint,
+        )
+    ]

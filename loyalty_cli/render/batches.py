@@ -20,7 +20,14 @@ from typing import Any
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from loyalty_cli.csvsafe import csv_text, is_e164, write_text_atomic
-from loyalty_cli.render.sandbox import PARTS, finish_part, part_template_name, render_template
+from loyalty_cli.render.sandbox import (
+    PARTS,
+    RenderError,
+    empty_part_diagnostic,
+    finish_part,
+    part_template_name,
+    render_template,
+)
 from loyalty_cli.render.sms import sms_info
 
 EMAIL_FIELDS = ("customer_id", "message_id", "to", "from", "subject", "html", "text")
@@ -60,16 +67,20 @@ def render_message(
 
     Email: ``subject`` (one line), ``html`` (autoescaped) and ``text``. SMS: ``text``
     (trimmed, no-break spaces from formatting made plain). Raises
-    :class:`~loyalty_cli.render.sandbox.RenderError` with a Diagnostic on failure.
+    :class:`~loyalty_cli.render.sandbox.RenderError` with a Diagnostic on failure, and
+    when a part renders empty (or only whitespace) for this member: an SMS without text
+    or an email without subject or body is not a message to send.
     """
     if channel not in PARTS:
         raise ValueError(f"unknown channel {channel!r}; expected one of {sorted(PARTS)}")
-    return {
-        part: finish_part(
-            channel, part, render_template(env, part_template_name(name, channel, part), context)
-        )
-        for part in PARTS[channel]
-    }
+    parts = {}
+    for part in PARTS[channel]:
+        template_name = part_template_name(name, channel, part)
+        text = finish_part(channel, part, render_template(env, template_name, context))
+        if not text.strip():
+            raise RenderError(empty_part_diagnostic(env, name, channel, part))
+        parts[part] = text
+    return parts
 
 
 def _sorted(messages: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -422,6 +422,23 @@ def finish_part(channel: str, part: str, text: str) -> str:
     return text
 
 
+def empty_part_diagnostic(
+    env: ImmutableSandboxedEnvironment, name: str, channel: str, part: str, *, sample: bool = False
+) -> Diagnostic:
+    """The error of a part that renders empty for a member (a warning for the sample member
+    in ``validate``): T505 for the SMS text, T506 for an email's subject, HTML or text."""
+    path = os.path.normpath(os.path.join(_searchpath(env), part_template_name(name, channel, part)))
+    what = f"SMS {name!r}" if channel == "sms" else f"the {part} of email {name!r}"
+    return Diagnostic(
+        "T505" if channel == "sms" else "T506",
+        f"{what} renders empty" + (" for the sample member" if sample else ""),
+        path=path,
+        severity="warning" if sample else "error",
+        hint="an empty message is not sent; give a fallback "
+        '(`{{ customer.first_name or "there" }}`) or keep text outside the `{% if %}`',
+    )
+
+
 # --------------------------------------------------------------------------- static checks
 
 
@@ -725,7 +742,8 @@ def _check_template(
     - T503 undefined variable, also in branches the sample member does not reach; a
       failure only for members on the top tier (``next_tier`` empty) is a warning
     - T504 unsafe operation (attributes starting with ``_``, changing lists or dicts)
-    - T506 any other render error
+    - T506 any other render error; a warning when an email part renders empty for the
+      sample member
     - T505 for SMS: encoding and segments of the sample render (info; a warning above
       ``max_sms_segments`` segments or when it renders empty)
     """
@@ -795,6 +813,12 @@ def _check_template(
         diags.extend(sorted(part_diags, key=lambda d: (d.path, d.line or 0)))
     if channel == "sms" and "text" in rendered:
         diags.append(sms_diagnostic(name, rendered["text"], str(files["text"]), max_sms_segments))
+    if channel == "email":
+        diags.extend(
+            empty_part_diagnostic(env, name, channel, part, sample=True)
+            for part, text in rendered.items()
+            if not text.strip()
+        )
     return [_with_column(d) for d in diags]
 
 
