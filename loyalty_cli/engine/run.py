@@ -442,11 +442,12 @@ def run_day(
             for k, v in c.items():
                 ctx.count("sources", f"{src}.{k}", v)
         t = lap("load", t)
+        _prepare(ctx, loaded)
+        loaded.refused = _reject_rate_verdict(ctx, loaded)
         if loaded.refused:
             refused = _write_refused(ctx, loaded, tmp_dir, final_dir, timings, t0)
             con.execute("ROLLBACK")
             return refused
-        _prepare(ctx, loaded)
         first_entry = ledger.last_entry_id(ctx)
         t = lap("prepare", t)
         ledger.release_due(ctx, created_before_run=True)
@@ -656,6 +657,49 @@ def _swap_in(tmp_dir: Path, final_dir: Path) -> None:
     tmp_dir.rename(final_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# Each source's rows new to the state, by the name _prepare counts them under (`rows`).
+_NEW_ROWS = {
+    "orders": "orders",
+    "order_items": "items",
+    "returns": "returns",
+    "events": "events",
+    "redemptions": "redemptions",
+    "adjustments": "adjustments",
+}
+
+
+def _reject_rate_verdict(ctx: RunContext, loaded) -> str | None:
+    """The refusal when a source's rejected share of its new rows exceeds
+    `data.max_reject_rate` (SPEC 3). New rows are the rows of the window not processed
+    before, rejected ones included (a rejected row is never remembered); for customers,
+    whose export is upserted whole, every row of the window. Rows a run processed earlier
+    do not dilute a bad night's share."""
+    max_rate = float(ctx.program.data["data"].get("max_reject_rate", 0.01))
+    rejected = dict(
+        ctx.q(f"SELECT source, count(*) FROM {loaded.rejects_table} GROUP BY source").fetchall()
+    )
+    new_rows = ctx.counts.get("rows", {})
+    cancelled = int(ctx.scalar("SELECT count(*) FROM new_returns WHERE _file IS NULL"))
+    over = []
+    for name, counts in loaded.counts.items():
+        bad = int(rejected.get(name, 0))
+        if not bad:
+            continue
+        if name in _NEW_ROWS:
+            good = int(new_rows.get(_NEW_ROWS[name], 0)) - (cancelled if name == "returns" else 0)
+            total = bad + good
+        else:
+            total = int(counts["rows_new_window"])
+        if total and bad / total > max_rate:
+            over.append(
+                f"{name}: {bad} of {total} new rows rejected ({bad / total:.2%}), "
+                f"above data.max_reject_rate {max_rate:.2%}"
+            )
+    if not over:
+        return None
+    return "; ".join(over) + " (see rejects.csv)"
 
 
 def _write_refused(ctx, loaded, tmp_dir, final_dir, timings, t0) -> RunResult:
