@@ -191,6 +191,33 @@ def test_reject_rate_over_threshold_refuses_the_run(tmp_path):
     assert shop.query("SELECT count(*) FROM runs")[0][0] == 0
 
 
+def test_the_reject_rate_counts_only_rows_new_to_the_state(tmp_path):
+    """A full export re-sends the rows processed before: they do not dilute the night."""
+    shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n")
+    shop.program.write_text(shop.program.read_text() + "data: {max_reject_rate: 0.4}\n")
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add(
+        "orders",
+        order("O1", "A", "2026-03-01 12:00", "10.00"),
+        order("O2", "A", "2026-03-01 13:00", "20.00"),
+    )
+    assert shop.run("2026-03-01").status == "ok"
+    # The next night's export: O1 and O2 again, and O3, the night's only new order, bad.
+    shop.add("orders", order("O3", "A", "2026-03-02 12:00", "abc"))
+    result = shop.run("2026-03-02")
+    assert (result.status, result.reason) == (
+        "refused",
+        "orders: 1 of 1 new rows rejected (100.00%), above data.max_reject_rate 40.00% "
+        "(see rejects.csv)",
+    )
+    # With a good new order beside it: 1 of 2 is 50 %, still above 40 %; with two, 1 of 3.
+    shop.add("orders", order("O4", "A", "2026-03-02 13:00", "5.00"))
+    assert shop.run("2026-03-02").reason.startswith("orders: 1 of 2 new rows rejected (50.00%)")
+    shop.add("orders", order("O5", "A", "2026-03-02 14:00", "5.00"))
+    assert shop.run("2026-03-02").status == "ok"
+    assert shop.balance("A") == (40, 0)  # 10 + 20 + 5 + 5, available at once
+
+
 @pytest.mark.parametrize(
     "stage", ["load", "earning", "returns", "expiry", "tiers", "segments", "outputs", "commit"]
 )
