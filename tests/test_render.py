@@ -1011,3 +1011,39 @@ def test_a_message_that_renders_empty_for_a_member_is_an_error(tmp_path):
             hint=hint,
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ customer.joined_at | date('yyyy-MM-dd HH:mm') }}", "2024-02-03 10:15"),
+        ("{{ customer.joined_at | date('d MMMM, h:mm a') }}", "3 February, 10:15 AM"),
+        ("{{ customer.joined_at | date }}", "Feb 3, 2024"),
+        ("{{ customer.joined_at | date('short') }}", "2/3/24"),
+        ("{{ '2026-04-03 23:59' | date('d.MM HH:mm') }}", "3.04 23:59"),
+        ("{{ customer.birth_date | date('d MMMM yyyy') }}", "17 May 1990"),
+    ],
+)
+def test_date_patterns_show_the_time_of_a_timestamp(tmp_path, template, expected):
+    write(tmp_path, {"f.txt.j2": template})
+    ctx = sample_context(PROGRAM)
+    ctx["customer"]["locale"] = "en_US"
+    assert render_template(make_environment(tmp_path), "f.txt.j2", ctx) == expected
+
+
+def test_a_time_of_a_date_is_a_clear_error(tmp_path):
+    write(tmp_path, {"w.sms.j2": "Hi\n{{ expiring_on | date('yyyy-MM-dd HH:mm') }}"})
+    (diag,) = [d for d in check(tmp_path, "w", "sms") if d.code != "T505"]
+    assert (diag.code, diag.line, diag.message) == (
+        "T506",
+        2,
+        "template render error: date: the pattern 'yyyy-MM-dd HH:mm' asks for a time of day "
+        "('HH', 'mm') but 2026-04-03 is a date; only timestamps such as customer.joined_at "
+        "have one",
+    )
+
+
+def test_joined_at_is_a_timestamp_in_both_contexts():
+    assert sample_context(PROGRAM)["customer"]["joined_at"] == datetime(2024, 2, 3, 10, 15)
+    row = {"customer_id": "1", "joined_at": datetime(2026, 3, 2, 11, 0)}
+    assert member_context(row, PROGRAM)["customer"]["joined_at"] == datetime(2026, 3, 2, 11, 0)

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date
+from babel.dates import format_date, parse_pattern
 from babel.numbers import format_currency, format_decimal, format_percent
 from jinja2 import (
     FileSystemLoader,
@@ -62,6 +62,11 @@ _FORMAT_SPACES = str.maketrans({"\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u
 _BOM = "\ufeff"
 
 _NOT_FOUND_HINT = "create the file or fix the name; templates may not leave their folder"
+
+
+class TemplateValueError(ValueError):
+    """A template asked a filter for something its value cannot give; the message says
+    what (reported as T506 without the exception's type)."""
 
 
 class RenderError(LoyaltyError):
@@ -183,6 +188,38 @@ def _to_date(value: Any) -> date:
     raise TypeError(f"not a date: {value!r}")
 
 
+def _to_moment(value: Any) -> date:
+    """A date, or a datetime when the value has a time (a timestamp, ISO text with a time)."""
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and len(value.strip()) > 10:
+        return datetime.fromisoformat(value.strip())
+    return _to_date(value)
+
+
+_NAMED_DATE_FORMATS = ("short", "medium", "long", "full")
+# CLDR pattern fields that need a time of day (or a zone): hour, minute, second, period.
+_TIME_FIELD = re.compile(r"%\(([abBhHKkmsSAzZOvVxX]\w*)\)s")
+
+
+def _format_moment(value: Any, format: str, locale: Locale) -> str:
+    """The ``date`` filter: a named format gives the day; a CLDR pattern may also show the
+    time of a timestamp, and asking a date for one is the template's error."""
+    if format in _NAMED_DATE_FORMATS:
+        return format_date(_to_date(value), format=format, locale=locale)
+    moment = _to_moment(value)
+    pattern = parse_pattern(str(format))
+    if not isinstance(moment, datetime):
+        fields = _TIME_FIELD.findall(pattern.format)
+        if fields:
+            raise TemplateValueError(
+                f"date: the pattern {format!r} asks for a time of day "
+                f"({', '.join(repr(f) for f in fields)}) but {moment.isoformat()} is a date; "
+                "only timestamps such as customer.joined_at have one"
+            )
+    return pattern.apply(moment, locale)
+
+
 def _filters(default_locale: Locale) -> dict[str, Callable[..., Any]]:
     """Formatting filters; each prints nothing for None (a value the member does not have)."""
 
@@ -203,12 +240,10 @@ def _filters(default_locale: Locale) -> dict[str, Callable[..., Any]]:
     @pass_context
     def date_(ctx: Context, value: Any, format: str = "medium", locale: Any = None) -> str:
         """``{{ expiring_on | date }}`` -> ``Apr 3, 2026``; format short/medium/long/full or a
-        CLDR pattern such as ``d MMMM``."""
+        CLDR pattern such as ``d MMMM`` (``d MMMM HH:mm`` for a timestamp)."""
         if value is None:
             return ""
-        return format_date(
-            _to_date(value), format=format, locale=_context_locale(ctx, locale, default_locale)
-        )
+        return _format_moment(value, format, _context_locale(ctx, locale, default_locale))
 
     @pass_context
     def points(ctx: Context, value: Any, locale: Any = None) -> str:
@@ -378,6 +413,8 @@ def diagnose(exc: BaseException, path: str, source: str | None = None) -> Diagno
         )
     if isinstance(exc, UnicodeDecodeError):
         return Diagnostic("T502", "template file is not valid UTF-8", path=where, line=line)
+    if isinstance(exc, TemplateValueError):
+        return Diagnostic("T506", f"template render error: {exc}", path=where, line=line)
     return Diagnostic(
         "T506",
         f"template render error: {type(exc).__name__}: {exc}",
