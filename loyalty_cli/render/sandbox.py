@@ -210,7 +210,7 @@ def _format_moment(value: Any, format: str, locale: Locale) -> str:
     moment = _to_moment(value)
     pattern = parse_pattern(str(format))
     if not isinstance(moment, datetime):
-        fields = _TIME_FIELD.findall(pattern.format)
+        fields = _TIME_FIELD.findall(str(pattern.format))
         if fields:
             raise TemplateValueError(
                 f"date: the pattern {format!r} asks for a time of day "
