@@ -59,4 +59,15 @@ def parse_duration(text: object) -> Duration | None:
     return Duration(int(m.group(1)), unit)
 
 
+# The longest duration of each unit: 100 years. Date arithmetic over longer spans leaves
+# the calendar a run can compute in (year 9999), and no loyalty rule needs them.
+MAX_DURATION = {"day": 36_500, "week": 5_200, "month": 1_200, "year": 100}
+MAX_DURATION_TEXT = "100 years: 9999 days, 5200 weeks, 1200 months or 100 years"
+
+
+def too_long(duration: Duration) -> bool:
+    """Whether the duration is longer than the longest allowed (about 100 years)."""
+    return duration.n > MAX_DURATION[duration.unit]
+
+
 DURATION_HINT = "Write a duration as 'N days', 'N weeks', 'N months' or 'N years', e.g. '365 days'."

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
+from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from loyalty_cli.config.yamlload import YamlDoc, format_path
@@ -25,9 +27,51 @@ def load_schema(kind: str) -> dict:
     return json.loads(text)
 
 
+NOT_FINITE = "not a finite number"
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _numeric_only(types: Any) -> bool:
+    """A number or integer key, as opposed to an expression (which may also be a number and
+    whose `.nan` the expression checker reports)."""
+    types = types if isinstance(types, list) else [types]
+    return ("number" in types or "integer" in types) and "string" not in types
+
+
+def _type(validator: Any, types: Any, instance: Any, schema: dict) -> Iterator[ValidationError]:
+    """`type`, and a number key given .inf, .nan or a number too large for a float (1e309):
+    one error that says so, instead of a wrong type or none at all (NaN passes every bound)."""
+    if _not_finite(instance) and _numeric_only(types):
+        yield ValidationError(NOT_FINITE, validator="type", validator_value=types)
+        return
+    yield from _BASE.VALIDATORS["type"](validator, types, instance, schema)
+
+
+def _bound(keyword: str):
+    def check(validator: Any, value: Any, instance: Any, schema: dict) -> Iterator[ValidationError]:
+        if _not_finite(instance):
+            return  # reported once, by `type`
+        yield from _BASE.VALIDATORS[keyword](validator, value, instance, schema)
+
+    return check
+
+
+_BASE = Draft202012Validator
+_Validator = validators.extend(
+    _BASE,
+    {
+        "type": _type,
+        **{k: _bound(k) for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")},
+    },
+)
+
+
 @cache
-def _validator(kind: str) -> Draft202012Validator:
-    return Draft202012Validator(load_schema(kind))
+def _validator(kind: str) -> Any:
+    return _Validator(load_schema(kind))
 
 
 def _leaf_errors(error: ValidationError) -> list[ValidationError]:
@@ -128,6 +172,16 @@ def _to_diagnostics(doc: YamlDoc, error: ValidationError, kind: str) -> list[Dia
             line=line or 1,
             col=col or 1,
         )
+    if v == "type" and error.message == NOT_FINITE:
+        value = error.instance
+        if math.isnan(value):
+            shown = ".nan is"
+        else:
+            sign = "-" if value < 0 else ""
+            shown = f"{sign}.inf (or a number too large to hold, such as {sign}1e309) is"
+        return at("S205", f"{where or 'value'}: {shown} {NOT_FINITE}", _with_range(sch))
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return at("S205", f"{where or 'value'}: {_short(error.message)}", _with_range(sch))
     if v == "type":
         expected = sch.get("type")
         exp = " or ".join(expected) if isinstance(expected, list) else str(expected)
@@ -179,6 +233,26 @@ def _to_diagnostics(doc: YamlDoc, error: ValidationError, kind: str) -> list[Dia
         line=line,
         col=col,
     )
+
+
+def _number(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _with_range(sch: dict) -> str:
+    """The key's description and the numbers it allows, e.g. 'Allowed: 1 to 1,000,000,000.'"""
+    low = high = ""
+    if "minimum" in sch:
+        low = f"from {_number(sch['minimum'])}"
+    elif "exclusiveMinimum" in sch:
+        low = f"above {_number(sch['exclusiveMinimum'])}"
+    if "maximum" in sch:
+        high = f"up to {_number(sch['maximum'])}"
+    allowed = " ".join(x for x in (low, high) if x)
+    desc = str(sch.get("description", "")).strip()
+    whole = " (a whole number)" if sch.get("type") == "integer" else ""
+    text = f"Allowed: {allowed}{whole}." if allowed else "Write a finite number."
+    return f"{desc} {text}".strip()
 
 
 def _short(message: str) -> str:

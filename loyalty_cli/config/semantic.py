@@ -5,6 +5,7 @@ Run only on documents that passed the schema, so the shapes here can be trusted.
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import zoneinfo
 from collections.abc import Iterable
@@ -16,7 +17,12 @@ import sqlglot
 from sqlglot import exp
 
 from loyalty_cli import expr as expressions
-from loyalty_cli.config.durations import DURATION_HINT, parse_duration
+from loyalty_cli.config.durations import (
+    DURATION_HINT,
+    MAX_DURATION_TEXT,
+    parse_duration,
+    too_long,
+)
 from loyalty_cli.config.yamlload import PathKey, YamlDoc, format_path
 from loyalty_cli.diagnostics import Diagnostic
 
@@ -121,12 +127,42 @@ class Checker:
             else:
                 seen[value] = path
 
-    def duration(self, path: PathKey, value: Any) -> None:
+    def duration(self, path: PathKey, value: Any, *, at_least_a_day: bool = False) -> None:
         if value is None:
             return
-        if parse_duration(value) is None:
+        parsed = parse_duration(value)
+        if parsed is None:
             self.add(
                 "R304", path, f"malformed duration {value!r} at {format_path(path)}", DURATION_HINT
+            )
+        elif too_long(parsed):
+            self.add(
+                "S205",
+                path,
+                f"{format_path(path)}: duration {value!r} is longer than 100 years",
+                f"A duration is at most {MAX_DURATION_TEXT}.",
+            )
+        elif at_least_a_day and parsed.n == 0:
+            self.add(
+                "S205",
+                path,
+                f"{format_path(path)}: duration {value!r} is shorter than a day",
+                "A wait is at least '1 day': a step's wait ends on a later run. Remove the "
+                "step to go on at once.",
+            )
+
+    def calendar_date(self, path: PathKey, value: Any) -> None:
+        """A YYYY-MM-DD text must name a day of the calendar (not 2026-02-30)."""
+        if not isinstance(value, str):
+            return
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            self.add(
+                "S205",
+                path,
+                f"{format_path(path)}: {value!r} is not a day of the calendar",
+                "Write a real date as YYYY-MM-DD, e.g. '2026-02-28' (months have 28 to 31 days).",
             )
 
     def expression(
@@ -225,6 +261,8 @@ def check_program(doc: YamlDoc) -> tuple[list[Diagnostic], ProgramContext]:
                 f"unknown timezone '{tz}'",
                 "Use an IANA name such as 'Europe/Warsaw' or 'UTC'.",
             )
+
+    c.calendar_date(("program", "starts_on"), prog.get("starts_on"))
 
     for name, src in (data.get("sources") or {}).items():
         if isinstance(src, dict) and not _source_path_ok(src.get("path")):
@@ -411,11 +449,22 @@ def workflow_paths(doc: YamlDoc) -> tuple[list[Path], list[Diagnostic]]:
     return found, c.out
 
 
+def _sample_member(program: dict) -> dict:
+    """The sample member templates are rendered for; a program whose own numbers are wrong
+    (an infinite tier min, a reward cost of .nan: reported at the program) gets the sample
+    program's member instead, so its workflows' templates are still checked."""
+    from loyalty_cli.render import context as render_context
+
+    try:
+        return render_context.sample_context(program)
+    except (ArithmeticError, ValueError, TypeError, OverflowError):
+        return render_context.sample_context(None)
+
+
 def check_workflow(
     doc: YamlDoc, pctx: ProgramContext | None, template_cache: dict | None = None
 ) -> list[Diagnostic]:
     """Semantic checks of a workflow that passed the schema, in its program's context."""
-    from loyalty_cli.render import context as render_context
     from loyalty_cli.render import sandbox
 
     c = Checker(doc)
@@ -503,7 +552,7 @@ def check_workflow(
         if not isinstance(step, dict):
             continue
         spath = (*base, "steps", i)
-        c.duration((*spath, "wait"), step.get("wait"))
+        c.duration((*spath, "wait"), step.get("wait"), at_least_a_day=True)
         if "if" in step:
             c.expression((*spath, "if"), step.get("if"), ctx, "condition")
             c.tier_literals((*spath, "if"), step.get("if"), tiers)
@@ -527,7 +576,7 @@ def check_workflow(
                 key = (str(pctx.template_dir), name, channel, has_coupon)
                 if template_cache is not None and key in template_cache:
                     continue
-                sample = render_context.sample_context(pctx.data)
+                sample = _sample_member(pctx.data)
                 if not has_coupon:
                     # A step that assigns no coupon renders with `coupon` empty.
                     sample = {**sample, "coupon": None}
