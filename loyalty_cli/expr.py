@@ -16,6 +16,7 @@ NULL rule (SPEC 9.17): a condition (kind ``"condition"``) compiles to
 
 from __future__ import annotations
 
+import decimal
 import difflib
 import json
 import logging
@@ -1166,6 +1167,12 @@ class _Checker:
             return None
         self._check_truth_operands(tree)
         self._check_constant_parts(tree)
+        if not self.problems:
+            self._check_constant_arguments(tree)
+        if not self.problems:
+            self._check_results_beside(tree)
+        if not self.problems and self.kind == "value":
+            self._check_constant_value(tree)
         if self.problems:
             return None
         return condition_sql(sql) if self.kind == "condition" else sql
@@ -1213,6 +1220,125 @@ class _Checker:
                 "fix the value, or use try_cast(...) and nullif(x, 0) where a value may "
                 "not convert or a divisor may be 0",
             )
+
+    def _check_constant_arguments(self, tree: exp.Expr) -> None:
+        """Arguments with no column that DuckDB reads when the run starts, whatever the rows:
+        a regular expression RE2 cannot compile (`regexp_matches(x, '(')`), a `like` escape
+        of more than one character, a divisor that is 0 (`order.total % 0` fails on every
+        row, `order.total / 0` gives infinite points)."""
+        for node in tree.walk():
+            if isinstance(node, exp.Lambda):
+                continue
+            probe: str | None = None
+            label = ""
+            part: exp.Expr | None = None
+            if isinstance(node, _REGEX_NODES):
+                part = node.expression
+                flag = node.args.get("flag")
+                args = [part] + ([flag] if flag is not None else [])
+                if all(a is not None and not _has_column(a) for a in args):
+                    probe = "regexp_matches('', {})".format(
+                        ", ".join(self._sql_or_none(a) or "NULL" for a in args)
+                    )
+                    label = "the regular expression"
+            elif isinstance(node, exp.Escape):
+                part = node.expression
+                if part is not None and not _has_column(part):
+                    probe = f"'' LIKE '' ESCAPE {self._sql_or_none(part) or 'NULL'}"
+                    label = "the escape of `like`"
+            elif isinstance(node, exp.Div | exp.IntDiv | exp.Mod):
+                part = node.expression
+                if part is not None and not _has_column(part):
+                    sql = self._sql_or_none(part)
+                    if sql is not None and _constant_value(sql) == 0:
+                        offset = self._offset(node)
+                        self.add(
+                            "E409",
+                            f"`{self._source_span(node, offset)}` divides by zero on every row",
+                            offset,
+                            "divide by a number other than 0, or by nullif(x, 0) where a "
+                            "divisor may be 0",
+                        )
+                    continue
+            elif isinstance(node, exp.Literal) and not node.is_string:
+                if not _finite_literal(node.this):
+                    offset = self._offset(node)
+                    self.add(
+                        "E409",
+                        f"the number {node.this} is too large to compute with",
+                        offset,
+                        "write a number below 1e308; points and money are far smaller",
+                    )
+                continue
+            if probe is None or part is None:
+                continue
+            error = _probe_error(probe)
+            if error is None:
+                continue
+            offset = self._offset(part)
+            self.add(
+                "E409",
+                f"{label} {self._source_span(part, offset)} is refused by DuckDB: {error}",
+                offset,
+                _PROBE_HINT[label],
+            )
+
+    def _sql_or_none(self, node: exp.Expr) -> str | None:
+        try:
+            return self._sql(node)
+        except Exception:
+            return None
+
+    def _check_results_beside(self, tree: exp.Expr) -> None:
+        """A text literal among the results of `case`, `if`, `coalesce`, `greatest` or
+        `least` whose other results are numbers, dates or yes/no: DuckDB gives the whole
+        one type and converts the text on every row that reaches it
+        (`case when ... then 'a' else 1 end`)."""
+        for node in tree.find_all(*_UNIFYING):
+            if isinstance(node, exp.Nullif):
+                continue
+            for how, group in _unified(node):
+                if how != "set beside":
+                    continue
+                texts = [p for p in group if isinstance(p, exp.Literal) and p.is_string]
+                if not texts or len(texts) == len(group):
+                    continue
+                sql = self._sql_or_none(node)
+                types = _types_of([sql], self.ctx) if sql is not None else None
+                typ = types[0] if types else ""
+                if typ in ("", "VARCHAR", "JSON", "NULL") or typ.endswith("[]"):
+                    continue
+                for text in texts:
+                    if _converts(text.this, typ):
+                        continue
+                    offset = self._offset(text)
+                    self.add(
+                        "E409",
+                        f"{text.sql(dialect='duckdb')} cannot be set beside the other "
+                        f"results, which are {typ.lower()}: DuckDB makes them one type and "
+                        "the text does not convert",
+                        offset,
+                        "give every result the same kind, e.g. all numbers or all text "
+                        "(`else '1'`)",
+                    )
+
+    def _check_constant_value(self, tree: exp.Expr) -> None:
+        """Points with no column (`points: 1e300`, `points: 10000000000000000000000`) are
+        the same on every row: beyond the points a rule may give, a run would fail."""
+        if _has_column(tree):
+            return
+        sql = self._sql_or_none(tree)
+        value = _constant_value(sql) if sql is not None else None
+        if isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool):
+            if abs(value) > MAX_CONSTANT_POINTS:  # type: ignore[operator]
+                self.add(
+                    "E409",
+                    f"{self.source.strip()} points is more than the most a rule may give "
+                    f"({MAX_CONSTANT_POINTS:,})",
+                    0,
+                    f"write a number of points from -{MAX_CONSTANT_POINTS:,} to "
+                    f"{MAX_CONSTANT_POINTS:,}",
+                )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1294,15 +1420,64 @@ def _constant_parts(tree: exp.Expr) -> Iterator[exp.Expr]:
 
 def _evaluation_error(sql: str) -> str | None:
     """DuckDB's message when computing this column-free SQL fails because of its values (a
-    cast that fails, a division by zero, a number too large); None otherwise."""
+    cast that fails, a division by zero, a number too large), or a note when it computes a
+    number that is not finite (`1/0`, `1e400`: infinite points stop the run); None
+    otherwise."""
     with _PARSER_LOCK:
         try:
-            _parser().execute(f"SELECT {sql}").fetchall()
+            rows = _parser().execute(f"SELECT {sql}").fetchall()
         except duckdb.Error as error:
             if not value_error(error):
                 return None
             return re.sub(r"\. Use TRY\(.*$", "", _error_text(error))  # SET is not for programs
+    value = rows[0][0] if rows else None
+    if isinstance(value, float) and not math.isfinite(value):
+        kind = "not a number" if math.isnan(value) else "infinite"
+        return f"the result is {kind} (a division by zero, or a number too large)"
     return None
+
+
+def _constant_value(sql: str) -> object:
+    """The value of column-free SQL (None when it cannot be computed here)."""
+    with _PARSER_LOCK:
+        try:
+            rows = _parser().execute(f"SELECT {sql}").fetchall()
+        except duckdb.Error:
+            return None
+    return rows[0][0] if rows else None
+
+
+def _probe_error(sql: str) -> str | None:
+    """DuckDB's message when computing this column-free SQL fails for any reason."""
+    with _PARSER_LOCK:
+        try:
+            _parser().execute(f"SELECT {sql}").fetchall()
+        except duckdb.Error as error:
+            return _error_text(error)
+    return None
+
+
+def _finite_literal(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except (ValueError, OverflowError):
+        return True  # not a plain number: DuckDB reads it
+
+
+def _has_column(node: exp.Expr) -> bool:
+    return any(isinstance(n, exp.Column | exp.Lambda) for n in node.walk())
+
+
+# The most points a rule's constant `points:` may give a row (as the schema's other points).
+MAX_CONSTANT_POINTS = 1_000_000_000
+
+_REGEX_NODES = _classes("RegexpLike", "RegexpFullMatch", "RegexpExtract", "RegexpReplace")
+
+_PROBE_HINT = {
+    "the regular expression": "write an RE2 regular expression (docs/expressions.md); escape "
+    "( ) [ ] { } . * + ? | with a backslash to match the character itself",
+    "the escape of `like`": "the escape is one character, e.g. `like 'a!%' escape '!'`",
+}
 
 
 def _types_of(parts: list[str], ctx: ExprContext) -> list[str] | None:

@@ -295,3 +295,113 @@ def test_wait_of_zero_days_is_an_error(tmp_path: Path) -> None:
             "to go on at once.",
         )
     ]
+
+
+# -- expressions that pass DuckDB's binder but fail on every row, or when the run starts ----
+
+REGEX_HINT = (
+    "write an RE2 regular expression (docs/expressions.md); escape ( ) [ ] { } . * + ? | "
+    "with a backslash to match the character itself"
+)
+DIVIDE_HINT = "divide by a number other than 0, or by nullif(x, 0) where a divisor may be 0"
+
+
+@pytest.mark.parametrize(
+    ("when", "col", "message", "hint"),
+    [
+        (
+            "regexp_matches(customer.email, '(')",
+            78,
+            "earning.rules[0].when: the regular expression '(' is refused by DuckDB: missing ): (",
+            REGEX_HINT,
+        ),
+        (
+            "regexp_full_match(customer.email, '[')",
+            81,
+            "earning.rules[0].when: the regular expression '[' is refused by DuckDB: missing ]: [",
+            REGEX_HINT,
+        ),
+        (
+            "regexp_matches(customer.email, 'a{1000000}')",
+            78,
+            "earning.rules[0].when: the regular expression 'a{1000000}' is refused by "
+            "DuckDB: invalid repetition size: {1000000}",
+            REGEX_HINT,
+        ),
+        (
+            "customer.email like 'a%' escape 'ab'",
+            79,
+            "earning.rules[0].when: the escape of `like` 'ab' is refused by DuckDB: Invalid "
+            "escape string. Escape string must be empty or one character.",
+            "the escape is one character, e.g. `like 'a!%' escape '!'`",
+        ),
+    ],
+)
+def test_constant_arguments_duckdb_refuses(
+    tmp_path: Path, when: str, col: int, message: str, hint: str
+) -> None:
+    text = PROGRAM.replace("points: order.total}", f'points: 1, when: "{when}"}}')
+    assert problems(tmp_path, text) == [("E409", "program.yaml", 8, col, message, hint)]
+
+
+@pytest.mark.parametrize(
+    ("points", "col", "message", "hint"),
+    [
+        (
+            "1/0",
+            38,
+            "earning.rules[0].points: `1/0` fails whenever it is computed: the result is "
+            "infinite (a division by zero, or a number too large)",
+            "fix the value, or use try_cast(...) and nullif(x, 0) where a value may not "
+            "convert or a divisor may be 0",
+        ),
+        (
+            "order.total % 0",
+            38,
+            "earning.rules[0].points: `order.total % 0` divides by zero on every row",
+            DIVIDE_HINT,
+        ),
+        (
+            "order.total / 0.0",
+            38,
+            "earning.rules[0].points: `order.total / 0.0` divides by zero on every row",
+            DIVIDE_HINT,
+        ),
+        (
+            "case when order.total > 1 then 'a' else 1 end",
+            69,
+            "earning.rules[0].points: 'a' cannot be set beside the other results, which are "
+            "integer: DuckDB makes them one type and the text does not convert",
+            "give every result the same kind, e.g. all numbers or all text (`else '1'`)",
+        ),
+        (
+            "order.total + 1e400",
+            52,
+            "earning.rules[0].points: the number 1e400 is too large to compute with",
+            "write a number below 1e308; points and money are far smaller",
+        ),
+        (
+            "10000000000000000000000",
+            38,
+            "earning.rules[0].points: 10000000000000000000000 points is more than the most a "
+            "rule may give (1,000,000,000)",
+            "write a number of points from -1,000,000,000 to 1,000,000,000",
+        ),
+    ],
+)
+def test_constant_values_that_fail_the_run(
+    tmp_path: Path, points: str, col: int, message: str, hint: str
+) -> None:
+    text = PROGRAM.replace("points: order.total}", f'points: "{points}"}}')
+    assert problems(tmp_path, text) == [("E409", "program.yaml", 8, col, message, hint)]
+
+
+def test_expressions_that_only_look_alike_are_valid(tmp_path: Path) -> None:
+    rules = (
+        "    - {id: a, on: order, points: 1, when: \"regexp_matches(customer.email, '\\\\(')\"}\n"
+        "    - {id: b, on: order, points: order.total / 2}\n"
+        '    - {id: c, on: order, points: "case when order.total > 1 then 1 else 2 end"}\n'
+        "    - {id: d, on: order, points: 1, when: \"customer.email like 'a!%' escape '!'\"}\n"
+        "    - {id: e, on: order, points: 1000000000}\n"
+    )
+    assert problems(tmp_path, PROGRAM + rules) == []
