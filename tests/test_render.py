@@ -1047,3 +1047,35 @@ def test_joined_at_is_a_timestamp_in_both_contexts():
     assert sample_context(PROGRAM)["customer"]["joined_at"] == datetime(2024, 2, 3, 10, 15)
     row = {"customer_id": "1", "joined_at": datetime(2026, 3, 2, 11, 0)}
     assert member_context(row, PROGRAM)["customer"]["joined_at"] == datetime(2026, 3, 2, 11, 0)
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ customer.first_name | upper }}", ""),
+        ("{{ customer.first_name | title }}/{{ customer.first_name | string }}", "/"),
+        ("{{ customer.first_name | trim | capitalize | replace('a', 'b') }}", ""),
+        ("{{ customer.first_name | truncate(5) }}{{ customer.first_name | center(3) }}", "   "),
+        ("{{ customer.first_name | length }}", "0"),
+        ("{{ customer.first_name | default('there') }}", "there"),
+        ("{{ customer.first_name | d('there', true) }}", "there"),
+        ("{{ customer.nickname | default('there') }}", "there"),
+        ("{{ 0 | default(5) }}/{{ '' | default('e', true) }}", "0/e"),
+        ("{{ [customer.last_name, customer.first_name, 'B'] | join(' ') }}", "Smith  B"),
+        ("{{ [customer.first_name, customer.last_name] | select | join(' ') }}", "Smith"),
+        ("{{ 'Hi ' ~ customer.first_name ~ '!' }}", "Hi !"),
+        ("{% if customer.first_name %}yes{% else %}no{% endif %}", "no"),
+        ("{{ customer.first_name is none }}/{{ customer.last_name | upper }}", "True/SMITH"),
+    ],
+)
+def test_a_missing_value_is_empty_text_for_text_filters_and_tilde(tmp_path, template, expected):
+    write(tmp_path, {"f.txt.j2": template})
+    ctx = sample_context(PROGRAM)
+    ctx["customer"]["first_name"] = None
+    assert render_template(make_environment(tmp_path), "f.txt.j2", ctx) == expected
+
+
+def test_a_missing_value_is_empty_in_html_too(tmp_path):
+    write(tmp_path, {"f.html.j2": "{{ '<b>' ~ n ~ a }}|{{ n | e }}|{{ n | safe }}"})
+    out = render_template(make_environment(tmp_path), "f.html.j2", {"n": None, "a": "A&B"})
+    assert out == "&lt;b&gt;A&amp;B||"

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,7 +39,9 @@ from jinja2 import (
     meta,
     nodes,
     pass_context,
+    pass_eval_context,
 )
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
@@ -277,6 +279,95 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
+# Built-in filters that work on text: given none (a value the member does not have) they see
+# empty text, so `{{ customer.first_name | upper }}` prints nothing rather than "NONE", as
+# `{{ customer.first_name }}` does. The context keeps none, so `{% if %}` and `is none` work.
+_TEXT_FILTERS = (
+    "capitalize",
+    "center",
+    "count",
+    "e",
+    "escape",
+    "forceescape",
+    "indent",
+    "length",
+    "lower",
+    "replace",
+    "safe",
+    "string",
+    "striptags",
+    "title",
+    "trim",
+    "truncate",
+    "upper",
+    "urlencode",
+    "urlize",
+    "wordcount",
+    "wordwrap",
+)
+
+
+def _none_as_empty(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` (a filter) with a value of None replaced by empty text."""
+    at = 1 if getattr(func, "jinja_pass_arg", None) is not None else 0
+
+    @wraps(func)  # keeps jinja_pass_arg, so Jinja2 still passes the context first
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > at and args[at] is None:
+            args = (*args[:at], "", *args[at + 1 :])
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _text_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """The built-in text filters, ``default`` and ``join`` taking none as a missing value."""
+    filters = {name: _none_as_empty(builtin[name]) for name in _TEXT_FILTERS}
+    builtin_default, builtin_join = builtin["default"], builtin["join"]
+
+    def default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
+        """``{{ customer.first_name | default("there") }}`` also for a member without one."""
+        if value is None:
+            return default_value
+        return builtin_default(value, default_value, boolean)
+
+    @pass_eval_context
+    def join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+        """Items that are none join as empty text, as they print."""
+        if value is None:
+            return ""
+        if attribute is None and not isinstance(value, str):
+            value = ["" if item is None else item for item in value]
+        return builtin_join(eval_ctx, value, d, attribute)
+
+    filters.update(default=default, d=default, join=join)
+    return filters
+
+
+def _none_as_empty_text(value: Any) -> Any:
+    return "" if value is None else value
+
+
+class _CodeGenerator(CodeGenerator):
+    """Jinja2's code generator with the sandbox's additions to the compiled template."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        """``~`` as in Jinja2, except that none joins as empty text, as it prints:
+        ``"Hi " ~ customer.first_name`` is ``"Hi "`` for a member without a first name."""
+        if frame.eval_ctx.volatile:
+            func_name = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            func_name = "markup_join"
+        else:
+            func_name = "str_join"
+        self.write(f"{func_name}((")
+        for arg in node.nodes:
+            self.write("environment.none_as_empty(")
+            self.visit(arg, frame)
+            self.write("), ")
+        self.write("))")
+
+
 MAX_RESULT_LENGTH = 100_000  # characters or items one `*` may build in a template
 MAX_POWER = 10**12  # largest result of `**` a template may compute
 _MAX_POWER_LOG = math.log10(MAX_POWER) + 1e-9
@@ -286,6 +377,8 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
     """The sandbox, with `*` and `**` bounded so a template cannot exhaust memory."""
 
     intercepted_binops = frozenset(["*", "**"])
+    code_generator_class = _CodeGenerator
+    none_as_empty = staticmethod(_none_as_empty_text)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """``customer.items`` is the member's ``items`` column, not the dict method.
@@ -337,6 +430,7 @@ def make_environment(
         auto_reload=False,
     )
     env.globals.pop("lipsum", None)  # placeholder text has no place in a message
+    env.filters.update(_text_filters(env.filters))
     env.filters.update(_filters(_parse_locale(default_locale)))
     return env
 
