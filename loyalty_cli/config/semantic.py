@@ -449,6 +449,45 @@ def workflow_paths(doc: YamlDoc) -> tuple[list[Path], list[Diagnostic]]:
     return found, c.out
 
 
+def _unique_step_ids(c: Checker, base: PathKey, steps: list) -> None:
+    """Step ids, the default `step-N` of a step without an id included: two steps with one
+    id would share their message ids and audience rows, and one message would be lost."""
+    seen: dict[str, tuple[int, bool]] = {}  # id -> (step index, whether written)
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        written = bool(step.get("id"))  # as the engine: `id` or step-N (1-based)
+        sid = step.get("id") if written else f"step-{i + 1}"
+        if not isinstance(sid, str):
+            continue
+        if sid not in seen:
+            seen[sid] = (i, written)
+            continue
+        first, first_written = seen[sid]
+        first_pos = c.doc.pos(
+            (*base, "steps", first, "id") if first_written else (*base, "steps", first)
+        )
+        line = f" on line {first_pos.line}" if first_pos else ""
+        if written and first_written:
+            message = f"duplicate step id '{sid}' (first used{line})"
+        elif written:
+            message = (
+                f"step id '{sid}' is also the default id of step {first + 1}{line}, which has no id"
+            )
+        else:
+            message = (
+                f"step {i + 1} has no id, so its id is '{sid}', which step {first + 1}{line} "
+                "already has"
+            )
+        hint = (
+            "Each step needs its own id; rename one of them."
+            if written and first_written
+            else "Each step needs its own id; a step without one is step-1, step-2, ... by "
+            "its position, so give the other step an id that is not one of those."
+        )
+        c.add("R301", (*base, "steps", i, "id") if written else (*base, "steps", i), message, hint)
+
+
 def _sample_member(program: dict) -> dict:
     """The sample member templates are rendered for; a program whose own numbers are wrong
     (an infinite tier min, a reward cost of .nan: reported at the program) gets the sample
@@ -540,14 +579,7 @@ def check_workflow(
                         )
 
     steps = wf.get("steps") or []
-    c.unique_ids(
-        [
-            ((*base, "steps", i, "id"), s.get("id"))
-            for i, s in enumerate(steps)
-            if isinstance(s, dict)
-        ],
-        "step",
-    )
+    _unique_step_ids(c, base, steps)
     for i, step in enumerate(steps):
         if not isinstance(step, dict):
             continue
