@@ -673,3 +673,82 @@ def test_members_past_the_last_step_of_a_shortened_workflow_complete_it(tmp_path
             "detail": "",
         }
     ]
+
+
+def test_a_template_that_fails_for_one_member_skips_only_that_message(tmp_path):
+    """B has no birth date: `customer.birth_date.year` fails for B alone. B's message is
+    not sent (skipped, with the template's reason), B's code goes back to the pool, the
+    run warns and goes on: A's message goes out and the day's points are booked."""
+    body = """
+        earning:
+          rules:
+            - {id: base, on: order, points: order.total}
+        coupons:
+          pools:
+            - {id: gift, source: file, path: gift.csv}
+        """
+    flow = """
+        version: 1
+        workflow:
+          id: born
+          trigger: joined
+          steps:
+            - id: hello
+              send: {channel: email, template: born}
+              coupon: {pool: gift}
+        """
+    shop = shop_with(tmp_path, body, {"born": flow})
+    templates = tmp_path / "templates"
+    (templates / "born.subject.j2").write_text("Born in {{ customer.birth_date.year }}")
+    (templates / "born.html.j2").write_text("<p>{{ coupon.code }}</p>")
+    (templates / "born.txt.j2").write_text("{{ coupon.code }}")
+    (tmp_path / "gift.csv").write_text("code\nGIFT-1\nGIFT-2\n")
+    shop.add(
+        "customers",
+        customer("A", "2026-03-02 10:00:00", email_consent="true", birth_date="1990-05-01"),
+        customer("B", "2026-03-02 11:00:00", email_consent="true"),
+    )
+    shop.add("orders", order("O1", "B", "2026-03-02 12:00", "30.00"))
+    shop.run("2026-03-01")
+    planned = plan(shop.program, shop.data, dt.date(2026, 3, 2), shop.state)
+    result = shop.run("2026-03-02")
+    assert result.status == "ok"
+    assert (planned.counts["workflows"], planned.warnings) == (
+        result.counts["workflows"],
+        result.warnings,
+    )
+    assert result.counts["workflows"] == {
+        "born.coupons": 1,
+        "born.entered": 2,
+        "born.completed": 2,
+        "born.sent": 1,
+        "born.skipped": 1,
+    }
+    assert result.counts["coupons"] == {"gift.left": 1}
+    why = "template: born.subject.j2:1: undefined template variable: 'None' has no attribute 'year'"
+    assert result.warnings == [
+        f"workflow 'born' step 'hello': 1 message(s) not sent, their template failed for the "
+        f"member (customer 'B': {why}); see audiences/born.csv"
+    ]
+    audience = shop.csv("2026-03-02", "audiences/born.csv")
+    assert [(r["customer_id"], r["action"], r["message_id"], r["detail"]) for r in audience] == [
+        ("A", "entered", "", ""),
+        ("A", "sent", mid("born", "hello", "A", "2026-03-02"), ""),
+        ("A", "completed", "", ""),
+        ("B", "entered", "", ""),
+        ("B", "skipped", "", why),
+        ("B", "completed", "", ""),
+    ]
+    sent = jsonl(shop.out / "2026-03-02" / "messages" / "born" / "hello.email.jsonl")
+    assert [(m["customer_id"], m["subject"], m["text"]) for m in sent] == [
+        ("A", "Born in 1990", "GIFT-1")
+    ]
+    assert shop.query("SELECT code, assigned_to FROM coupon_codes ORDER BY code") == [
+        ("GIFT-1", "A"),
+        ("GIFT-2", None),
+    ]
+    assert shop.balance("B") == (30, 0)
+    # A rerun of the day writes the same files.
+    before = dump_outputs(shop.out)
+    shop.run("2026-03-02")
+    assert dump_outputs(shop.out) == before

@@ -26,6 +26,9 @@ class RunContext:
     dry_run: bool = False
     # Last entry_id / lot_id used, read once and then counted (ledger.py owns them).
     last_ids: dict[str, int] = field(default_factory=dict)
+    # The day's rendered messages per (workflow id, step id) and channel, for the batches
+    # (workflows.render_messages, then write_outputs).
+    messages: dict[tuple[str, str], dict[str, list[dict]]] = field(default_factory=dict)
 
     @property
     def first_run(self) -> bool:

@@ -482,6 +482,9 @@ def run_day(
         _mark_processed(ctx)
         outputs.update_totals(ctx, first_entry)
         outputs.build_balances(ctx)
+        # Messages are rendered with the balances at the end of the run, before the counts
+        # are taken: one whose template fails for its member is recorded as not sent.
+        workflows.render_messages(ctx)
         state.set_meta(con, state.PROGRAM_KEY, _program_meta(program))
         counts, warnings = json.loads(json.dumps(ctx.counts)), list(ctx.warnings)
         if last != as_of:

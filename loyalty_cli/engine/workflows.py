@@ -29,7 +29,6 @@ from pathlib import Path
 from loyalty_cli import exprbase as expressions
 from loyalty_cli import state
 from loyalty_cli.config.durations import parse_duration
-from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
 from loyalty_cli.engine import coupons, ledger, memberview
 from loyalty_cli.engine.context import RunContext
 from loyalty_cli.engine.timeutil import sql_literal
@@ -619,18 +618,92 @@ def _award(ctx: RunContext, wf: dict, k: int, step_id: str, award: dict, go: str
 # --------------------------------------------------------------------------- the files
 
 
+def render_messages(ctx: RunContext) -> None:
+    """Render the messages the day's runs sent (the log's `sent` rows of the day), with the
+    balances at the end of the run (`balances_now`), into `ctx.messages`.
+
+    A message whose template fails for its member (a value the sample member of `validate`
+    had and this member lacks) is not sent: its log row becomes `skipped` with the reason,
+    its coupon code goes back to the pool, and the run warns. The rest of the run goes on.
+    `plan` renders too, so it shows the same counts and warnings.
+    """
+    from loyalty_cli.render import make_environment
+
+    ctx.messages = {}
+    env = None
+    failed: list[tuple[dict, str, str, str, str | None]] = []
+    for wf in workflows_of(ctx):
+        ids = step_ids(wf)
+        for k, step in enumerate(wf["steps"]):
+            if "send" not in step:
+                continue
+            if env is None:
+                env = make_environment(ctx.program.template_dir)
+            ctx.messages[(wf["id"], ids[k])] = _render_step(ctx, wf, k, ids[k], step, env, failed)
+    if failed:
+        _not_sent(ctx, failed)
+
+
+def _not_sent(ctx: RunContext, failed: list[tuple[dict, str, str, str, str | None]]) -> None:
+    """Record the messages whose template failed as skipped, with the template's message."""
+    d = ctx.sql_date()
+    rows = [(wf["id"], step_id, message_id, why) for wf, step_id, message_id, why, _ in failed]
+    ctx.q(
+        f"""UPDATE wf_log SET action = 'skipped', channel = NULL, message_id = NULL,
+               recipient = NULL, detail = f.why
+        FROM (SELECT unnest(CAST($m AS VARCHAR[])) AS message_id,
+                     unnest(CAST($w AS VARCHAR[])) AS why) f
+        WHERE wf_log.message_id = f.message_id AND wf_log.run_on = {d}
+          AND wf_log.action = 'sent'""",
+        {"m": [r[2] for r in rows], "w": [r[3] for r in rows]},
+    )
+    ctx.q(
+        """UPDATE coupon_codes SET assigned_to = NULL, assigned_for = NULL, assigned_on = NULL
+        WHERE assigned_for IN (SELECT unnest(CAST($m AS VARCHAR[])))""",
+        {"m": [r[2] for r in rows]},
+    )
+    per_step: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for wf, step_id, _message_id, why, customer in failed:
+        per_step.setdefault((wf["id"], step_id), []).append((str(customer), why))
+        ctx.count("workflows", f"{wf['id']}.sent", -1)
+        ctx.count("workflows", f"{wf['id']}.skipped", 1)
+    for (wf_id, step_id), members in per_step.items():
+        customer, why = members[0]
+        ctx.warnings.append(
+            f"workflow '{wf_id}' step '{step_id}': {len(members)} message(s) not sent, their "
+            f"template failed for the member (customer '{customer}': {why}); see "
+            f"audiences/{wf_id}.csv"
+        )
+    pools = {
+        s["coupon"]["pool"]
+        for wf, *_ in failed
+        for s in wf["steps"]
+        if s.get("coupon") and "send" in s
+    }
+    for pool in sorted(pools):
+        ctx.counts["coupons"][f"{pool}.left"] = coupons.pool_free(ctx.con, pool, ctx.as_of)
+    if any(k.endswith(".coupons") for k in ctx.counts.get("workflows", {})):
+        given = dict(
+            ctx.q(
+                f"""SELECT l.workflow_id, count(*) FROM wf_log l JOIN coupon_codes c
+                    ON c.assigned_for = l.message_id
+                WHERE l.run_on = {d} AND l.action = 'sent' GROUP BY ALL"""
+            ).fetchall()
+        )
+        for key in [k for k in ctx.counts["workflows"] if k.endswith(".coupons")]:
+            ctx.counts["workflows"][key] = int(given.get(key.removesuffix(".coupons"), 0))
+
+
 def write_outputs(ctx: RunContext, out: Path, customer: str) -> None:
-    """audiences/<workflow>.csv for every workflow, and the message batches of its steps.
+    """audiences/<workflow>.csv for every workflow, and the message batches of its steps
+    (rendered by render_messages).
 
     `customer` is the SQL of the customer_id cell (outputs.customer_cell)."""
     from loyalty_cli.engine import outputs
+    from loyalty_cli.render import write_email_batch, write_sms_batch
 
-    wfs = workflows_of(ctx)
-    if not wfs:
-        return
     d = ctx.sql_date()
-    env = None
-    for wf in wfs:
+    for wf in workflows_of(ctx):
         # The workflow id is a checked id (letters, digits, '-', '_'), used as a file name.
         outputs.copy_csv(
             ctx,
@@ -640,27 +713,30 @@ def write_outputs(ctx: RunContext, out: Path, customer: str) -> None:
             ORDER BY wf_log.customer_id, entered_on, {log_order()}""",
             out / "audiences" / f"{wf['id']}.csv",
         )
-        ids = step_ids(wf)
-        for k, step in enumerate(wf["steps"]):
-            if "send" not in step:
-                continue
-            if env is None:
-                from loyalty_cli.render import make_environment
+        for step_id in step_ids(wf):
+            folder = out / "messages" / wf["id"]
+            for channel, messages in ctx.messages.get((wf["id"], step_id), {}).items():
+                if not messages:  # a file per channel that has messages this day
+                    continue
+                folder.mkdir(parents=True, exist_ok=True)
+                if channel == "email":
+                    write_email_batch(folder / f"{step_id}.email.jsonl", messages)
+                else:
+                    write_sms_batch(folder / f"{step_id}.sms.csv", messages)
 
-                env = make_environment(ctx.program.template_dir)
-            _write_batches(ctx, out / "messages" / wf["id"], wf, k, ids[k], step, env)
 
-
-def _write_batches(
-    ctx: RunContext, folder: Path, wf: dict, k: int, step_id: str, step: dict, env
-) -> None:
-    from loyalty_cli.render import (
-        RenderError,
-        member_context,
-        render_message,
-        write_email_batch,
-        write_sms_batch,
-    )
+def _render_step(
+    ctx: RunContext,
+    wf: dict,
+    k: int,
+    step_id: str,
+    step: dict,
+    env,
+    failed: list[tuple[dict, str, str, str, str | None]],
+) -> dict[str, list[dict]]:
+    """The rendered messages of one send step by channel; failures are added to `failed`
+    as (workflow, step id, message id, reason, customer id)."""
+    from loyalty_cli.render import RenderError, member_context, render_message
 
     send = step["send"]
     messaging = ctx.program.data.get("messaging") or {}
@@ -681,7 +757,8 @@ def _write_batches(
              AND i.customer_id = l.customer_id AND i.entered_on = l.entered_on
         LEFT JOIN coupon_codes cc ON cc.pool_id = $pool AND cc.assigned_for = l.message_id
         WHERE l.workflow_id = $wf AND l.step = $k AND l.run_on = {ctx.sql_date()}
-          AND l.action = 'sent'""",
+          AND l.action = 'sent'
+        ORDER BY l.customer_id, l.entered_on""",
         {"wf": wf["id"], "k": k, "pool": pool_id},
     )
     basis = _tier_basis(ctx, [r["customer_id"] for r in rows]) if rows else {}
@@ -701,32 +778,17 @@ def _write_batches(
             parts = render_message(env, send["template"], channel, context)
         except RenderError as exc:
             diag = exc.diagnostic
-            raise LoyaltyError(
-                Diagnostic(
-                    code=diag.code,
-                    path=diag.path,
-                    line=diag.line,
-                    col=diag.col,
-                    message=f"{diag.message} (workflow '{wf['id']}', step '{step_id}', "
-                    f"customer '{row['customer_id']}'); the state is unchanged",
-                    hint=diag.hint,
-                ),
-                ExitCode.INVALID,
-            ) from None
+            where = f"{Path(diag.path).name}:{diag.line}" if diag.path and diag.line else ""
+            why = f"template: {where + ': ' if where else ''}{diag.message}"
+            failed.append((wf, step_id, row["message_id"], why, row["customer_id"]))
+            continue
         message = {"customer_id": row["customer_id"], "message_id": row["message_id"], **parts}
         if channel == "email":
             message.update({"to": row["recipient"], "from": messaging.get("from_email", "")})
         else:
             message.update({"to": row["recipient"], "sender": messaging.get("sms_sender", "")})
         batches[channel].append(message)
-    for channel, messages in batches.items():
-        if not messages:  # a file per channel that has messages this day
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        if channel == "email":
-            write_email_batch(folder / f"{step_id}.email.jsonl", messages)
-        else:
-            write_sms_batch(folder / f"{step_id}.sms.csv", messages)
+    return batches
 
 
 def _tier_basis(ctx: RunContext, customers: list[str]) -> dict:
