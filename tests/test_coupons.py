@@ -162,10 +162,45 @@ def test_file_with_only_a_code_column_and_semicolons(con, tmp_path):
     assert codes_of(con, "b")[0][1:3] == ("Y1", date(2026, 5, 1))
 
 
-def test_same_code_may_sit_in_two_pools(con, tmp_path):
-    (tmp_path / "a.csv").write_text("code\nX1\n")
-    assert coupons.import_file(con, "a", tmp_path / "a.csv") == 1
-    assert coupons.import_file(con, "b", tmp_path / "a.csv") == 1
+def test_a_code_sits_in_one_pool_only(con, tmp_path):
+    """A code is given out once, ever (SPEC 7): a code another pool holds, in any case, is
+    refused by `coupons import` and left out, with a warning, by a run's file pool."""
+    (tmp_path / "a.csv").write_text("code\nX1\nX2\n")
+    (tmp_path / "b.csv").write_text("code\nx2\nY1\nX1\n")
+    assert coupons.import_file(con, "a", tmp_path / "a.csv") == 2
+    with pytest.raises(LoyaltyError) as err:
+        coupons.import_file(con, "b", tmp_path / "b.csv")
+    diag = err.value.diagnostics[0]
+    assert (diag.code, diag.message) == (
+        "R308",
+        "coupon pool 'b': 2 code(s) of b.csv are held by another pool (e.g. 'X1')",
+    )
+    assert coupons.pool_size(con, "b") == 0
+    warnings: list[str] = []
+    assert coupons.import_file(con, "b", tmp_path / "b.csv", warnings=warnings) == 1
+    assert [c[1] for c in codes_of(con, "b")] == ["Y1"]
+    assert warnings == [
+        "coupon pool 'b': 2 code(s) of b.csv are held by another pool (e.g. 'X1'); they were "
+        "left out, as a code is given out once, ever"
+    ]
+
+
+def test_a_code_is_one_line_of_printable_characters(con, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text('code\nA1\n"multi\nline"\n' + "B" * 65 + "\n")
+    with pytest.raises(LoyaltyError) as err:
+        coupons.import_file(con, "p", path)
+    diag = err.value.diagnostics[0]
+    assert (diag.line, diag.message) == (
+        4,
+        "the code 'multi\\nline' holds a line break or another control character",
+    )
+    path.write_text("code\nA1\n" + "B" * 65 + "\n")
+    with pytest.raises(LoyaltyError) as err:
+        coupons.import_file(con, "p", path)
+    assert err.value.diagnostics[0].message == (
+        f"the code {'B' * 40!r}... is longer than 64 characters"
+    )
 
 
 @pytest.mark.parametrize(

@@ -395,9 +395,31 @@ def test_order_days_kept_up_to_date_night_by_night(tmp_path):
 
 
 def test_output_cells_that_look_like_formulas_are_neutralised(tmp_path):
-    shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: event, points: 1}\n")
-    ids = ["=SUM(A1)", "+1", "-2", "@me", "\tT", "plain", "a=b"]
+    shop = Shop(
+        tmp_path,
+        """
+earning:
+  rules:
+    - {id: base, on: event, points: 1}
+rewards:
+  - {id: r, name: R, cost: 1, coupon_pool: p}
+coupons:
+  pools:
+    - {id: p, source: file, path: p.csv}
+""",
+    )
+    (tmp_path / "p.csv").write_text("code\n=1+1\n")
+    ids = ["=SUM(A1)", "+1", "-2", "@me", "\tT", "plain", "a=b", "10", "9"]
     shop.add("customers", *(customer(cid) for cid in ids))
+    shop.add(
+        "redemptions",
+        {
+            "redemption_id": "R1",
+            "customer_id": "plain",
+            "reward_id": "r",
+            "requested_at": "2026-03-01 11:00",
+        },
+    )
     shop.add(
         "events",
         *(
@@ -411,10 +433,23 @@ def test_output_cells_that_look_like_formulas_are_neutralised(tmp_path):
         ),
     )
     shop.run("2026-03-01")
+    # Sorted by the ids as text, byte by byte (9.22: "10" before "9", tab first), then
+    # neutralised.
     balances = [row["customer_id"] for row in shop.csv("2026-03-01", "balances.csv")]
-    assert sorted(balances) == sorted(["'=SUM(A1)", "'+1", "'-2", "'@me", "'\tT", "plain", "a=b"])
-    ledger = {row["customer_id"] for row in shop.csv("2026-03-01", "ledger.csv")}
-    assert ledger == {"'=SUM(A1)", "'+1", "'-2", "'@me", "'\tT", "plain", "a=b"}
+    assert balances == ["'\tT", "'+1", "'-2", "10", "9", "'=SUM(A1)", "'@me", "a=b", "plain"]
+    ledger = [row["customer_id"] for row in shop.csv("2026-03-01", "ledger.csv")]
+    assert set(ledger) == set(balances)
+    # A coupon code from the shop's file is neutralised too.
+    assert shop.csv("2026-03-01", "redemptions.csv") == [
+        {
+            "redemption_id": "R1",
+            "customer_id": "plain",
+            "reward_id": "r",
+            "status": "accepted",
+            "reason": "",
+            "coupon_code": "'=1+1",
+        }
+    ]
 
 
 def test_new_lots_are_stored_in_order_of_expiry_day(tmp_path):

@@ -31,9 +31,12 @@ from loyalty_cli.state import Connection
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 
 FILE_COLUMNS = ("code", "valid_until")
+# Longest code a file may hold: a code is typed in by hand or read off a screen.
+MAX_CODE_LENGTH = 64
 
 # Appends codes (given as lists) to a pool after its last seq, skipping empty codes,
-# repeats within the list and codes the pool already has.
+# repeats within the list and codes already stored, in this pool or another (a code is
+# given out once, ever: SPEC 7), whatever their case.
 _APPEND = """
     INSERT INTO coupon_codes (pool_id, code, valid_until, seq)
     WITH given AS (
@@ -44,7 +47,8 @@ _APPEND = """
         SELECT * FROM given g
         WHERE g.code IS NOT NULL AND g.code <> ''
           AND NOT EXISTS (SELECT 1 FROM coupon_codes c
-                          WHERE c.pool_id = $pool AND c.code = g.code)
+                          WHERE c.code = g.code
+                             OR (c.pool_id <> $pool AND upper(c.code) = upper(g.code)))
         QUALIFY row_number() OVER (PARTITION BY g.code ORDER BY g.pos) = 1)
     SELECT $pool, code, valid_until,
            (SELECT coalesce(max(seq), 0) FROM coupon_codes WHERE pool_id = $pool)
@@ -190,6 +194,18 @@ def read_code_file(path: str | Path) -> tuple[list[str], list[dt.date | None]]:
                     "Quote codes that contain the delimiter, or remove the extra fields.",
                 )
             code = row[code_at].strip() if code_at < len(row) else ""
+            if len(code) > MAX_CODE_LENGTH or any(ch < " " or ch == "\x7f" for ch in code):
+                raise _file_error(
+                    p,
+                    reader.line_num,
+                    f"the code {code[:40]!r}{'...' if len(code) > 40 else ''} "
+                    + (
+                        f"is longer than {MAX_CODE_LENGTH} characters"
+                        if len(code) > MAX_CODE_LENGTH
+                        else "holds a line break or another control character"
+                    ),
+                    "A code is one line of printable characters, as a customer types it.",
+                )
             until = None
             if valid_at is not None and valid_at < len(row) and row[valid_at].strip():
                 cell = row[valid_at].strip()
@@ -212,9 +228,45 @@ def read_code_file(path: str | Path) -> tuple[list[str], list[dt.date | None]]:
     return codes, valid
 
 
-def import_file(con: Connection, pool_id: str, path: str | Path) -> int:
-    """Append the codes of a CSV file to a pool; returns how many were new."""
+def import_file(
+    con: Connection, pool_id: str, path: str | Path, *, warnings: list[str] | None = None
+) -> int:
+    """Append the codes of a CSV file to a pool; returns how many were new.
+
+    Codes another pool holds (whatever their case) are left out: a code is given out once,
+    ever. With `warnings` (a run reading a file pool) that is said there and the run goes
+    on; without (`loyalty coupons import`) it is an error (R308) and nothing is imported.
+    """
     codes, valid = read_code_file(path)
+    shared = [
+        code
+        for (code,) in con.execute(
+            """SELECT DISTINCT g.code FROM (SELECT unnest(CAST($codes AS VARCHAR[])) AS code) g
+            WHERE EXISTS (SELECT 1 FROM coupon_codes c
+                          WHERE c.pool_id <> $pool AND upper(c.code) = upper(g.code))
+            ORDER BY g.code""",
+            {"codes": codes, "pool": pool_id},
+        ).fetchall()
+    ]
+    if shared:
+        what = (
+            f"coupon pool '{pool_id}': {len(shared)} code(s) of {Path(path).name} are held by "
+            f"another pool (e.g. {shared[0]!r})"
+        )
+        if warnings is None:
+            raise LoyaltyError(
+                Diagnostic(
+                    code="R308",
+                    path=str(path),
+                    message=what,
+                    hint="A code is given out once, ever: remove them from the file, or "
+                    "give each pool codes of its own.",
+                ),
+                ExitCode.INVALID,
+            )
+        said = what + "; they were left out, as a code is given out once, ever"
+        if said not in warnings:  # a pool read by both redemptions and workflows
+            warnings.append(said)
     return _append(con, pool_id, codes, valid)
 
 
@@ -290,15 +342,23 @@ def generate_pool(con: Connection, program: Program, pool_id: str, count: int | 
     return _append(con, pool_id, codes, [None] * len(codes))
 
 
-def ensure_pool(con: Connection, program: Program, pool_id: str) -> int:
+def ensure_pool(
+    con: Connection, program: Program, pool_id: str, warnings: list[str] | None = None
+) -> int:
     """Bring a pool's stored codes up to date before codes are taken from it.
 
-    File pools append what their CSV has that the pool has not; generate pools are filled
-    with `count` codes when they have never had any. Returns the number of codes added.
+    File pools append what their CSV has that the pool has not (codes of other pools left
+    out, said in `warnings`); generate pools are filled with `count` codes when they have
+    never had any. Returns the number of codes added.
     """
     pool = pool_config(program, pool_id)
     if pool.get("source") == "file":
-        return import_file(con, pool_id, program.path.parent / pool["path"])
+        return import_file(
+            con,
+            pool_id,
+            program.path.parent / pool["path"],
+            warnings=[] if warnings is None else warnings,
+        )
     if pool_size(con, pool_id) == 0:
         return generate_pool(con, program, pool_id)
     return 0

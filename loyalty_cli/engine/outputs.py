@@ -192,7 +192,7 @@ def write_all(ctx: RunContext, out: Path, rejects_table: str) -> None:
         ctx,
         f"""SELECT {neutral("redemption_id")} AS redemption_id,
                    {customer} AS customer_id, {neutral("reward_id")} AS reward_id,
-                   status, reason, coupon_code
+                   status, reason, {neutral("coupon_code")} AS coupon_code
             FROM redemptions WHERE processed_on = {d}
             ORDER BY customer_id, requested_at, redemption_id""",
         out / "redemptions.csv",

@@ -94,7 +94,7 @@ def apply_redemptions(ctx: RunContext) -> None:
         ).fetchall()
     ]
     for pool_id in pools:
-        coupons.ensure_pool(ctx.con, ctx.program, pool_id)
+        coupons.ensure_pool(ctx.con, ctx.program, pool_id, ctx.warnings)
     valid_days = {p: coupons.pool_config(ctx.program, p).get("valid_days") for p in pools}
 
     # Pools with fewer free codes than requests: only there can an earlier request take

@@ -531,7 +531,7 @@ def _assign_coupons(ctx: RunContext, wf: dict, step_id: str, pool_id: str) -> No
     """One code of the pool per message (its id is the request): all of them, or the run is
     refused (SPEC 7); a plan warns instead and assigns what the pool has."""
     con = ctx.con
-    coupons.ensure_pool(con, ctx.program, pool_id)
+    coupons.ensure_pool(con, ctx.program, pool_id, ctx.warnings)
     # Codes go out in the pool's order to members in customer id order.
     requests = (
         "SELECT customer_id, message_id AS request_id, "
