@@ -6,6 +6,7 @@ diagnostics instead of exceptions, so `validate` can report every file in one pa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -14,13 +15,16 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
-from loyalty_cli.diagnostics import Diagnostic
+from loyalty_cli.diagnostics import Diagnostic, first_line
 
 # A program file is small; anything bigger is a mistake, not a program.
 MAX_FILE_BYTES = 2_000_000
 # Alias expansion guard: a document expanding to more nodes than this is refused.
 MAX_NODES = 200_000
+# Nesting guard: a program is a few levels deep; 1000 nested `[` is a broken file.
+MAX_DEPTH = 50
 
 PathKey = tuple[str | int, ...]
 
@@ -118,6 +122,12 @@ class YamlDoc:
         return row + 1, j - line_starts[row] + 1
 
 
+class _TooDeep(Exception):
+    def __init__(self, node: Any):
+        super().__init__("too deep")
+        self.node = node
+
+
 class _TooBig(Exception):
     def __init__(self, path: PathKey):
         super().__init__("too big")
@@ -153,38 +163,63 @@ def _scalar(node: ScalarNode) -> Any:
         return None
     if tag.endswith(":bool"):
         return value.lower() == "true"
-    if tag.endswith(":int"):
-        try:
-            return int(value.replace("_", ""), 0)
-        except ValueError:
-            return value
-    if tag.endswith(":float"):
-        low = value.lower()
-        if low in (".inf", "+.inf"):
-            return float("inf")
-        if low == "-.inf":
-            return float("-inf")
-        if low == ".nan":
-            return float("nan")
-        try:
-            return float(value.replace("_", ""))
-        except ValueError:
-            return value
+    if tag.endswith((":int", ":float")):
+        return _core_number(value)
     return value
 
 
-def _convert(node: Any, path: PathKey, doc: YamlDoc, budget: list[int]) -> Any:
+# The YAML 1.2 core schema's numbers (https://yaml.org/spec/1.2.2/#1032-tag-resolution):
+# ruamel also reads `1_000` (YAML 1.1) as a number and refuses `014`; the core schema has
+# no underscores and reads `014` as 14 (octal is `0o14`).
+_CORE_INT = re.compile(r"[-+]?[0-9]+")
+_CORE_OCT = re.compile(r"0o[0-7]+")
+_CORE_HEX = re.compile(r"0x[0-9a-fA-F]+")
+_CORE_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_CORE_INF = re.compile(r"([-+]?)\.(inf|Inf|INF)")
+_CORE_NAN = re.compile(r"\.(nan|NaN|NAN)")
+
+
+def _core_number(value: str) -> int | float | str:
+    """A plain scalar as the YAML 1.2 core schema reads it: an int, a float, else text."""
+    if _CORE_INT.fullmatch(value):
+        return int(value, 10)
+    if _CORE_OCT.fullmatch(value):
+        return int(value[2:], 8)
+    if _CORE_HEX.fullmatch(value):
+        return int(value[2:], 16)
+    if _CORE_FLOAT.fullmatch(value):
+        return float(value)
+    inf = _CORE_INF.fullmatch(value)
+    if inf:
+        return float("-inf") if inf.group(1) == "-" else float("inf")
+    if _CORE_NAN.fullmatch(value):
+        return float("nan")
+    return value
+
+
+def _key_text(knode: Any, text: str) -> str:
+    """A mapping key as text, as it is written: `1:` is '1', `null:` is 'null' (not
+    'None'), and a complex key (`? [a, b]`) is its source text '[a, b]'."""
+    if isinstance(knode, ScalarNode):
+        return str(knode.value)
+    start, end = knode.start_mark.index, knode.end_mark.index
+    shown = " ".join(text[start:end].split()) if 0 <= start < end <= len(text) else ""
+    return shown or "(a list or mapping)"
+
+
+def _convert(node: Any, path: PathKey, doc: YamlDoc, budget: list[int], depth: int = 0) -> Any:
     """Plain data from composed nodes, recording positions; aliases count every time."""
     budget[0] -= 1
     if budget[0] < 0:
         raise _TooBig(path)
+    if depth > MAX_DEPTH:
+        raise _TooDeep(node)
     if isinstance(node, MappingNode):
         out: dict[str, Any] = {}
         first: dict[str, Any] = {}
         dups: list[tuple[str, Any, Any]] = []
         for knode, vnode in node.value:
-            key = _scalar(knode) if isinstance(knode, ScalarNode) else str(knode.value)
-            skey = key if isinstance(key, str) else str(key)
+            skey = _key_text(knode, doc.text)
             if skey in first:
                 dups.append((skey, first[skey], knode))
                 continue
@@ -193,7 +228,7 @@ def _convert(node: Any, path: PathKey, doc: YamlDoc, budget: list[int]) -> Any:
             doc.keys[child] = Pos(knode.start_mark.line + 1, knode.start_mark.column + 1)
             style = _STYLES.get(getattr(vnode, "style", None) or "", "plain")
             doc.values[child] = Pos(vnode.start_mark.line + 1, vnode.start_mark.column + 1, style)
-            out[skey] = _convert(vnode, child, doc, budget)
+            out[skey] = _convert(vnode, child, doc, budget, depth + 1)
         if dups:
             raise _Duplicates(dups)
         return out
@@ -203,7 +238,7 @@ def _convert(node: Any, path: PathKey, doc: YamlDoc, budget: list[int]) -> Any:
             child = (*path, i)
             style = _STYLES.get(getattr(vnode, "style", None) or "", "plain")
             doc.values[child] = Pos(vnode.start_mark.line + 1, vnode.start_mark.column + 1, style)
-            items.append(_convert(vnode, child, doc, budget))
+            items.append(_convert(vnode, child, doc, budget, depth + 1))
         return items
     return _scalar(node)
 
@@ -214,6 +249,21 @@ def _yaml() -> YAML:
     y = YAML(typ="safe", pure=False)
     y.version = (1, 2)
     return y
+
+
+def _inside(text: str, line: int | None, col: int | None) -> tuple[int | None, int | None]:
+    """A position past the last line (the end of the file) moved to the end of the last
+    line with text, so a message never points below the file."""
+    if line is None:
+        return line, col
+    lines = text.splitlines()
+    if line <= len(lines):
+        return line, col
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        return 1, 1
+    return len(lines), len(lines[-1]) + 1
 
 
 def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnostic]]:
@@ -247,6 +297,34 @@ def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnosti
                     hint=f"Add the missing '{closing}', or separate the items with commas.",
                 )
             ]
+        if "another document" in problem:
+            return None, [
+                Diagnostic(
+                    code="Y101",
+                    path=path,
+                    line=line,
+                    col=col,
+                    message="YAML syntax error: a second document starts here; a program or "
+                    "workflow file holds one document",
+                    hint="Remove this `---` line and what follows it, or move the second "
+                    "document to a file of its own.",
+                )
+            ]
+        if ctx_mark is not None and "quoted scalar" in context:
+            # An unclosed quote: the problem is at the end of the file; point at the quote.
+            quote = text[ctx_mark.index] if 0 <= ctx_mark.index < len(text) else '"'
+            inside = "write '' for a single quote" if quote == "'" else 'write \\" for a quote'
+            return None, [
+                Diagnostic(
+                    code="Y101",
+                    path=path,
+                    line=ctx_mark.line + 1,
+                    col=ctx_mark.column + 1,
+                    message=f"YAML syntax error: this {quote} is never closed ({problem})",
+                    hint=f"Add the closing {quote} at the end of the text (inside it, {inside}).",
+                )
+            ]
+        line, col = _inside(text, line, col)
         if "mapping values are not allowed" in problem and line is not None:
             # Usually a key indented deeper than its siblings: point at the key.
             lines = text.splitlines()
@@ -271,15 +349,47 @@ def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnosti
                 hint=hint,
             )
         ]
+    except ReaderError as exc:
+        # A character YAML does not allow (NUL, other control characters), at its place.
+        index = max(0, min(int(exc.position), len(text)))
+        line = text.count("\n", 0, index) + 1
+        col = index - (text.rfind("\n", 0, index) + 1) + 1
+        char = exc.character
+        code = ord(char) if isinstance(char, str) else int(char)
+        name = " (NUL)" if code == 0 else ""
+        return None, [
+            Diagnostic(
+                code="Y101",
+                path=path,
+                line=line,
+                col=col,
+                message=f"YAML syntax error: the file holds the control character "
+                f"#x{code:04x}{name}, which YAML does not allow",
+                hint="Remove the character; a program file is plain text (NUL bytes often "
+                "mean the file was saved as UTF-16 or is not text).",
+            )
+        ]
     except YAMLError as exc:
-        return None, [Diagnostic(code="Y101", path=path, message=f"YAML error: {exc}")]
+        return None, [
+            Diagnostic(
+                code="Y101",
+                path=path,
+                line=1,
+                col=1,
+                message=f"YAML error: {first_line(str(exc))}",
+                hint="Check that the file is a YAML text file.",
+            )
+        ]
     except RecursionError:
         return None, [
             Diagnostic(
                 code="Y103",
                 path=path,
+                line=1,
+                col=1,
                 message="the document is nested too deeply",
-                hint="A program is a few levels deep; check for recursive aliases.",
+                hint="A program is a few levels deep; look for brackets [ or { that are "
+                "opened again and again, or never closed.",
             )
         ]
     try:
@@ -297,7 +407,32 @@ def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnosti
             )
             for key, first, dup in exc.found
         ]
-    except (_TooBig, RecursionError) as exc:
+    except _TooDeep as exc:
+        mark = exc.node.start_mark
+        return None, [
+            Diagnostic(
+                code="Y103",
+                path=path,
+                line=mark.line + 1,
+                col=mark.column + 1,
+                message=f"the document is nested more than {MAX_DEPTH} levels deep here",
+                hint="A program is a few levels deep; look for brackets [ or { that are "
+                "opened again and again, or never closed.",
+            )
+        ]
+    except RecursionError:
+        return None, [
+            Diagnostic(
+                code="Y103",
+                path=path,
+                line=1,
+                col=1,
+                message="the document is nested too deeply",
+                hint="A program is a few levels deep; look for brackets [ or { that are "
+                "opened again and again, or never closed.",
+            )
+        ]
+    except _TooBig as exc:
         where = getattr(exc, "path", ())
         keys = [i for i, part in enumerate(where) if isinstance(part, str)]
         pos = doc.key_pos(where[: keys[-1] + 1]) if keys else None
