@@ -485,15 +485,66 @@ def test_sms_goes_to_valid_numbers_and_bad_ones_are_reported(tmp_path):
         if r["action"] == "skipped"
     ]
     assert skipped == [("Q", "sms: invalid phone"), ("R", "sms: no consent")]
-    assert (
+    assert result.warnings == [
         "workflow 'text' step 'hi': 1 member(s) agreed to SMS but their phone number is not "
-        "valid, and got no message (audiences/text.csv)"
-    ) in result.warnings
+        "valid (audiences/text.csv)"
+    ]
     # Written without a country code, read in messaging.default_region (PL).
     batch = (shop.out / "2026-03-02" / "messages" / "text" / "hi.sms.csv").read_text()
     assert batch.splitlines()[1:] == [
         f"P,{mid('text', 'hi', 'P', '2026-03-02')},+48512345678,SHOP,Hi Pia: 0 pts,GSM-7,1"
     ]
+
+
+def test_email_goes_to_valid_addresses_and_bad_ones_are_reported(tmp_path):
+    """An address that would add recipients or headers, or is no address at all, is not
+    used: the fallback is, or the step is skipped; either way the run warns."""
+    flow = """
+        version: 1
+        workflow:
+          id: mail
+          trigger: joined
+          steps:
+            - {id: hi, send: {channel: email, template: hello, fallback: sms}}
+        """
+    shop = shop_with(tmp_path, ORDERS_PROGRAM, {"mail": flow})
+    joined = "2026-03-02 10:00:00"
+    shop.add(
+        "customers",
+        customer("A", joined, email=" a.b+c@shop.example.com ", email_consent="true"),
+        customer("B", joined, email="b@example.com, victim@other.example", email_consent="true"),
+        customer("C", joined, email="c@example.com\nBcc: evil@x.example", email_consent="true"),
+        customer(
+            "D",
+            joined,
+            email="not an email",
+            email_consent="true",
+            sms_consent="true",
+            phone="512 345 678",
+        ),
+        customer("E", joined, email="e@localhost", email_consent="true"),
+    )
+    shop.run("2026-03-01")
+    result = shop.run("2026-03-02")
+    got = [
+        (r["customer_id"], r["action"], r["channel"], r["detail"])
+        for r in shop.csv("2026-03-02", "audiences/mail.csv")
+        if r["action"] in ("sent", "skipped")
+    ]
+    no_phone = "email: invalid address; sms: no phone"
+    assert got == [
+        ("A", "sent", "email", ""),
+        ("B", "skipped", "", no_phone),
+        ("C", "skipped", "", no_phone),
+        ("D", "sent", "sms", ""),
+        ("E", "skipped", "", no_phone),
+    ]
+    assert result.warnings == [
+        "workflow 'mail' step 'hi': 4 member(s) agreed to email but their address is not "
+        "valid (audiences/mail.csv)"
+    ]
+    (message,) = jsonl(shop.out / "2026-03-02" / "messages" / "mail" / "hi.email.jsonl")
+    assert message["to"] == "a.b+c@shop.example.com"
 
 
 def test_segment_enter_and_points_expiring_fire_on_the_day(tmp_path):

@@ -420,6 +420,12 @@ def _advance(ctx: RunContext, wf: dict) -> None:
         )
 
 
+# An email address the batches can carry: one address, no spaces, commas, semicolons,
+# angle brackets or quotes (nothing that would add a recipient or a header), and a domain
+# with a dot. Deliverability is the email tool's to judge.
+EMAIL_PATTERN = r"[^@\s,;<>\"()\[\]]+@[^@\s,;<>\"()\[\]]+\.[^@\s,;<>\"()\[\].]+"
+
+
 def _go(ctx: RunContext, condition) -> str:
     """The members of `_wf_cur` for whom the condition holds: `_wf_go`, or `_wf_cur` itself
     when there is no condition."""
@@ -443,16 +449,19 @@ def _send(ctx: RunContext, wf: dict, k: int, step_id: str, step: dict, go: str) 
     channels = [send["channel"], *([send["fallback"]] if send.get("fallback") else [])]
     if "sms" in channels:
         _phones(ctx, go)
+    email_ok = f"""regexp_full_match(trim("customer".email), {sql_literal(EMAIL_PATTERN)})"""
     usable = {
-        "email": """(nullif(trim("customer".email), '') IS NOT NULL
+        "email": f"""(coalesce({email_ok}, FALSE)
                      AND coalesce("customer".email_consent, FALSE))""",
         "sms": """(p.e164 IS NOT NULL AND coalesce("customer".sms_consent, FALSE))""",
     }
     # Why a channel cannot be used, for the audience file when neither can.
     why = {
-        "email": """CASE WHEN nullif(trim("customer".email), '') IS NULL THEN 'email: no address'
-                         WHEN NOT coalesce("customer".email_consent, FALSE)
-                             THEN 'email: no consent' END""",
+        "email": f"""CASE WHEN nullif(trim("customer".email), '') IS NULL
+                              THEN 'email: no address'
+                          WHEN NOT coalesce("customer".email_consent, FALSE)
+                              THEN 'email: no consent'
+                          WHEN NOT {email_ok} THEN 'email: invalid address' END""",
         "sms": """CASE WHEN nullif(trim("customer".phone), '') IS NULL THEN 'sms: no phone'
                        WHEN NOT coalesce("customer".sms_consent, FALSE) THEN 'sms: no consent'
                        WHEN p.e164 IS NULL THEN 'sms: invalid phone' END""",
@@ -467,6 +476,12 @@ def _send(ctx: RunContext, wf: dict, k: int, step_id: str, step: dict, go: str) 
         if "sms" in channels
         else "FALSE"
     )
+    bad_email = (
+        f"""coalesce("customer".email_consent, FALSE)
+           AND nullif(trim("customer".email), '') IS NOT NULL AND NOT {email_ok}"""
+        if "email" in channels
+        else "FALSE"
+    )
     phones = 'LEFT JOIN _wf_phones p ON p.phone = "customer".phone' if "sms" in channels else ""
     limit = (ctx.program.data.get("messaging") or {}).get("max_per_week")
     week = f"CAST(date_trunc('week', {d}) AS DATE)"
@@ -477,19 +492,25 @@ def _send(ctx: RunContext, wf: dict, k: int, step_id: str, step: dict, go: str) 
         SELECT "member".customer_id, "member".entered_on,
                CASE {choice} END AS channel, CASE {to} END AS recipient,
                concat_ws('; ', {reasons}) AS why,
-               {bad_phone} AS bad_phone,
+               {bad_phone} AS bad_phone, {bad_email} AS bad_email,
                coalesce(w.n, 0) AS week_sent, CAST(NULL AS VARCHAR) AS message_id
         FROM {go} AS "member" {_JOIN_CUSTOMER} {phones}
         LEFT JOIN {sent_this_week} w ON w.customer_id = "member".customer_id"""
     )
     ctx.q("CREATE OR REPLACE TEMP TABLE _wf_skip AS SELECT * FROM _wf_sent WHERE channel IS NULL")
     _log(ctx, wf, k, step_id, "skipped", "_wf_skip", detail="why")
-    bad = int(ctx.scalar("SELECT count(*) FROM _wf_sent WHERE bad_phone AND channel IS NULL"))
-    if bad:
-        ctx.warnings.append(
-            f"workflow '{wf['id']}' step '{step_id}': {bad} member(s) agreed to SMS but their "
-            f"phone number is not valid, and got no message (audiences/{wf['id']}.csv)"
-        )
+    # Members who agreed to a channel whose address cannot be used are reported, whether
+    # or not another channel reached them.
+    for column, what in (
+        ("bad_phone", "SMS but their phone number"),
+        ("bad_email", "email but their address"),
+    ):
+        bad = int(ctx.scalar(f"SELECT count(*) FROM _wf_sent WHERE {column}"))
+        if bad:
+            ctx.warnings.append(
+                f"workflow '{wf['id']}' step '{step_id}': {bad} member(s) agreed to {what} "
+                f"is not valid (audiences/{wf['id']}.csv)"
+            )
     if limit is not None:
         ctx.q(
             "CREATE OR REPLACE TEMP TABLE _wf_skip AS SELECT * FROM _wf_sent "
