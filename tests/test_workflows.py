@@ -595,18 +595,24 @@ def test_segment_enter_and_points_expiring_fire_on_the_day(tmp_path):
     ]
 
 
-def test_redemption_trigger_tells_the_template_the_reward(tmp_path):
+def test_redemption_trigger_tells_the_template_the_reward_and_its_code(tmp_path):
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "thanks.sms.j2").write_text(
-        "{{ reward.name }} for {{ reward.cost }} pts; {{ balance }} left"
+        "{{ reward.name }} for {{ reward.cost }} pts"
+        "{% if coupon %}: {{ coupon.code }} until {{ coupon.valid_until }}{% endif %}; "
+        "{{ balance }} left"
     )
+    (tmp_path / "p.csv").write_text("code,valid_until\nP-1,2026-06-30\n")
     body = """
         earning:
           rules:
             - {id: base, on: order, points: order.total}
         rewards:
-          - {id: r20, name: 20 off, cost: 100}
+          - {id: r20, name: 20 off, cost: 100, coupon_pool: p}
           - {id: r50, name: 50 off, cost: 250}
+        coupons:
+          pools:
+            - {id: p, source: file, path: p.csv}
         """
     flow = """
         version: 1
@@ -648,9 +654,9 @@ def test_redemption_trigger_tells_the_template_the_reward(tmp_path):
     batch = (shop.out / "2026-03-02" / "messages" / "thanks" / "sms.sms.csv").read_text()
     assert batch.splitlines()[1:] == [
         f"A,{mid('thanks', 'sms', 'A', '2026-03-02')},+48512345678,SHOP,"
-        "20 off for 100 pts; 200 left,GSM-7,1"
+        "20 off for 100 pts: P-1 until 2026-06-30; 200 left,GSM-7,1"
     ]
-    assert shop.query("SELECT customer_id, trigger_ref FROM wf_instances") == [("A", "r20")]
+    assert shop.query("SELECT customer_id, trigger_ref FROM wf_instances") == [("A", "R1")]
 
 
 @pytest.mark.parametrize("stage", ["workflows", "outputs"])

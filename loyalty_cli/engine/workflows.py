@@ -31,6 +31,7 @@ from loyalty_cli import state
 from loyalty_cli.config.durations import parse_duration
 from loyalty_cli.engine import coupons, ledger, memberview
 from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.redemptions import REQUEST_PREFIX
 from loyalty_cli.engine.timeutil import sql_literal
 
 
@@ -229,10 +230,11 @@ def _trigger_sql(ctx: RunContext, wf: dict) -> tuple[str, dict] | None:
             {"segment": params["segment"], "group": params.get("group")},
         )
     if name == "redemption":
-        # Accepted by this run; a first run's only if requested on its day.
+        # Accepted by this run; a first run's only if requested on its day. The instance
+        # keeps the redemption's id: its templates see the reward and the code it got.
         first_day = f"AND CAST(requested_at AS DATE) = {d}" if ctx.first_run else ""
         return (
-            f"""SELECT customer_id, reward_id AS ref FROM redemptions
+            f"""SELECT customer_id, redemption_id AS ref FROM redemptions
             WHERE status = 'accepted' AND processed_on = {d} {first_day}
               AND ($reward IS NULL OR reward_id = $reward)""",
             {"reward": params.get("reward")},
@@ -770,17 +772,29 @@ def _render_step(
                    b.pending, b.tier AS tier_id, b.next_expiry_on AS expiring_on,
                    coalesce(b.next_expiry_points, 0) AS expiring_points,
                    cc.code AS coupon_code, cc.valid_until AS coupon_valid_until,
-                   i.trigger_ref
+                   i.trigger_ref, rd.reward_id AS redeemed_reward,
+                   rc.code AS redeemed_code, rc.valid_until AS redeemed_valid_until,
+                   rc.pool_id AS redeemed_pool
         FROM wf_log l
         JOIN cust_view c USING (customer_id)
         LEFT JOIN balances_now b USING (customer_id)
         LEFT JOIN wf_instances i ON i.workflow_id = l.workflow_id
              AND i.customer_id = l.customer_id AND i.entered_on = l.entered_on
         LEFT JOIN coupon_codes cc ON cc.pool_id = $pool AND cc.assigned_for = l.message_id
+        LEFT JOIN redemptions rd ON $redeemed AND rd.redemption_id = i.trigger_ref
+             AND rd.customer_id = l.customer_id
+        LEFT JOIN coupon_codes rc ON rc.assigned_for = $prefix || rd.redemption_id
+             AND rc.code = rd.coupon_code
         WHERE l.workflow_id = $wf AND l.step = $k AND l.run_on = {ctx.sql_date()}
           AND l.action = 'sent'
         ORDER BY l.customer_id, l.entered_on""",
-        {"wf": wf["id"], "k": k, "pool": pool_id},
+        {
+            "wf": wf["id"],
+            "k": k,
+            "pool": pool_id,
+            "redeemed": trigger_of(wf)[0] == "redemption",
+            "prefix": REQUEST_PREFIX,
+        },
     )
     basis = _tier_basis(ctx, [r["customer_id"] for r in rows]) if rows else {}
     extras = ((ctx.program.data.get("sources") or {}).get("customers") or {}).get("extra") or {}
@@ -792,7 +806,14 @@ def _render_step(
             row[f"customer.{name}"] = row.get(name)
         row["coupon_discount"] = discount if row["coupon_code"] else None
         if trigger == "redemption":
-            row["reward_id"] = row["trigger_ref"]
+            # Instances of states from before the id was kept hold the reward id.
+            row["reward_id"] = row["redeemed_reward"] or row["trigger_ref"]
+            if not row["coupon_code"] and row["redeemed_code"]:  # the code it got
+                row["coupon_code"] = row["redeemed_code"]
+                row["coupon_valid_until"] = row["redeemed_valid_until"]
+                row["coupon_discount"] = coupons.pool_config(ctx.program, row["redeemed_pool"]).get(
+                    "discount"
+                )
         context = member_context(row, ctx.program.data)
         channel = row["channel"]
         try:
