@@ -1079,3 +1079,95 @@ def test_a_missing_value_is_empty_in_html_too(tmp_path):
     write(tmp_path, {"f.html.j2": "{{ '<b>' ~ n ~ a }}|{{ n | e }}|{{ n | safe }}"})
     out = render_template(make_environment(tmp_path), "f.html.j2", {"n": None, "a": "A&B"})
     assert out == "&lt;b&gt;A&amp;B||"
+
+
+LIMIT_HINT = "no message needs this much; see the limits in docs/templates.md"
+WIDTH_2000 = "a width or precision of 2,000 (at most 1,000)"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}x",
+            "more than 100,000 loop iterations and calls in one render",
+        ),
+        (
+            "{% for i in 'x' * 99999 %}{% for j in 'x' * 99999 %}{% endfor %}{% endfor %}",
+            "more than 100,000 loop iterations and calls in one render",
+        ),
+        (
+            "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+            "{{ f(40) }}",
+            "more than 100,000 loop iterations and calls in one render",
+        ),
+        ("{{ 'x' | center(1999999999) }}", "a width or precision of 1,999,999,999 (at most 1,000)"),
+        ("{{ 'x' | indent(5000) }}", "a width or precision of 5,000 (at most 1,000)"),
+        ("{{ '%2000s' | format('x') }}", WIDTH_2000),
+        ("{{ '%*s' | format(2000, 'x') }}", WIDTH_2000),
+        ("{{ '%.2000f' % 1.5 }}", WIDTH_2000),
+        ("{{ '{:>2000}'.format('x') }}", WIDTH_2000),
+        ("{{ '{:>{}}'.format('x', 2000) }}", WIDTH_2000),
+        (
+            "{{ 'x'.ljust(2000) }}{{ 'x'.zfill(2000) }}",
+            "a width or precision of 2,000 (at most 1,000)",
+        ),
+        ("{{ ('x' * 99999) | replace('x', 'yy' * 50) }}", "a text or list longer than 1,000,000"),
+        ("{{ ('x' * 99999).replace('x', 'yy' * 50) }}", "a text or list longer than 1,000,000"),
+        ("{{ ('x' * 99999) | list | join('y' * 11) }}", "a text or list longer than 1,000,000"),
+        ("{{ ('y' * 11).join('x' * 99999) }}", "a text or list longer than 1,000,000"),
+        ("{{ ('\t' * 99999).expandtabs(11) }}", "a text or list longer than 1,000,000"),
+        (
+            "{% set ns = namespace(s='x' * 99999) %}{% for i in range(9) %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+            "a text or list longer than 1,000,000",
+        ),
+        (
+            "{% set ns = namespace(s='x' * 99999) %}{% for i in range(9) %}"
+            "{% set ns.s = ns.s + ns.s %}{% endfor %}",
+            "a text or list longer than 1,000,000",
+        ),
+        (
+            "{% for i in range(11) %}{{ 'x' * 99999 }}{% endfor %}",
+            "a render of more than 1,000,000 characters",
+        ),
+        (
+            "{% set s %}{% for i in range(11) %}{{ 'x' * 99999 }}{% endfor %}{% endset %}",
+            "a render of more than 1,000,000 characters",
+        ),
+        (
+            "{% for i in range(11) %}" + "y" * 99999 + "{% endfor %}",
+            "a render of more than 1,000,000 characters",
+        ),
+    ],
+)
+def test_the_work_of_one_render_is_bounded(tmp_path, source, message):
+    write(tmp_path, {"w.sms.j2": source})
+    with pytest.raises(RenderError) as err:
+        render_template(make_environment(tmp_path), "w.sms.j2", {})
+    d = err.value.diagnostic
+    assert (d.code, d.message, d.hint) == (
+        "T504",
+        f"unsafe template operation: {message}",
+        LIMIT_HINT,
+    )
+
+
+def test_ordinary_loops_padding_and_formats_are_within_the_limits(tmp_path):
+    write(
+        tmp_path,
+        {
+            "w.txt.j2": "{% for i in range(3) %}{{ i }}{% endfor %} {{ 'x' | center(5) }}|"
+            "{{ '%5.1f|%-3s|' % (2.25, 'b') }}{{ '{:.2f} {:>4}'.format(3.14159, 'a') }}|"
+            "{{ 'a\nb' | indent(2, true) }}|{{ 'ab' | replace('a', 'cc') }}"
+            "{% for x in [[1, [2]]] recursive %}{{ x }}{% if x is iterable %}{{ loop(x) }}"
+            "{% endif %}{% endfor %}|{{ ('x' * 99999 + 'y' * 99999) | length }}"
+        },
+    )
+    assert render_template(make_environment(tmp_path), "w.txt.j2", {}) == (
+        "012   x  |  2.2|b  |3.14    a|  a\n  b|ccb[1, [2]]1[2]2|199998"
+    )
+    # the budget is per render: a template may be rendered for many members
+    write(tmp_path, {"m.txt.j2": "{% for i in range(60000) %}{% endfor %}ok"})
+    env = make_environment(tmp_path)
+    assert [render_template(env, "m.txt.j2", {}) for _ in range(3)] == ["ok"] * 3

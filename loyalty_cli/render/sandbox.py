@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from functools import partial, wraps
+from functools import partial, update_wrapper, wraps
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,11 +42,13 @@ from jinja2 import (
     pass_eval_context,
 )
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.runtime import Context, LoopContext
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter, SecurityError
+from markupsafe import Markup
 
 from loyalty_cli.diagnostics import Diagnostic, LoyaltyError
 from loyalty_cli.render import context as render_context
+from loyalty_cli.render import limits
 from loyalty_cli.render.sms import non_gsm7_chars, sms_info
 
 # channel -> part -> file suffix after NAME.
@@ -275,8 +277,14 @@ def _filters(default_locale: Locale) -> dict[str, Callable[..., Any]]:
 
 
 def _finalize(value: Any) -> Any:
-    """None prints as nothing: a member without a last name gets "Hi Anna", not "Hi Anna None"."""
-    return "" if value is None else value
+    """None prints as nothing: a member without a last name gets "Hi Anna", not "Hi Anna None".
+
+    Printed text also counts towards the render's limit (:mod:`~loyalty_cli.render.limits`).
+    """
+    if value is None:
+        return ""
+    limits.printed(value)
+    return value
 
 
 # Built-in filters that work on text: given none (a value the member does not have) they see
@@ -336,8 +344,10 @@ def _text_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Callab
         """Items that are none join as empty text, as they print."""
         if value is None:
             return ""
-        if attribute is None and not isinstance(value, str):
-            value = ["" if item is None else item for item in value]
+        if not isinstance(value, str):
+            value = list(value)  # sized, so the limit on its length is checked before joining
+            if attribute is None:
+                value = ["" if item is None else item for item in value]
         return builtin_join(eval_ctx, value, d, attribute)
 
     filters.update(default=default, d=default, join=join)
@@ -360,12 +370,30 @@ class _CodeGenerator(CodeGenerator):
             func_name = "markup_join"
         else:
             func_name = "str_join"
-        self.write(f"{func_name}((")
+        self.write(f"environment.bounded_text({func_name}((")
         for arg in node.nodes:
             self.write("environment.none_as_empty(")
             self.visit(arg, frame)
             self.write("), ")
-        self.write("))")
+        self.write(")))")
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        """``{% for %}`` as in Jinja2, with each item counted against the render's limit."""
+        if not (isinstance(node.iter, nodes.Call) and _is_counted(node.iter)):
+            node.iter = nodes.Call(
+                nodes.EnvironmentAttribute("count_iterations", lineno=node.iter.lineno),
+                [node.iter],
+                [],
+                None,
+                None,
+                lineno=node.iter.lineno,
+            )
+        super().visit_For(node, frame)
+
+
+def _is_counted(call: nodes.Call) -> bool:
+    target = call.node
+    return isinstance(target, nodes.EnvironmentAttribute) and target.name == "count_iterations"
 
 
 MAX_RESULT_LENGTH = 100_000  # characters or items one `*` may build in a template
@@ -374,11 +402,46 @@ _MAX_POWER_LOG = math.log10(MAX_POWER) + 1e-9
 
 
 class _BoundedSandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, with `*` and `**` bounded so a template cannot exhaust memory."""
+    """The sandbox, with the work of a render bounded (:mod:`~loyalty_cli.render.limits`)
+    so that a template cannot hang a run or exhaust memory."""
 
-    intercepted_binops = frozenset(["*", "**"])
+    intercepted_binops = frozenset(["*", "**", "%", "+"])
     code_generator_class = _CodeGenerator
+    template_class = limits.BoundedTemplate
     none_as_empty = staticmethod(_none_as_empty_text)
+    bounded_text = staticmethod(limits.bounded_text)
+    count_iterations = staticmethod(limits.counted)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        """Every call counts as a step of the render; text methods that could build a
+        text beyond the limits (``center``, ``replace``, ``join``, ...) are refused first."""
+        limits.step()
+        limits.check_call(__obj, args)
+        if isinstance(__obj, LoopContext) and args:  # a recursive loop's next level
+            args = (limits.counted(args[0]), *args[1:])
+        return limits.bounded_text(super().call(__context, __obj, *args, **kwargs))
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``str.format`` and ``format_map`` as in the sandbox, with bounded widths."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        f_self = value.__self__
+        formatter: SandboxedFormatter = (
+            limits.BoundedEscapeFormatter(self, escape=f_self.escape)
+            if isinstance(f_self, Markup)
+            else limits.BoundedFormatter(self)
+        )
+        is_format_map = value.__name__ == "format_map"
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs or len(args) != 1:
+                    return wrapped(*args, **kwargs)  # raises the sandbox's TypeError
+                kwargs, args = args[0], ()
+            return type(f_self)(formatter.vformat(f_self, args, kwargs))
+
+        return update_wrapper(wrapper, value)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """``customer.items`` is the member's ``items`` column, not the dict method.
@@ -400,6 +463,10 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
                         raise SecurityError(
                             f"repeating a sequence to more than {MAX_RESULT_LENGTH:,} items"
                         )
+        if operator == "%":
+            limits.check_printf(left, right)
+        if operator == "+":
+            return limits.bounded_text(super().call_binop(context, operator, left, right))
         if operator == "**" and isinstance(left, (int, float)) and isinstance(right, (int, float)):
             # log10 of the result, checked before computing it; the exact check after it
             # settles results next to the limit (10**12 is allowed, 10**12 + 1 is not)
@@ -430,6 +497,7 @@ def make_environment(
         auto_reload=False,
     )
     env.globals.pop("lipsum", None)  # placeholder text has no place in a message
+    env.filters.update(limits.bounded_filters(env.filters))
     env.filters.update(_text_filters(env.filters))
     env.filters.update(_filters(_parse_locale(default_locale)))
     return env
@@ -484,6 +552,14 @@ def diagnose(exc: BaseException, path: str, source: str | None = None) -> Diagno
             path=where,
             line=line,
             hint=_NOT_FOUND_HINT,
+        )
+    if isinstance(exc, limits.TemplateLimitError):
+        return Diagnostic(
+            "T504",
+            f"unsafe template operation: {exc}",
+            path=where,
+            line=line,
+            hint="no message needs this much; see the limits in docs/templates.md",
         )
     if isinstance(exc, SecurityError):
         return Diagnostic(
