@@ -52,3 +52,147 @@ def test_default_ids_that_do_not_collide_are_valid(tmp_path: Path) -> None:
     workflow = WF_HEAD + f"    - {{id: step-2, {SEND}}}\n    - {{id: other, {SEND}}}\n"
     workflow += f"    - {{{SEND}}}\n"
     assert problems(tmp_path, PROGRAM, workflow) == []
+
+
+# -- warnings: settings that can never take effect ---------------------------------------------
+
+
+def test_rules_on_rows_the_program_never_reads(tmp_path: Path) -> None:
+    rules = (
+        "    - {id: items, on: order_item, points: 1}\n"
+        "    - {id: opens, on: event, points: 1}\n"
+        "bonuses:\n"
+        "  - {id: c, trigger: challenge, period: week, on: event, goal: {count: 2}, points: 5}\n"
+    )
+    assert problems(tmp_path, PROGRAM + rules) == [
+        (
+            "R308",
+            "program.yaml",
+            9,
+            23,
+            "rule 'items' is on order_item rows, but the program has no `order_items` "
+            "source: it never earns",
+            "Add `sources.order_items` with the path of the export, or change `on`.",
+        ),
+        (
+            "R308",
+            "program.yaml",
+            10,
+            23,
+            "rule 'opens' is on event rows, but the program has no `events` source: it never earns",
+            "Add `sources.events` with the path of the export, or change `on`.",
+        ),
+        (
+            "R308",
+            "program.yaml",
+            12,
+            51,
+            "challenge 'c' is on event rows, but the program has no `events` source: it "
+            "is never reached",
+            "Add `sources.events` with the path of the export, or change `on`.",
+        ),
+    ]
+
+
+def test_rules_on_rows_the_program_reads_are_fine(tmp_path: Path) -> None:
+    text = PROGRAM.replace(
+        "  orders: {path: orders.csv}\n",
+        "  orders: {path: orders.csv}\n  order_items: {path: i.csv}\n  events: {path: e.csv}\n",
+    )
+    rules = "    - {id: items, on: order_item, points: 1}\n    - {id: e, on: event, points: 1}\n"
+    assert problems(tmp_path, text + rules) == []
+
+
+def workflow_with(trigger: str) -> str:
+    return WF_HEAD.replace("  trigger: joined\n", f"  trigger: {trigger}\n") + f"    - {SEND}\n"
+
+
+TIERS = (
+    "tiers:\n  levels:\n    - {id: base, name: Base, min: 0}\n"
+    "    - {id: gold, name: Gold, min: 9}\n"
+)
+
+
+def test_points_expiring_without_expiry(tmp_path: Path) -> None:
+    assert problems(tmp_path, PROGRAM, workflow_with("points_expiring")) == [
+        (
+            "R308",
+            "hello.yaml",
+            4,
+            12,
+            "trigger points_expiring never fires: the program has no `expiry`, so points "
+            "never expire",
+            "Add `expiry:` to the program, or use another trigger.",
+        )
+    ]
+    assert (
+        problems(tmp_path, PROGRAM + "expiry: {after: 1 year}\n", workflow_with("points_expiring"))
+        == []
+    )
+
+
+def test_tier_triggers_without_tiers(tmp_path: Path) -> None:
+    assert problems(tmp_path, PROGRAM, workflow_with("tier_down")) == [
+        (
+            "R308",
+            "hello.yaml",
+            4,
+            12,
+            "trigger tier_down never fires: the program has no tiers",
+            "Add `tiers:` to the program, or use another trigger.",
+        )
+    ]
+    assert problems(tmp_path, PROGRAM, workflow_with("{tier_up: {}}")) == [
+        (
+            "R308",
+            "hello.yaml",
+            4,
+            13,
+            "trigger tier_up never fires: the program has no tiers",
+            "Add `tiers:` to the program, or use another trigger.",
+        )
+    ]
+
+
+def test_tier_up_to_the_lowest_tier(tmp_path: Path) -> None:
+    assert problems(tmp_path, PROGRAM + TIERS, workflow_with("{tier_up: {to: base}}")) == [
+        (
+            "R308",
+            "hello.yaml",
+            4,
+            27,
+            "trigger tier_up never fires: no member moves up to 'base', the lowest tier",
+            "Name another tier (gold), or leave out `to:` for any move up.",
+        )
+    ]
+    assert problems(tmp_path, PROGRAM + TIERS, workflow_with("{tier_down: {to: gold}}")) == [
+        (
+            "R308",
+            "hello.yaml",
+            4,
+            29,
+            "trigger tier_down never fires: no member moves down to 'gold', the top tier",
+            "Name another tier (base), or leave out `to:` for any move down.",
+        )
+    ]
+    for trigger in ("{tier_up: {to: gold}}", "{tier_down: {to: base}}", "tier_up"):
+        assert problems(tmp_path, PROGRAM + TIERS, workflow_with(trigger)) == [], trigger
+
+
+def test_generate_pool_with_more_codes_than_its_length_allows(tmp_path: Path) -> None:
+    pools = "coupons:\n  pools:\n    - {id: p, source: generate, length: 4, count: 500000}\n"
+    assert problems(tmp_path, PROGRAM + pools) == [
+        (
+            "R308",
+            "program.yaml",
+            11,
+            51,
+            "coupon pool 'p': 500,000 codes of 4 characters would be more than half of the "
+            "923,521 possible ones, so `loyalty coupons generate` refuses them (codes would "
+            "be easy to guess)",
+            "Raise the pool's `length` (each character multiplies the codes by 31), or lower "
+            "`count`.",
+        )
+    ]
+    fits = pools.replace("count: 500000", "count: 461760")
+    assert problems(tmp_path, PROGRAM + fits) == []

@@ -280,6 +280,12 @@ def check_program(doc: YamlDoc) -> tuple[list[Diagnostic], ProgramContext]:
         + [(("bonuses", i, "id"), b.get("id")) for i, b in enumerate(bonuses)],
         "rule or bonus",
     )
+    sources = data.get("sources") or {}
+    for i, item in enumerate(rules):
+        _rows_never_come(c, ("earning", "rules", i), item, sources, "rule", "it never earns")
+    for i, item in enumerate(bonuses):
+        if item.get("trigger") == "challenge":
+            _rows_never_come(c, ("bonuses", i), item, sources, "challenge", "it is never reached")
     for i, rule in enumerate(rules):
         ctx = expressions.ExprContext.for_rule(rule.get("on"), pctx.extras, rfm=pctx.has_rfm)
         base: PathKey = ("earning", "rules", i)
@@ -331,6 +337,7 @@ def check_program(doc: YamlDoc) -> tuple[list[Diagnostic], ProgramContext]:
         [(("coupons", "pools", i, "id"), p.get("id")) for i, p in enumerate(pools)], "coupon pool"
     )
     for i, pool in enumerate(pools):
+        _pool_capacity(c, i, pool)
         if pool.get("source") == "file":
             rel = pool.get("path")
             if not _source_path_ok(rel) or not (path.parent / rel).is_file():
@@ -413,6 +420,52 @@ def check_program(doc: YamlDoc) -> tuple[list[Diagnostic], ProgramContext]:
     return c.out, pctx
 
 
+# The source that gives the rows of each `on` that is not always there.
+_ROW_SOURCE = {"order_item": "order_items", "event": "events"}
+
+
+def _rows_never_come(
+    c: Checker, base: PathKey, item: dict, sources: dict, what: str, outcome: str
+) -> None:
+    """A rule (or challenge) on item or event rows in a program that reads no such rows."""
+    on = item.get("on")
+    source = _ROW_SOURCE.get(on) if isinstance(on, str) else None
+    if source is None or source in sources:
+        return
+    c.add(
+        "R308",
+        (*base, "on"),
+        f"{what} '{item.get('id')}' is on {on} rows, but the program has no `{source}` "
+        f"source: {outcome}",
+        f"Add `sources.{source}` with the path of the export, or change `on`.",
+        severity="warning",
+    )
+
+
+def _pool_capacity(c: Checker, i: int, pool: dict) -> None:
+    """The check of `loyalty coupons generate`: codes of `length` characters from the
+    coupon alphabet, at most half of those possible (else codes are easy to guess)."""
+    from loyalty_cli.engine.coupons import ALPHABET
+
+    count, length = pool.get("count"), pool.get("length")
+    if pool.get("source") != "generate" or not isinstance(count, int):
+        return
+    if not isinstance(length, int) or isinstance(length, bool) or length > 12:
+        return  # 31**13 / 2 is far above the largest count
+    possible = len(ALPHABET) ** length
+    if count > possible // 2:
+        c.add(
+            "R308",
+            ("coupons", "pools", i, "count"),
+            f"coupon pool '{pool.get('id')}': {count:,} codes of {length} characters would be "
+            f"more than half of the {possible:,} possible ones, so `loyalty coupons generate` "
+            "refuses them (codes would be easy to guess)",
+            f"Raise the pool's `length` (each character multiplies the codes by "
+            f"{len(ALPHABET)}), or lower `count`.",
+            severity="warning",
+        )
+
+
 def _known(what: str, names: Iterable[str]) -> str:
     names = sorted(str(n) for n in names if n)
     return f"Known {what}: {', '.join(names)}." if names else f"The program defines no {what}."
@@ -447,6 +500,57 @@ def workflow_paths(doc: YamlDoc) -> tuple[list[Path], list[Diagnostic]]:
             )
         found.extend(matches)
     return found, c.out
+
+
+def _never_fires(c: Checker, base: PathKey, trigger: Any, pctx: ProgramContext) -> None:
+    """Warnings for a trigger the program can never fire: points_expiring without expiry,
+    tier_up and tier_down without tiers, a move up to the lowest tier or down to the top."""
+    params: dict = {}
+    at_key = isinstance(trigger, dict)  # the trigger's name: its key, or the bare value
+    if isinstance(trigger, str):
+        name, path = trigger, (*base, "trigger")
+    elif isinstance(trigger, dict) and len(trigger) == 1:
+        ((name, given),) = trigger.items()
+        params = given if isinstance(given, dict) else {}
+        path = (*base, "trigger", name)
+    else:
+        return
+    hint_other = "or use another trigger."
+    if name == "points_expiring" and not pctx.data.get("expiry"):
+        c.add(
+            "R308",
+            path,
+            "trigger points_expiring never fires: the program has no `expiry`, so points "
+            "never expire",
+            f"Add `expiry:` to the program, {hint_other}",
+            at_key=at_key,
+            severity="warning",
+        )
+    if name not in ("tier_up", "tier_down"):
+        return
+    to = params.get("to")
+    if not pctx.tiers:
+        if to is None:  # (a `to:` is reported as an unknown tier)
+            c.add(
+                "R308",
+                path,
+                f"trigger {name} never fires: the program has no tiers",
+                f"Add `tiers:` to the program, {hint_other}",
+                at_key=at_key,
+                severity="warning",
+            )
+        return
+    end = pctx.tiers[0] if name == "tier_up" else pctx.tiers[-1]
+    if to == end:
+        which, move = ("lowest", "up") if name == "tier_up" else ("top", "down")
+        others = [t for t in pctx.tiers if t != end]
+        c.add(
+            "R308",
+            (*path, "to"),
+            f"trigger {name} never fires: no member moves {move} to '{end}', the {which} tier",
+            f"Name another tier ({', '.join(others)}), or leave out `to:` for any move {move}.",
+            severity="warning",
+        )
 
 
 def _unique_step_ids(c: Checker, base: PathKey, steps: list) -> None:
@@ -520,6 +624,8 @@ def check_workflow(
     c.duration((*base, "reentry"), wf.get("reentry"))
 
     trigger = wf.get("trigger")
+    if pctx is not None:
+        _never_fires(c, base, trigger, pctx)
     if isinstance(trigger, dict) and len(trigger) == 1:
         ((tname, params),) = trigger.items()
         params = params or {}
