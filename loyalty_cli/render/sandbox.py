@@ -2,7 +2,8 @@
 
 Templates are code kept in git beside the program, but they print data from the shop's
 exports, so they run in Jinja2's immutable sandbox: no attribute whose name starts with an
-underscore, no methods that change lists or dicts, no file outside the templates folder.
+underscore, no methods that change lists or dicts, no file outside the templates folder,
+and bounded work per render (:mod:`~loyalty_cli.render.limits`).
 An undefined variable is an error rather than an empty string, so a typo cannot send
 "Hello ," to a hundred thousand members; ``validate`` finds it by rendering every template
 against a sample member and by reading the parts a sample member does not reach.
@@ -460,7 +461,7 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
             for seq, n in ((left, right), (right, left)):
                 if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
                     if len(seq) * max(n, 0) > MAX_RESULT_LENGTH:
-                        raise SecurityError(
+                        raise limits.TemplateLimitError(
                             f"repeating a sequence to more than {MAX_RESULT_LENGTH:,} items"
                         )
         if operator == "%":
@@ -471,10 +472,10 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
             # log10 of the result, checked before computing it; the exact check after it
             # settles results next to the limit (10**12 is allowed, 10**12 + 1 is not)
             if abs(left) > 1 and right > 0 and right * math.log10(abs(left)) > _MAX_POWER_LOG:
-                raise SecurityError(f"a power above {MAX_POWER:,}")
+                raise limits.TemplateLimitError(f"a power above {MAX_POWER:,}")
             result = super().call_binop(context, operator, left, right)
             if isinstance(result, (int, float)) and abs(result) > MAX_POWER:
-                raise SecurityError(f"a power above {MAX_POWER:,}")
+                raise limits.TemplateLimitError(f"a power above {MAX_POWER:,}")
             return result
         return super().call_binop(context, operator, left, right)
 
