@@ -196,3 +196,48 @@ def test_generate_pool_with_more_codes_than_its_length_allows(tmp_path: Path) ->
     ]
     fits = pools.replace("count: 500000", "count: 461760")
     assert problems(tmp_path, PROGRAM + fits) == []
+
+
+# -- paths that leave the program's folder ---------------------------------------------------
+
+
+def test_templates_outside_the_program_folder(tmp_path: Path) -> None:
+    hint = (
+        "Templates are kept with the program: write a folder relative to the program file "
+        "without '..', such as 'templates/'."
+    )
+    for folder in ("../../etc", str(tmp_path / "templates")):
+        text = PROGRAM + f"templates: {folder}\n"
+        assert problems(tmp_path, text, workflow=WF_HEAD + f"    - {SEND}\n") == [
+            (
+                "R306",
+                "program.yaml",
+                9,
+                12,
+                f"templates folder {folder!r} leaves the program's folder",
+                hint,
+            )
+        ]
+
+
+def test_templates_inside_the_program_folder(tmp_path: Path) -> None:
+    text = PROGRAM + "templates: ./templates\n"
+    assert problems(tmp_path, text, workflow=WF_HEAD + f"    - {SEND}\n") == []
+
+
+def test_a_coupon_file_outside_the_folder_is_said_to_leave_it(tmp_path: Path) -> None:
+    (tmp_path / "outside.csv").write_text("code\nA1\n", encoding="utf-8")
+    program_dir = tmp_path / "a" / "b"
+    program_dir.mkdir(parents=True)
+    pools = "coupons:\n  pools:\n    - {id: p, source: file, path: ../../outside.csv}\n"
+    assert problems(program_dir, PROGRAM + pools) == [
+        (
+            "R306",
+            "program.yaml",
+            11,
+            35,
+            "coupon file '../../outside.csv' leaves the program's folder",
+            "Coupon files are kept with the program: write a path relative to the program "
+            "file without '..', such as 'coupons/reward20.csv'.",
+        )
+    ]

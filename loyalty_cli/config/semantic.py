@@ -63,7 +63,9 @@ class ProgramContext:
             name: dict((src or {}).get("extra") or {})
             for name, src in (data.get("sources") or {}).items()
         }
-        template_dir = path.parent / str(data.get("templates") or "templates/")
+        folder = str(data.get("templates") or "templates/")
+        # A folder outside the program's (reported, R306) is not read: no template check.
+        template_dir = path.parent / folder if _inside_folder(folder) else None
         # A program with schema errors still gives its workflows what it can: ids that are
         # text (a number or a list where an id belongs is the program's error, reported).
         return cls(
@@ -235,6 +237,12 @@ def _tier_literals(text: str) -> list[str]:
     return found
 
 
+def _inside_folder(value: str) -> bool:
+    """A relative path that stays in its folder (no absolute path, no '..')."""
+    p = Path(value)
+    return not p.is_absolute() and ".." not in p.parts
+
+
 def _source_path_ok(value: Any) -> bool:
     if not isinstance(value, str) or not value:
         return False
@@ -263,6 +271,16 @@ def check_program(doc: YamlDoc) -> tuple[list[Diagnostic], ProgramContext]:
             )
 
     c.calendar_date(("program", "starts_on"), prog.get("starts_on"))
+
+    templates = data.get("templates")
+    if isinstance(templates, str) and not _inside_folder(templates):
+        c.add(
+            "R306",
+            ("templates",),
+            f"templates folder {templates!r} leaves the program's folder",
+            "Templates are kept with the program: write a folder relative to the program "
+            "file without '..', such as 'templates/'.",
+        )
 
     for name, src in (data.get("sources") or {}).items():
         if isinstance(src, dict) and not _source_path_ok(src.get("path")):
@@ -340,7 +358,15 @@ def check_program(doc: YamlDoc) -> tuple[list[Diagnostic], ProgramContext]:
         _pool_capacity(c, i, pool)
         if pool.get("source") == "file":
             rel = pool.get("path")
-            if not _source_path_ok(rel) or not (path.parent / rel).is_file():
+            if isinstance(rel, str) and rel and not _source_path_ok(rel):
+                c.add(
+                    "R306",
+                    ("coupons", "pools", i, "path"),
+                    f"coupon file {rel!r} leaves the program's folder",
+                    "Coupon files are kept with the program: write a path relative to the "
+                    "program file without '..', such as 'coupons/reward20.csv'.",
+                )
+            elif not _source_path_ok(rel) or not (path.parent / rel).is_file():
                 c.add(
                     "R306",
                     ("coupons", "pools", i, "path"),
