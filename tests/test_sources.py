@@ -541,6 +541,37 @@ def test_unknown_customer_unless_in_export_or_state(tmp_path):
     ]
 
 
+def test_years_outside_0001_to_9999_and_offsets_no_zone_has_are_bad_timestamps(tmp_path):
+    """DuckDB's casts read `-2026-03-01` and `0000-01-01` as dates before Christ and take a
+    fifth digit of the year; an offset of +25:00 was converted as if it were real."""
+    orders = HEADER + (
+        "O1,C1,2026-03-01T10:00:00+05:00,1\n"  # 05:00 UTC = 06:00 in Warsaw
+        "O2,C1,-2026-03-01,1\n"
+        "O3,C1,0000-01-01,1\n"
+        "O4,C1,20260-03-01,1\n"
+        "O5,C1,2026-03-01T10:00:00+25:00,1\n"
+        "O6,C1,2026-03-01T10:00:00+05:75,1\n"
+        "O7,C1,26-03-01,1\n"
+        "O8,C1,0001-01-02 00:00,1\n"
+    )
+    customers = CUSTOMERS.replace("2026-01-02 10:00", "-2026-01-02")
+    con, result = load(
+        tmp_path,
+        {"customers.csv": customers, "orders.csv": orders},
+        base(),
+        known_customer_ids_table=None,
+        max_reject_rate=1.0,
+    )
+    assert rows(con, result.tables["orders"], "order_id, ordered_at") == [
+        ("O1", datetime(2026, 3, 1, 6, 0)),
+        ("O8", datetime(1, 1, 2, 0, 0)),
+    ]
+    assert rejects(con, result) == [
+        ("customers", "customers.csv", 3, "joined_at", "bad_timestamp"),
+        *(("orders", "orders.csv", n, "ordered_at", "bad_timestamp") for n in range(3, 9)),
+    ]
+
+
 # -- formats and line numbers -------------------------------------------------------------------
 
 

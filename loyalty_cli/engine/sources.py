@@ -1265,9 +1265,10 @@ def _convert(loader: _Loader, src: _Source, col: _Column) -> str:
         whens = " ".join(f"WHEN {sql_literal(w)} THEN {v}" for w, v in words)
         return f"CASE lower({r}) {whens} END"
     if kind == "date":
-        return f"TRY_CAST({r} AS DATE)"
+        return f"CASE WHEN {_year_first(r)} THEN TRY_CAST({r} AS DATE) END"
     if kind == "timestamp":
-        return _timestamp_sql(r, loader.timezone, sql_ident("_t__" + col.name))
+        ts = _timestamp_sql(r, loader.timezone, sql_ident("_t__" + col.name))
+        return f"CASE WHEN {_year_first(r)} THEN {ts} END"
     if kind == "list":
         items = (
             f"CASE WHEN prefix({r}, '[') AND json_valid({r}) "
@@ -1286,6 +1287,16 @@ def _convert(loader: _Loader, src: _Source, col: _Column) -> str:
         # reads it, since json_extract and json_keys give the same either way).
         return f"CASE WHEN prefix({r}, '{{') THEN TRY_CAST({r} AS JSON) END"
     raise ValueError(f"unknown column type {kind!r}")  # the config schema prevents this
+
+
+def _year_first(r: str) -> str:
+    """SQL: the text begins with a year of four digits, 0001 to 9999, and a '-' (DuckDB's
+    casts also read `-2026-03-01` and `0000-01-01` as dates before Christ, and a fifth
+    digit of the year). Byte tests, cheap on every row."""
+    return (
+        f"substr({r}, 5, 1) = '-' AND substr({r}, 1, 1) BETWEEN '0' AND '9' "
+        f"AND NOT prefix({r}, '0000')"
+    )
 
 
 def _timestamp_sql(r: str, timezone: str, naive: str) -> str:

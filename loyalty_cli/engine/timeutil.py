@@ -24,6 +24,10 @@ ZONE_SUFFIX_RE = (
 )
 
 
+# An offset no zone has (over 18 hours, or 60 minutes and more): the text is not a time.
+BAD_OFFSET_RE = r"[+-](19|2\d|[3-9]\d)(:?\d\d)?$|[+-]\d\d:?[6-9]\d$"
+
+
 def sql_literal(text: str) -> str:
     """A SQL string literal (single quotes doubled)."""
     return "'" + text.replace("'", "''") + "'"
@@ -132,6 +136,10 @@ def local_timestamp_sql(text_expr: str, timezone: str, naive: str | None = None)
         f"OR suffix({text_expr}, 'T') OR {text_expr} LIKE '%:%-%')"
     )
     maybe_zoned = f"({quick} AND {maybe_zoned})"
+    zoned = (
+        f"CASE WHEN regexp_matches({text_expr}, {sql_literal(BAD_OFFSET_RE)}) THEN NULL "
+        f"ELSE {zoned} END"
+    )
     return (
         f"CASE WHEN {maybe_zoned} AND regexp_matches({text_expr}, {sql_literal(ZONE_SUFFIX_RE)}) "
         f"THEN {zoned} ELSE {naive} END"
