@@ -241,3 +241,58 @@ def test_a_coupon_file_outside_the_folder_is_said_to_leave_it(tmp_path: Path) ->
             "file without '..', such as 'coupons/reward20.csv'.",
         )
     ]
+
+
+# -- names that break the pattern of their mapping ------------------------------------------
+
+
+def test_a_group_or_column_name_that_breaks_the_pattern_says_what_names_are(
+    tmp_path: Path,
+) -> None:
+    text = PROGRAM.replace(
+        "  orders: {path: orders.csv}\n",
+        "  orders: {path: orders.csv, extra: {sel ect: integer}}\n",
+    )
+    text += "segments: [{id: r, type: rfm, groups: {\"it's\": 'r >= 4', a: 'true'}}]\n"
+    assert problems(tmp_path, text) == [
+        (
+            "S201",
+            "program.yaml",
+            5,
+            38,
+            "'sel ect' is not allowed as a name in sources.orders.extra",
+            "A name here is letters (A-Z, a-z), digits and '_', starting with a letter or "
+            "'_', without spaces or other characters, e.g. 'newsletter_segment'.",
+        ),
+        (
+            "S201",
+            "program.yaml",
+            9,
+            40,
+            "'it's' is not allowed as a name in segments[0].groups",
+            "A name here is letters (A-Z, a-z), digits, '_', '.' and '-', starting with a "
+            "letter or digit, without spaces, quotes or other characters, e.g. 'at_risk' or "
+            "'high-value'.",
+        ),
+    ]
+
+
+def test_every_name_pattern_is_told_in_words() -> None:
+    import json
+
+    from loyalty_cli.config.schema import _PATTERN_WORDS, load_schema
+
+    found: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            found.update(node.get("patternProperties") or {})
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for kind in ("program", "workflow"):
+        walk(json.loads(json.dumps(load_schema(kind))))
+    assert found and found <= set(_PATTERN_WORDS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
@@ -123,13 +124,22 @@ def _to_diagnostics(doc: YamlDoc, error: ValidationError, kind: str) -> list[Dia
     if v == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted((sch.get("properties") or {}).keys())
         out = []
+        patterns = list((sch.get("patternProperties") or {}).keys())
         for key in error.instance:
-            if key in allowed:
+            if key in allowed or any(re.search(p, key) for p in patterns):
                 continue
             kp = doc.key_pos((*path, key))
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f"Did you mean '{close[0]}'? " if close else ""
             hint += f"Allowed keys here: {', '.join(allowed)}." if allowed else ""
+            message = f"unknown key '{key}'" + (f" in {where}" if where else "")
+            if patterns and not allowed:
+                # A mapping of names (extra columns, rfm groups, churn levels): the name breaks
+                # the pattern names must match.
+                message = f"'{key}' is not allowed as a name" + (f" in {where}" if where else "")
+                hint = " ".join(
+                    _PATTERN_WORDS.get(p, f"A name here must match {p}.") for p in patterns
+                )
             out.append(
                 Diagnostic(
                     code="S201",
@@ -137,7 +147,7 @@ def _to_diagnostics(doc: YamlDoc, error: ValidationError, kind: str) -> list[Dia
                     line=kp.line if kp else None,
                     col=kp.col if kp else None,
                     where=format_path((*path, key)),
-                    message=f"unknown key '{key}'" + (f" in {where}" if where else ""),
+                    message=message,
                     hint=hint.strip(),
                 )
             )
@@ -233,6 +243,17 @@ def _to_diagnostics(doc: YamlDoc, error: ValidationError, kind: str) -> list[Dia
         line=line,
         col=col,
     )
+
+
+# The name patterns of the schemas, in words (for a key that breaks one).
+_PATTERN_WORDS = {
+    "^[A-Za-z_][A-Za-z0-9_]*$": "A name here is letters (A-Z, a-z), digits and '_', "
+    "starting with a letter or '_', without spaces or other characters, e.g. "
+    "'newsletter_segment'.",
+    "^[A-Za-z0-9][A-Za-z0-9_.-]*$": "A name here is letters (A-Z, a-z), digits, '_', '.' "
+    "and '-', starting with a letter or digit, without spaces, quotes or other "
+    "characters, e.g. 'at_risk' or 'high-value'.",
+}
 
 
 def _number(value: Any) -> str:
