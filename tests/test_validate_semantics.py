@@ -27,8 +27,8 @@ def test_a_step_id_equal_to_a_later_default_id_is_a_duplicate(tmp_path: Path) ->
             7,
             7,
             "step 2 has no id, so its id is 'step-2', which step 1 on line 6 already has",
-            "Each step needs its own id; a step without one is step-1, step-2, ... by its "
-            "position, so give the other step an id that is not one of those.",
+            "Each step needs its own id and a step without an id is step-1, step-2, ... by "
+            "its position: rename step 1, or give this step an id of its own.",
         )
     ]
 
@@ -42,8 +42,8 @@ def test_a_step_id_equal_to_an_earlier_default_id_is_a_duplicate(tmp_path: Path)
             7,
             12,
             "step id 'step-1' is also the default id of step 1 on line 6, which has no id",
-            "Each step needs its own id; a step without one is step-1, step-2, ... by its "
-            "position, so give the other step an id that is not one of those.",
+            "Each step needs its own id and a step without an id is step-1, step-2, ... by "
+            "its position: rename this step.",
         )
     ]
 

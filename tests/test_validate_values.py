@@ -405,3 +405,25 @@ def test_expressions_that_only_look_alike_are_valid(tmp_path: Path) -> None:
         "    - {id: e, on: order, points: 1000000000}\n"
     )
     assert problems(tmp_path, PROGRAM + rules) == []
+
+
+def test_json_output_of_a_batch_with_a_bad_number(tmp_path: Path) -> None:
+    """`-f json` printed an internal error instead of JSON, and one file aborted the batch."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from loyalty_cli.cli import app
+
+    bad, good = tmp_path / "bad", tmp_path / "good"
+    bad.mkdir()
+    good.mkdir()
+    write(bad, PROGRAM + TIERS + "    - {id: b, name: B, min: .inf}\n", WORKFLOW)
+    write(good, PROGRAM, WORKFLOW)
+    result = CliRunner().invoke(app, ["validate", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 1, result.output
+    payload = json.loads(result.stdout)
+    assert payload["summary"] == {"files": 4, "errors": 1, "warnings": 0}
+    assert [(d["code"], d["where"]) for d in payload["diagnostics"]] == [
+        ("S205", "tiers.levels[1].min")
+    ]

@@ -609,12 +609,16 @@ def _unique_step_ids(c: Checker, base: PathKey, steps: list) -> None:
                 f"step {i + 1} has no id, so its id is '{sid}', which step {first + 1}{line} "
                 "already has"
             )
-        hint = (
-            "Each step needs its own id; rename one of them."
-            if written and first_written
-            else "Each step needs its own id; a step without one is step-1, step-2, ... by "
-            "its position, so give the other step an id that is not one of those."
-        )
+        default = "a step without an id is step-1, step-2, ... by its position"
+        if written and first_written:
+            hint = "Each step needs its own id; rename one of them."
+        elif written:
+            hint = f"Each step needs its own id and {default}: rename this step."
+        else:
+            hint = (
+                f"Each step needs its own id and {default}: rename step {first + 1}, or "
+                "give this step an id of its own."
+            )
         c.add("R301", (*base, "steps", i, "id") if written else (*base, "steps", i), message, hint)
 
 
