@@ -531,3 +531,16 @@ def test_many_welcome_bonuses_after_a_bonus_that_gives_nothing_are_all_booked(tm
     balances = shop.csv("2025-01-02", "balances.csv")
     assert len(balances) == members
     assert sum(int(row["available"]) for row in balances) == 10 * members
+
+
+def test_a_program_without_tiers_leaves_the_tier_cell_empty(tmp_path):
+    shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n")
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.add("orders", order("O1", "A", "2026-03-01 12:00", "10.00"))
+    result = shop.run("2026-03-01")
+    lines = (shop.out / "2026-03-01" / "balances.csv").read_text().splitlines()
+    assert lines == [
+        "customer_id,available,pending,tier,next_expiry_on,next_expiry_points,lifetime_earned",
+        "A,10,0,,,,10",
+    ]
+    assert result.summary["tiers"] == {}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from loyalty_cli.engine import workflows
 from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.timeutil import sql_literal
 
 # The first characters that make a spreadsheet read a cell as a formula.
 FORMULA_START = "('=', '+', '-', '@', chr(9), chr(13))"
@@ -134,7 +135,8 @@ def update_totals(ctx: RunContext, first_entry: int) -> None:
 def build_balances(ctx: RunContext) -> None:
     """The temp table `balances_now`: balances.csv's rows (SPEC 8, 9.16), computed once."""
     d = ctx.sql_date()
-    lowest = (ctx.program.lowest_tier or "").replace("'", "''")
+    # A program without tiers leaves the tier cell empty.
+    lowest = "NULL" if ctx.program.lowest_tier is None else sql_literal(ctx.program.lowest_tier)
     ctx.q(
         f"""CREATE OR REPLACE TEMP TABLE balances_now AS
         WITH g AS (
@@ -153,7 +155,7 @@ def build_balances(ctx: RunContext) -> None:
             FROM g GROUP BY customer_id)
         SELECT c.customer_id,
                coalesce(lot.available, 0) AS available, coalesce(lot.pending, 0) AS pending,
-               coalesce(t.tier, '{lowest}') AS tier,
+               coalesce(t.tier, {lowest}) AS tier,
                lot.next_expiry_on, lot.next_expiry_points,
                coalesce(m.lifetime_earned, 0) AS lifetime_earned
         FROM customers c
@@ -217,7 +219,10 @@ def summary(ctx: RunContext) -> dict:
         "SELECT count(*), coalesce(sum(available), 0), coalesce(sum(pending), 0) FROM balances_now"
     ).fetchone()
     tiers = dict(
-        ctx.q("SELECT tier, count(*) FROM balances_now GROUP BY tier ORDER BY tier").fetchall()
+        ctx.q(
+            "SELECT tier, count(*) FROM balances_now WHERE tier IS NOT NULL "
+            "GROUP BY tier ORDER BY tier"
+        ).fetchall()
     )
     program = ctx.program.data["program"]
     return {
