@@ -230,6 +230,12 @@ def connect(
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise _locked_error(p, exc, read_only=read_only) from None
+            if p.is_file() and p.stat().st_size == 0:
+                raise state_error(
+                    p,
+                    "the state file is empty (0 bytes), not a state",
+                    "Remove it: the next `loyalty run` creates a new state there.",
+                ) from None
             raise state_error(
                 p,
                 f"cannot open the state file: {exc}",

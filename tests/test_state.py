@@ -233,3 +233,20 @@ def test_the_guard_returns_what_duckdb_returns(tmp_path):
     assert con.execute("SELECT id FROM t ORDER BY n").fetchall() == [("a",), ("b",)]
     assert con.execute("SELECT ? + 1", [41]).fetchone() == (42,)
     con.close()
+
+
+def test_an_empty_file_is_not_taken_for_a_state(tmp_path):
+    import pytest
+
+    from loyalty_cli.diagnostics import LoyaltyError
+
+    path = tmp_path / "s.duckdb"
+    path.touch()
+    with pytest.raises(LoyaltyError) as err:
+        state.connect(path)
+    diag = err.value.diagnostics[0]
+    assert (diag.message, diag.hint) == (
+        "the state file is empty (0 bytes), not a state",
+        "Remove it: the next `loyalty run` creates a new state there.",
+    )
+    assert path.stat().st_size == 0
