@@ -809,3 +809,29 @@ def test_a_template_that_fails_for_one_member_skips_only_that_message(tmp_path):
     before = dump_outputs(shop.out)
     shop.run("2026-03-02")
     assert dump_outputs(shop.out) == before
+
+
+def test_a_workflow_expression_that_fails_on_a_value_names_the_workflows(tmp_path):
+    from loyalty_cli.diagnostics import LoyaltyError
+
+    flow = """
+        version: 1
+        workflow:
+          id: odd
+          trigger: joined
+          audience: 100 // (orders_count - orders_count) > 0
+          steps:
+            - {id: hi, send: {channel: email, template: hello}}
+        """
+    shop = shop_with(tmp_path, ORDERS_PROGRAM, {"odd": flow})
+    shop.add("customers", customer("A", "2026-03-02 10:00:00", email_consent="true"))
+    shop.run("2026-03-01")
+    with pytest.raises(LoyaltyError) as err:
+        shop.run("2026-03-02")
+    diag = err.value.diagnostics[0]
+    assert diag.code == "D613"
+    assert diag.message.startswith(
+        "a value does not fit an expression of a workflow (audience, if, exit_when, award) "
+        "while running the workflows step for 2026-03-02; the state is unchanged:"
+    )
+    assert shop.query("SELECT max(as_of) FROM runs") == [(dt.date(2026, 3, 1),)]

@@ -550,11 +550,18 @@ def run_day(
                 ExitCode.INVALID,
             ) from None
         if value_error(exc):
+            # In the workflows step the expression is an audience, `if` or `exit_when` of
+            # one of the workflow files, or an award's points.
+            whose = (
+                "of a workflow (audience, if, exit_when, award)"
+                if stage[0] == "workflows"
+                else "of the program"
+            )
             raise LoyaltyError(
                 Diagnostic(
                     code="D613",
-                    message=f"a value of the exports does not fit an expression of the program "
-                    f"while {doing}; the state is unchanged: {first_line(str(exc))}",
+                    message=f"a value does not fit an expression {whose} while {doing}; the "
+                    f"state is unchanged: {first_line(str(exc))}",
                     path=str(program.path),
                     hint="Where a value may not convert, use try_cast(...), which gives a "
                     "missing value instead; write nullif(x, 0) for a divisor that can be 0.",
