@@ -666,7 +666,10 @@ def _swap_in(tmp_dir: Path, final_dir: Path) -> None:
         final_dir.rename(old)
     tmp_dir.rename(final_dir)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:  # a file (or a link) where the day's folder goes
+            old.unlink(missing_ok=True)
 
 
 # Each source's rows new to the state, by the name _prepare counts them under (`rows`).
