@@ -544,3 +544,13 @@ def test_a_program_without_tiers_leaves_the_tier_cell_empty(tmp_path):
         "A,10,0,,,,10",
     ]
     assert result.summary["tiers"] == {}
+
+
+def test_a_file_in_the_place_of_a_days_folder_is_replaced_without_leftovers(tmp_path):
+    shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n")
+    shop.add("customers", customer("A", "2026-01-01 08:00:00"))
+    shop.out.mkdir(parents=True, exist_ok=True)
+    (shop.out / "2026-03-01").write_text("not a folder")
+    assert shop.run("2026-03-01").status == "ok"
+    assert sorted(p.name for p in shop.out.iterdir()) == ["2026-03-01"]
+    assert (shop.out / "2026-03-01" / "balances.csv").is_file()
