@@ -246,6 +246,24 @@ def liability(points: int, point_value, currency: str) -> Decimal:
     return exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
+def write_refusal(out: Path, program, as_of, reason: str) -> None:
+    """run.json of a run refused before it could read anything (the state in use)."""
+    payload = {
+        "as_of": as_of.isoformat(),
+        "status": "refused",
+        "program": program.id,
+        "window_start": None,
+        "reason": reason,
+        "counts": {},
+        "rejects": 0,
+        "warnings": [],
+        "models": {},
+        "summary": None,
+        "timings": {},
+    }
+    (out / "run.json").write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
 def write_run_json(out: Path, result, ctx: RunContext, status: str) -> None:
     payload = {
         "as_of": result.as_of.isoformat(),

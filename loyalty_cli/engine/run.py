@@ -189,7 +189,7 @@ def run(
     data = data_folder(data_dir)
     as_of = as_of or default_as_of(program)
     _check_out_folder(out_dir)
-    con = state.connect(state_path)
+    con = _connect_for_run(state_path, program, as_of, out_dir)
     try:
         last = _last_run_before(
             con,
@@ -206,6 +206,27 @@ def run(
         return _run_days(con, program, data, days, out_dir, progress, planned)
     finally:
         con.close()
+
+
+def _connect_for_run(
+    state_path: str | Path | None, program: Program, as_of: dt.date, out_dir: str | Path | None
+) -> Connection:
+    """The state, for a run of `as_of`. A state another run holds refuses the run (D604,
+    exit 3); its `run.json` (status `refused`, the reason) is then written to the day's
+    folder (SPEC 2), unless that folder holds the files of a run of the day already, which
+    still describe the state."""
+    try:
+        return state.connect(state_path)
+    except LoyaltyError as err:
+        day = Path(out_dir) / as_of.isoformat() if out_dir is not None else None
+        if err.exit_code == ExitCode.REFUSED and day is not None:
+            if not (day / "balances.csv").exists():
+                try:
+                    day.mkdir(parents=True, exist_ok=True)
+                    outputs.write_refusal(day, program, as_of, err.diagnostics[0].message)
+                except OSError:
+                    pass  # the refusal itself is what the user is told
+        raise
 
 
 def data_folder(data_dir: str | Path) -> Path:
@@ -270,7 +291,7 @@ def backfill(
         program = load_program(program)
     data = data_folder(data_dir)
     _check_out_folder(out_dir)
-    con = state.connect(state_path)
+    con = _connect_for_run(state_path, program, first_day, out_dir)
     try:
         check_program(con, program, state_path)
         last = last_run_day(con)
