@@ -449,6 +449,37 @@ def test_event_without_id_is_keyed_by_hash_and_deduplicated(tmp_path):
     assert result.counts["events"]["duplicates_in_export"] == 2
 
 
+def test_events_an_hour_apart_in_the_repeated_hour_keep_two_keys(tmp_path):
+    """On 2026-10-25 Warsaw's clocks go back from 03:00 CEST to 02:00 CET. 00:30Z is 02:30
+    CEST, the first 02:30, as 02:30 written in local time is (9.1): one event. 01:30Z is
+    02:30 CET, an hour later: another event, stored at the same wall time. The first keeps
+    the key a local time has; the second's key is marked."""
+    events = (
+        "customer_id,type,occurred_at\n"
+        "C1,visit,2026-10-25T00:30:00Z\n"
+        "C1,visit,2026-10-25T01:30:00Z\n"
+        "C1,visit,2026-10-25 02:30:00\n"
+        "C1,visit,2026-10-25T02:30:00+01:00\n"  # 01:30Z again
+    )
+    files = {"customers.csv": CUSTOMERS, "orders.csv": HEADER, "events.csv": events}
+    con, result = load(
+        tmp_path, files, base(events={"path": "events.csv"}), as_of=date(2026, 10, 31)
+    )
+    got = rows(con, result.tables["events"], "occurred_at, event_key, _line")
+    plain = con.execute(
+        "SELECT 'md5:' || md5(concat_ws(chr(31), 'C1', 'visit', '2026-10-25T02:30:00.000000', ''))"
+    ).fetchone()[0]
+    marked = con.execute(
+        "SELECT 'md5:' || md5(concat_ws(chr(31), 'C1', 'visit', "
+        "'2026-10-25T02:30:00.000000~second', ''))"
+    ).fetchone()[0]
+    assert got == [
+        (datetime(2026, 10, 25, 2, 30), plain, 2),
+        (datetime(2026, 10, 25, 2, 30), marked, 3),
+    ]
+    assert result.counts["events"]["duplicates_in_export"] == 2
+
+
 def test_returns_are_keyed_by_order_time_and_amount(tmp_path):
     returns = (
         "order_id,returned_at,amount\n"

@@ -1197,7 +1197,7 @@ def _typed_sql(loader: _Loader, src: _Source, raw: str) -> str:
     if time_col:
         out.append(f"CAST({sql_ident(time_col)} AS DATE) AS day")
     if src.name == "events":
-        out.append(f"{_event_key_sql()} AS event_key")
+        out.append(f"{_event_key_sql(loader.timezone)} AS event_key")
     if src.name == "order_items":
         out.append("1::BIGINT AS item_seq")  # the rank in the order: _check_source
     # The bookkeeping columns as narrow as they can be: they take memory on every row.
@@ -1392,11 +1392,16 @@ def _check_list(src: _Source, currency: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def _event_key_sql() -> str:
+def _event_key_sql(timezone: str) -> str:
     """event_id, else ``md5:`` + md5 of customer_id, type, occurred_at and properties (9.21).
 
     Properties take part as JSON text with top-level keys sorted, so the same event exported
-    with its keys in another order gets the same key.
+    with its keys in another order gets the same key. occurred_at is the local wall time, so
+    the same event written with an offset one night and in local time the next gets the same
+    key; a time given with an offset that falls in the second run of a repeated hour (DST
+    fall-back: 01:30Z is 02:30 CET, after 02:30 CEST) is another instant than the local time
+    it is stored as, and takes a mark in the key, so two events an hour apart stay two (the
+    instant an hour earlier shows the same wall time only in that case).
     """
     path = "'$.\"' || replace(replace(k, '\\', '\\\\'), '\"', '\\\"') || '\"'"
     sorted_props = (
@@ -1405,6 +1410,16 @@ def _event_key_sql() -> str:
     )
     canon_props = f"coalesce(try({sorted_props}), CAST(properties AS VARCHAR), '')"
     stamp = "strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%f')"
+    raw = sql_ident("r__occurred_at")
+    tz = sql_literal(timezone)
+    instant = f"TRY_CAST(regexp_replace({raw}, '[zZ]$', '+00:00') AS TIMESTAMPTZ)"
+    second = (
+        f"CASE WHEN (contains({raw}, '+') OR suffix({raw}, 'Z') OR suffix({raw}, 'z') "
+        f"OR {raw} LIKE '%:%-%') "
+        f"AND timezone({tz}, {instant} - INTERVAL 1 HOUR) = occurred_at "
+        "THEN '~second' ELSE '' END"
+    )
+    stamp = f"{stamp} || {second}"
     text = f"concat_ws(chr(31), customer_id, type, {stamp}, {canon_props})"
     # CASE, not coalesce: the hash is only computed for rows without an event_id.
     return f"CASE WHEN event_id IS NOT NULL THEN event_id ELSE 'md5:' || md5({text}) END"
