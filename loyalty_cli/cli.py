@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import sys
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from loyalty_cli import reporters
-from loyalty_cli.diagnostics import ExitCode, LoyaltyError
+from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
 from loyalty_cli.tables import fitted_table
 
 app = typer.Typer(
@@ -42,19 +43,76 @@ StateOpt = Annotated[str, typer.Option("--state", metavar="FILE", help="State fi
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output: text, json or github.")]
 
 
+# The usage errors typer raises (BadParameter and the like), from typer's own click.
+_UsageError = typer.BadParameter.__mro__[1]
+
+
+class TextOrJson(str, Enum):
+    """--format of the commands that print figures, not diagnostics."""
+
+    text = "text"
+    json = "json"
+
+
 def _guard(func):
-    """Turn a LoyaltyError into its diagnostics on stderr and its exit code."""
+    """Turn a LoyaltyError into its diagnostics on stderr and its exit code; with
+    `--format json` or `github` also into a JSON object or annotations on stdout, and a
+    usage error found by the command (a bad --as-of) likewise."""
     import functools
+
+    command = func.__name__.rstrip("_")
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        fmt = getattr(kwargs.get("fmt"), "value", "text")
         try:
             return func(*args, **kwargs)
         except LoyaltyError as exc:
-            reporters.render_text(exc.diagnostics, _console(stderr=True))
+            diags = [_named_command(d, command) for d in exc.diagnostics]
+            reporters.render_text(diags, _console(stderr=True))
+            _print_error_for_machines(fmt, exc.exit_code, diags, [])
             raise typer.Exit(exc.exit_code) from None
+        except _UsageError as exc:
+            _print_error_for_machines(fmt, int(ExitCode.USAGE), [], [_usage_text(exc)])
+            raise
 
     return wrapper
+
+
+def _named_command(d: Diagnostic, command: str) -> Diagnostic:
+    """The loader names `run` when given a workflow file; say the command used."""
+    if d.code == "Y105" and "`run` takes" in d.message:
+        return dataclasses.replace(
+            d, message=d.message.replace("`run` takes", f"`{command}` takes")
+        )
+    return d
+
+
+def _usage_text(exc) -> str:
+    """A usage error's message as click prints it after 'Error: '."""
+    return str(exc.format_message())
+
+
+def _print_error_for_machines(
+    fmt: str, exit_code: int, diags: list[Diagnostic], usage_errors: list[str]
+) -> None:
+    """On stdout, for `--format json` an object with the diagnostics (docs/run.md), for
+    `--format github` one annotation per problem; nothing for text."""
+    if fmt == "json":
+        typer.echo(
+            reporters.render_json(
+                {
+                    "status": "error",
+                    "exit_code": int(exit_code),
+                    "diagnostics": [d.to_dict() for d in diags],
+                    "usage_errors": usage_errors,
+                }
+            )
+        )
+    elif fmt == "github":
+        lines = [reporters.render_github(diags)] if diags else []
+        lines += [reporters.github_annotation("error", problem) for problem in usage_errors]
+        typer.echo("\n".join(lines))
 
 
 @app.callback()
@@ -94,7 +152,11 @@ def validate(
     """
     from loyalty_cli.config.validate import validate_paths
 
-    report = validate_paths(paths)
+    # A FIFO or device would block or be read forever: said as such, never read.
+    special = [p for p in paths if _special_file(p)]
+    report = validate_paths([p for p in paths if p not in special] or [])
+    for p in special:
+        report.usage_errors.append(f"{p}: not a regular file (a FIFO, socket or device)")
     if fmt is Format.json:
         typer.echo(reporters.render_json(report.to_dict()))
     elif fmt is Format.github:
@@ -102,7 +164,7 @@ def validate(
         if text:
             typer.echo(text)
         for problem in report.usage_errors:
-            typer.echo(f"::error::{problem}")
+            typer.echo(reporters.github_annotation("error", problem))
     else:
         out = _console()
         for problem in report.usage_errors:
@@ -110,19 +172,31 @@ def validate(
                 f"[bold red]error:[/bold red] {escape(str(problem))}", highlight=False
             )
         n_err, n_warn = len(report.errors), len(report.warnings)
-        if report.usage_errors:
-            summary = ""
-        elif n_err:
+        n_usage = len(report.usage_errors)
+        if n_err or n_usage:
             summary = (
                 f"[bold red]{n_err} error(s)[/bold red], {n_warn} warning(s) "
                 f"in {len(report.files)} file(s)"
             )
+            if n_usage:
+                summary += f"; [bold red]{n_usage} path(s) not checked[/bold red]"
         else:
             summary = f"[green]ok[/green]: {len(report.files)} file(s) valid" + (
                 f", {n_warn} warning(s)" if n_warn else ""
             )
         reporters.render_text(report.diagnostics, out, summary)
     raise typer.Exit(int(report.exit_code))
+
+
+def _special_file(path: str) -> bool:
+    """Whether `path` exists and is neither a regular file nor a folder."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    import stat
+
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def _parse_day(value: str | None, option: str) -> dt.date | None:
@@ -272,6 +346,18 @@ def _day_progress(console: Console) -> Iterator[tuple]:
         yield planned, progress
 
 
+def _print_github_result(result) -> None:
+    """A refused day as an error annotation, each warning of the day as a warning one."""
+    if result.status == "refused":
+        typer.echo(
+            reporters.github_annotation(
+                "error", f"{result.status} run for {result.as_of}: {result.reason}"
+            )
+        )
+    for w in result.warnings:
+        typer.echo(reporters.github_annotation("warning", f"run for {result.as_of}: {w}"))
+
+
 def _result_json(result) -> dict:
     return {
         "as_of": result.as_of.isoformat(),
@@ -337,8 +423,7 @@ def run(
         typer.echo(reporters.render_json([_result_json(r) for r in results]))
     if fmt is Format.github:
         for r in results:
-            if r.status == "refused":
-                typer.echo(f"::error::run for {r.as_of} refused: {r.reason}")
+            _print_github_result(r)
     raise typer.Exit(max((int(r.exit_code) for r in results), default=0))
 
 
@@ -364,6 +449,8 @@ def plan(
     _print_result(result, fmt, console)
     if fmt is Format.json:
         typer.echo(reporters.render_json(_result_json(result)))
+    if fmt is Format.github:
+        _print_github_result(result)
     raise typer.Exit(int(result.exit_code))
 
 
@@ -415,7 +502,7 @@ def simulate(
     data: DataOpt = ...,  # type: ignore[assignment]
     from_day: str = typer.Option(..., "--from", metavar="DATE", help="First day (YYYY-MM-DD)."),
     to_day: str = typer.Option(..., "--to", metavar="DATE", help="Last day (YYYY-MM-DD)."),
-    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text or json."),
+    fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", "-f", help="Output: text or json."),
 ) -> None:
     """Compare two versions of a program over the same history, side by side.
 
@@ -438,7 +525,7 @@ def simulate(
             progress=(lambda label, day, stage: progress(day, stage)) if progress else None,
             planned=(lambda label, days: planned(days)) if planned else None,
         )
-    if fmt is Format.json:
+    if fmt is TextOrJson.json:
         typer.echo(reporters.render_json(result))
         raise typer.Exit(0)
     console = _console()
@@ -598,7 +685,7 @@ def report(
     html: str = typer.Option(
         None, "--html", metavar="FILE", help="Also write a self-contained HTML report."
     ),
-    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text or json."),
+    fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", "-f", help="Output: text or json."),
 ) -> None:
     """Program analytics from the state, in the terminal or as one HTML page.
 
@@ -620,7 +707,7 @@ def report(
         from loyalty_cli.csvsafe import write_text_atomic
 
         write_text_atomic(Path(html), render_html(figures))
-    if fmt is Format.json:
+    if fmt is TextOrJson.json:
         typer.echo(reporters.render_json(figures))
         raise typer.Exit(0)
     console = _console()
@@ -651,14 +738,14 @@ def coupons_status(
         metavar="DATE",
         help="Count codes past their valid_until on this day as expired (YYYY-MM-DD).",
     ),
-    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text or json."),
+    fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", "-f", help="Output: text or json."),
 ) -> None:
     """Codes per pool: stored, assigned, free, expired, and still to generate."""
     from loyalty_cli.config.model import load_program
     from loyalty_cli.engine.coupons import pools_status
 
     rows = pools_status(load_program(program), state_file, _parse_day(as_of, "--as-of"))
-    if fmt is Format.json:
+    if fmt is TextOrJson.json:
         typer.echo(reporters.render_json(rows))
         raise typer.Exit(0)
     console = _console()
@@ -740,7 +827,7 @@ def explain(
         ..., metavar="CUSTOMER_ID", help="The customer id (text, as in the exports)."
     ),
     state_file: StateOpt = "loyalty.duckdb",
-    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output: text or json."),
+    fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", "-f", help="Output: text or json."),
 ) -> None:
     """A member's ledger, lots, tier history, segments, redemptions and workflow steps, with
     their causes."""
@@ -752,7 +839,7 @@ def explain(
         info = explain_core(con, customer_id)
     finally:
         con.close()
-    if fmt is Format.json:
+    if fmt is TextOrJson.json:
         typer.echo(reporters.render_json(info))
         raise typer.Exit(0)
     console = _console()

@@ -71,8 +71,8 @@ def render_github(diags: list[Diagnostic]) -> str:
     out = []
     for d in diags:
         level = {"error": "error", "warning": "warning"}.get(d.severity, "notice")
-        props = [f"file={_gh_escape_prop(d.path)}"]
-        if d.line:
+        props = [f"file={_gh_escape_prop(d.path)}"] if d.path else []
+        if d.path and d.line:
             props.append(f"line={d.line}")
             if d.col:
                 props.append(f"col={d.col}")
@@ -80,3 +80,8 @@ def render_github(diags: list[Diagnostic]) -> str:
         msg = d.message + (f" (hint: {d.hint})" if d.hint else "")
         out.append(f"::{level} {','.join(props)}::{_gh_escape_data(msg)}")
     return "\n".join(out)
+
+
+def github_annotation(level: str, message: str) -> str:
+    """One annotation without a file (`::error::message`), the message escaped."""
+    return f"::{level}::{_gh_escape_data(message)}"

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from enginekit import Shop, customer, event, order
 from typer.testing import CliRunner
@@ -625,3 +626,120 @@ def test_ids_and_paths_that_look_like_markup_are_printed_as_they_are(tmp_path):
     assert res.exit_code == 0, res.output
     assert res.output.startswith("[bold]B joined 2026-01-01 | tier (lowest) | available 10")
     assert "SKU[/x]-1" in res.output
+
+
+def plain(output: str) -> str:
+    """The CLI's output with rich's error box taken away and the lines joined."""
+    return " ".join(output.replace("│", "").replace("╭", "").replace("╰", "").split())
+
+
+def test_errors_in_json_are_a_json_object_on_stdout(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    shop = small_shop(tmp_path)
+    for command in ("plan", "run"):
+        res = run_cli(command, str(shop.program), "--data", str(tmp_path / "nope"), "-f", "json")
+        assert res.exit_code == 2
+        assert json.loads(res.stdout) == {
+            "status": "error",
+            "exit_code": 2,
+            "diagnostics": [
+                {
+                    "code": "D601",
+                    "message": "the --data folder does not exist",
+                    "path": str(tmp_path / "nope"),
+                    "line": None,
+                    "col": None,
+                    "hint": "Pass the folder holding the night's exports.",
+                    "severity": "error",
+                    "where": "",
+                }
+            ],
+            "usage_errors": [],
+        }
+    res = run_cli("plan", str(shop.program), "--data", str(shop.data), "--as-of", "2026-02-30",
+                  "-f", "json")  # fmt: skip
+    assert res.exit_code == 2
+    assert json.loads(res.stdout) == {
+        "status": "error",
+        "exit_code": 2,
+        "diagnostics": [],
+        "usage_errors": ["Invalid value for --as-of: '2026-02-30' is not a date; write YYYY-MM-DD"],
+    }
+    shop.program.write_text(shop.program.read_text().replace("order.total", "order.totl"))
+    res = run_cli("plan", str(shop.program), "--data", str(shop.data), "-f", "json")
+    assert res.exit_code == 1
+    payload = json.loads(res.stdout)
+    assert [(d["code"], d["path"], d["line"]) for d in payload["diagnostics"]] == [
+        ("E402", str(shop.program), 20)
+    ]
+
+
+def test_github_format_annotates_diagnostics_refusals_and_warnings(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    shop = small_shop(tmp_path)
+    (shop.data / "events.csv").write_text("")  # an empty export: a warning
+    common = ["--data", str(shop.data), "--state", str(shop.state), "-f", "github"]
+    res = run_cli("run", str(shop.program), *common, "--as-of", "2026-03-01", "--out",
+                  str(shop.out))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (
+        "::warning::run for 2026-03-01: events.csv: the file is empty; read as no rows"
+        in res.stdout.splitlines()
+    )
+    res = run_cli("plan", str(shop.program), *common, "--as-of", "2026-03-02")
+    assert "::warning::run for 2026-03-02: events.csv: the file is empty; read as no rows" in (
+        res.stdout.splitlines()
+    )
+    # A refused day: an error annotation with the reason.
+    shop.add("orders", order("O3", "B", "2026-03-03 12:00:00", "lots"))
+    res = run_cli("run", str(shop.program), *common, "--as-of", "2026-03-03", "--out",
+                  str(shop.out))  # fmt: skip
+    assert res.exit_code == 3
+    refusals = [line for line in res.stdout.splitlines() if line.startswith("::error")]
+    assert refusals == [  # % is written %25, as GitHub asks
+        "::error::refused run for 2026-03-03: orders: 1 of 1 new rows rejected (100.00%25), "
+        "above data.max_reject_rate 1.00%25 (see rejects.csv)"
+    ]
+    # A diagnostic of the program: its file, line and column.
+    shop.program.write_text(shop.program.read_text().replace("order.total", "order.totl"))
+    res = run_cli("plan", str(shop.program), *common)
+    assert res.exit_code == 1
+    assert res.stdout.splitlines() == [
+        f"::error file={shop.program},line=20,col=43,title=E402::earning.rules[0].points: "
+        "unknown column `order.totl` (hint: did you mean order.total?)"
+    ]
+    # A usage error: escaped as GitHub asks (%, CR and LF).
+    shop.program.write_text(shop.program.read_text().replace("order.totl", "order.total"))
+    res = run_cli("run", str(shop.program), "--data", "a%b\nc", "-f", "github")
+    assert res.exit_code == 2
+    assert res.stdout.splitlines() == [
+        "::error file=a%25b%0Ac,title=D601::the --data folder does not exist (hint: Pass the "
+        "folder holding the night's exports.)"
+    ]
+
+
+def test_a_workflow_file_is_refused_naming_the_command_used(tmp_path):
+    shop = small_shop(tmp_path)
+    flow = tmp_path / "welcome.yaml"
+    flow.write_text(
+        "version: 1\nworkflow:\n  id: welcome\n  trigger: joined\n  steps:\n"
+        "    - {id: hello, wait: 1 day}\n"
+    )
+    res = run_cli("compile", str(flow))
+    assert res.exit_code == 2
+    assert "this is a workflow file; `compile` takes the program file" in res.output
+    res = run_cli("simulate", str(flow), "--baseline", str(shop.program), "--data",
+                  str(shop.data), "--from", "2026-03-01", "--to", "2026-03-01")  # fmt: skip
+    assert res.exit_code == 2
+    assert "this is a workflow file; `simulate` takes the program file" in res.output
+
+
+def test_validate_keeps_its_summary_line_after_a_usage_error(tmp_path):
+    # (Here rather than in test_validate_cli.py, which others are changing.)
+    starter = Path(__file__).resolve().parent.parent / "examples/programs/starter/program.yaml"
+    res = run_cli("validate", str(tmp_path / "nope.yaml"), str(starter))
+    assert res.exit_code == 2
+    assert res.stdout.splitlines()[-1] == (
+        "0 error(s), 0 warning(s) in 2 file(s); 1 path(s) not checked"
+    )
+    assert f"error: {tmp_path / 'nope.yaml'}: no such file or folder" in res.output

@@ -164,3 +164,22 @@ def test_report_of_a_program_without_tiers(tmp_path):
     page = html.read_text()
     assert "<td>(no tiers)</td><td>2</td><td>30</td>" in page
     assert "Tier movement" not in page
+
+
+def plain(output: str) -> str:
+    """The CLI's output with rich's error box taken away and the lines joined."""
+    return " ".join(output.replace("│", "").replace("╭", "").replace("╰", "").split())
+
+
+def test_report_simulate_and_explain_offer_text_and_json_only(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    for command in ("report", "simulate", "explain"):
+        res = CliRunner().invoke(app, [command, "--help"])
+        assert "<text|json>" in res.output, command
+        assert "github" not in res.output
+        res = CliRunner().invoke(app, [command, "-f", "github"])
+        assert res.exit_code == 2
+        assert (
+            "Invalid value for '--format' / '-f': Value error, 'github' is not one of 'text', "
+            "'json'." in plain(res.output)
+        )

@@ -213,3 +213,28 @@ def test_every_code_is_documented() -> None:
 
     text = (ROOT / "docs" / "diagnostics.md").read_text(encoding="utf-8")
     assert [code for code in CODES if f"| `{code}` |" not in text] == []
+
+
+def test_github_usage_errors_are_escaped(tmp_path: Path) -> None:
+    odd = str(tmp_path / "no\npe%.yaml")
+    result = invoke(odd, "--format", "github")
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == [
+        f"::error::{tmp_path}/no%0Ape%25.yaml: no such file or folder"
+    ]
+
+
+def test_a_fifo_is_a_usage_error_never_read(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "program.yaml"
+    os.mkfifo(fifo)  # reading it would block: it is never opened
+    result = invoke(str(fifo), "--format", "json")
+    payload = json.loads(result.stdout)
+    assert result.exit_code == payload["exit_code"] == 2
+    assert payload["usage_errors"] == [f"{fifo}: not a regular file (a FIFO, socket or device)"]
+    result = invoke(str(fifo), str(EXAMPLES / "starter" / "program.yaml"), "--format", "github")
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == [
+        f"::error::{fifo}: not a regular file (a FIFO, socket or device)"
+    ]
