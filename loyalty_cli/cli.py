@@ -199,15 +199,29 @@ def _special_file(path: str) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
+# The days --as-of, --from and --to accept: the engine works a day past the day asked
+# for (its end), a year and more before it (report, tier windows) and expiry dates after
+# it, all well inside these bounds.
+FIRST_DAY = dt.date(1900, 1, 1)
+LAST_DAY = dt.date(2999, 12, 31)
+
+
 def _parse_day(value: str | None, option: str) -> dt.date | None:
+    """A date option's day; a usage error when it is not a date or out of range."""
     if value is None:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(
             f"{value!r} is not a date; write YYYY-MM-DD", param_hint=option
         ) from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise typer.BadParameter(
+            f"{value} is out of range; days from {FIRST_DAY} to {LAST_DAY} are accepted",
+            param_hint=option,
+        )
+    return day
 
 
 def _interactive() -> bool:

@@ -633,6 +633,38 @@ def plain(output: str) -> str:
     return " ".join(output.replace("│", "").replace("╭", "").replace("╰", "").split())
 
 
+def test_days_out_of_range_are_usage_errors_for_every_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    shop = small_shop(tmp_path)
+    p, d, st = str(shop.program), str(shop.data), str(shop.state)
+    cases = [
+        (["run", p, "--data", d, "--state", st, "--as-of", "9999-12-31"], "--as-of",
+         "9999-12-31"),
+        (["plan", p, "--data", d, "--state", st, "--as-of", "0001-01-01"], "--as-of",
+         "0001-01-01"),
+        (["backfill", p, "--data", d, "--state", st, "--from", "1899-12-31", "--to",
+          "2026-03-01"], "--from", "1899-12-31"),
+        (["backfill", p, "--data", d, "--state", st, "--from", "2026-03-01", "--to",
+          "3000-01-01"], "--to", "3000-01-01"),
+        (["simulate", p, "--baseline", p, "--data", d, "--from", "2026-03-01", "--to",
+          "9999-12-31"], "--to", "9999-12-31"),
+        (["coupons", "status", p, "--state", st, "--as-of", "9999-12-31"], "--as-of",
+         "9999-12-31"),
+    ]  # fmt: skip
+    for args, option, day in cases:
+        res = run_cli(*args)
+        assert res.exit_code == 2, args
+        assert (
+            f"Invalid value for {option}: {day} is out of range; days from 1900-01-01 to "
+            "2999-12-31 are accepted" in plain(res.output)
+        )
+    assert not shop.state.exists() and not shop.out.exists()
+    # The last day of the range runs.
+    res = run_cli("run", p, "--data", d, "--as-of", "2999-12-31", "--state", str(shop.state),
+                  "--out", str(shop.out))  # fmt: skip
+    assert res.exit_code == 0, res.output
+
+
 def test_errors_in_json_are_a_json_object_on_stdout(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "300")
     shop = small_shop(tmp_path)

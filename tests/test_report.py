@@ -171,6 +171,19 @@ def plain(output: str) -> str:
     return " ".join(output.replace("│", "").replace("╭", "").replace("╰", "").split())
 
 
+def test_report_days_out_of_range_are_usage_errors(tmp_path):
+    shop = make_shop(tmp_path)
+    for day in ("0001-01-01", "1899-12-31", "3000-01-01", "9999-12-31"):
+        res = CliRunner().invoke(app, ["report", "--state", str(shop.state), "--as-of", day])
+        assert res.exit_code == 2
+        assert (
+            f"Invalid value for --as-of: {day} is out of range; days from 1900-01-01 to "
+            "2999-12-31 are accepted" in plain(res.output)
+        )
+    res = CliRunner().invoke(app, ["report", "--state", str(shop.state), "--as-of", "1900-01-01"])
+    assert res.exit_code == 0 and "as of 1900-01-01" in res.output
+
+
 def test_report_simulate_and_explain_offer_text_and_json_only(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     for command in ("report", "simulate", "explain"):
