@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -708,19 +709,32 @@ def report(
     --as-of."""
     from loyalty_cli import state
     from loyalty_cli.engine.report import report as report_core
-    from loyalty_cli.engine.report_render import render_html, render_text
+    from loyalty_cli.engine.report_render import html_target_problem, render_html, render_text
 
+    day = _parse_day(as_of, "--as-of")
+    if html is not None:  # checked before the state is opened: a bad name costs nothing
+        problem = html_target_problem(html, state_file)
+        if problem:
+            raise typer.BadParameter(f"{html!r} {problem}", param_hint="--html")
     con = state.connect(state_file, read_only=True)
     try:
-        figures = report_core(con, _parse_day(as_of, "--as-of"))
+        figures = report_core(con, day)
     finally:
         con.close()
     if html:
-        from pathlib import Path
-
         from loyalty_cli.csvsafe import write_text_atomic
 
-        write_text_atomic(Path(html), render_html(figures))
+        try:
+            write_text_atomic(Path(html), render_html(figures))
+        except OSError as exc:
+            raise LoyaltyError(
+                Diagnostic(
+                    code="D608",
+                    path=html,
+                    message=f"the HTML report could not be written: {exc.strerror or exc}",
+                    hint="Check the folder's permissions and free space, or name another file.",
+                )
+            ) from None
     if fmt is TextOrJson.json:
         typer.echo(reporters.render_json(figures))
         raise typer.Exit(0)

@@ -171,6 +171,59 @@ def plain(output: str) -> str:
     return " ".join(output.replace("│", "").replace("╭", "").replace("╰", "").split())
 
 
+def test_report_html_never_replaces_what_is_not_a_report(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv("COLUMNS", "400")  # the usage error's box keeps paths on one line
+    shop = make_shop(tmp_path)
+    st = str(shop.state)
+    ledger = shop.state.read_bytes()
+
+    def html(target) -> tuple[int, str]:
+        res = CliRunner().invoke(app, ["report", "--state", st, "--html", str(target)])
+        return res.exit_code, plain(res.output)
+
+    code, out = html(shop.state)
+    assert code == 2
+    assert f"Invalid value for --html: {st!r} is the state file; name another file" in out
+    assert shop.state.read_bytes() == ledger
+    code, out = html(tmp_path)
+    assert code == 2
+    assert f"--html: {str(tmp_path)!r} is a folder; name the HTML file to write" in out
+    notes = tmp_path / "notes.html"
+    notes.write_text("<p>mine</p>")
+    code, out = html(notes)
+    assert code == 2
+    assert f"{str(notes)!r} exists and is not an HTML report written by loyalty" in out
+    assert notes.read_text() == "<p>mine</p>"
+    link = tmp_path / "link.html"
+    link.symlink_to(notes)
+    code, out = html(link)
+    assert (code, link.is_symlink()) == (2, True)
+    assert f"{str(link)!r} is a symbolic link; name the file itself" in out
+    fifo = tmp_path / "fifo.html"
+    os.mkfifo(fifo)
+    code, out = html(fifo)
+    assert code == 2
+    assert f"{str(fifo)!r} is not a regular file (a FIFO, socket or device)" in out
+    assert (tmp_path / "fifo.html").exists() and not (tmp_path / "fifo.html").is_file()
+    under_a_file = notes / "report.html"
+    code, out = html(under_a_file)
+    assert code == 2 and f"its folder cannot be made: {str(notes)!r} is not a folder" in out
+
+    # A report written by loyalty is replaced, and so is an empty file; new folders are made.
+    page = tmp_path / "reports" / "report.html"
+    assert html(page)[0] == 0
+    first = page.read_text()
+    assert first.startswith('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n')
+    assert '<meta name="generator" content="loyalty report">' in first
+    assert html(page)[0] == 0 and page.read_text() == first
+    empty = tmp_path / "empty.html"
+    empty.write_text("")
+    assert html(empty)[0] == 0 and empty.read_text() == first
+    assert sorted(p.name for p in page.parent.iterdir()) == ["report.html"]  # no temp file
+
+
 def test_report_days_out_of_range_are_usage_errors(tmp_path):
     shop = make_shop(tmp_path)
     for day in ("0001-01-01", "1899-12-31", "3000-01-01", "9999-12-31"):

@@ -6,6 +6,8 @@ from the state (ids, names) is escaped by Jinja2's autoescaping.
 
 from __future__ import annotations
 
+import os
+import stat
 from decimal import Decimal
 from pathlib import Path
 
@@ -185,3 +187,53 @@ def render_html(figures: dict) -> str:
         rate=_pct(figures["redemption"]["rate"]),
         share=_pct(figures["top_share"]["share"]),
     )
+
+
+# How an HTML report written by loyalty begins, and what its head holds (the generator
+# meta tag; ": report as of " in the title of reports written before the tag).
+HTML_START = b"<!DOCTYPE html>"
+HTML_MARKS = (b'<meta name="generator" content="loyalty report">', b": report as of ")
+
+
+def html_target_problem(target: str, state_file: str) -> str | None:
+    """Why `--html target` must not be written, or None: it is the state file, a folder,
+    a link or anything else that is not a regular file, or a file that is not a report
+    written by loyalty (it is replaced whole, so only an earlier report may be there)."""
+    if not target:
+        return "is no file name"
+    path = Path(target)
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        existing = path.parent
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"its folder cannot be made: {str(existing)!r} is not a folder"
+        return None
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror}"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder; name the HTML file to write"
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link; name the file itself"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file (a FIFO, socket or device)"
+    try:
+        if Path(state_file).exists() and os.path.samefile(path, state_file):
+            return "is the state file; name another file for the HTML report"
+    except OSError:
+        pass
+    if st.st_size == 0:
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror}"
+    if not head.startswith(HTML_START) or not any(mark in head for mark in HTML_MARKS):
+        return (
+            "exists and is not an HTML report written by loyalty; "
+            "remove it or name another file (it is replaced whole)"
+        )
+    return None
