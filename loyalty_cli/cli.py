@@ -648,9 +648,7 @@ def init(
     exports, ready for `loyalty validate`, `plan` and `run`. Asks for what the options do not
     give (in a terminal, without --yes).
     """
-    from pathlib import Path
-
-    from loyalty_cli.init import QUESTIONS, Answers, slug
+    from loyalty_cli.init import QUESTIONS, Answers, answer_problem, slug
     from loyalty_cli.init import init as init_core
 
     given = {
@@ -662,26 +660,56 @@ def init(
         "sms_sender": sms_sender,
         "region": region,
     }
+    options = {
+        "name": "--name",
+        "id": "--id",
+        "currency": "--currency",
+        "timezone": "--timezone",
+        "from_email": "--from-email",
+        "sms_sender": "--sms-sender",
+        "region": "--region",
+    }
+    # A bad option is a usage error naming the option, before anything is asked or written.
+    bad = [
+        (options[key], problem)
+        for key, value in given.items()
+        if value is not None and (problem := answer_problem(key, value))
+    ]
+    if len(bad) == 1:
+        raise typer.BadParameter(bad[0][1], param_hint=f"'{bad[0][0]}'")
+    if bad:
+        raise _UsageError(
+            "\n".join(f"Invalid value for '{option}': {problem}" for option, problem in bad)
+        )
     answers = Answers(sample_data=sample_data)
     ask = not yes and _interactive()
     for key, question in QUESTIONS:
         value = given[key]
         if value is None and ask:
             default = getattr(answers, key) or (slug(answers.name) if key == "id" else "")
-            value = typer.prompt(question, default=default, show_default=True)
+            while True:  # a bad answer is asked again, not failed on at the end
+                value = typer.prompt(question, default=default, show_default=True)
+                problem = answer_problem(key, value)
+                if not problem:
+                    break
+                _console(stderr=True).print(
+                    f"[bold red]error:[/bold red] {escape(problem)}", highlight=False
+                )
         if value is not None:
             setattr(answers, key, value)
     program = init_core(Path(folder), answers)
     console = _console()
     where = program.parent
     console.print(f"wrote {where}: program.yaml, workflows/, templates/", markup=False)
+    data = where / "data"
     if sample_data:
-        console.print(f"sample exports: {where / 'data'}", markup=False)
+        console.print(f"sample exports: {data}", markup=False)
     console.print(
         "next:\n"
         f"  loyalty validate {program}\n"
-        f"  loyalty run {program} --data {where / 'data'} --state {where / 'loyalty.duckdb'} "
-        f"--out {where / 'out'}",
+        f"  loyalty run {program} --data {data if sample_data else 'EXPORTS'} "
+        f"--state {where / 'loyalty.duckdb'} --out {where / 'out'}"
+        + ("" if sample_data else "\n(EXPORTS: the folder holding your shop's exports)"),
         markup=False,
         highlight=False,
     )

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,28 +114,89 @@ def render(answers: Answers, data: str) -> dict[str, str]:
     return out
 
 
+# Where each answer lands in program.yaml, to tell which answer a diagnostic is about.
+ANSWER_WHERE = {
+    "name": "program.name",
+    "id": "program.id",
+    "currency": "program.currency",
+    "timezone": "program.timezone",
+    "from_email": "messaging.from_email",
+    "sms_sender": "messaging.sms_sender",
+    "region": "messaging.default_region",
+}
+
+
+def answer_problem(key: str, value: str) -> str | None:
+    """What is wrong with one answer (the default answers and this one), as the program's
+    checks say it, or None when it is fine. Lets the CLI name the option or ask again
+    before anything is written."""
+    from loyalty_cli.config.validate import validate_paths
+
+    answers = Answers()
+    setattr(answers, key, value)
+    with tempfile.TemporaryDirectory(prefix="loyalty-init-") as tmp:
+        folder = _write_starter(Path(tmp) / "check", answers)
+        report = validate_paths([str(folder / "program.yaml")])
+    where = ANSWER_WHERE[key]
+    for d in report.errors:
+        if d.where == where:
+            message = d.message.removeprefix(f"{where}: ")
+            return f"{message} ({d.hint})" if d.hint else message
+    return None
+
+
+def _write_starter(folder: Path, answers: Answers) -> Path:
+    """The starter's files for `answers` in `folder` (which must not exist)."""
+    shutil.copytree(STARTER, folder, ignore=shutil.ignore_patterns("*.in", "__pycache__"))
+    for name, text in render(answers, "data").items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def _target_problem(target: Path) -> str | None:
+    """Why `target` cannot become the new program's folder, or None."""
+    if target.is_dir():
+        return "the folder exists and is not empty" if any(target.iterdir()) else None
+    if target.exists() or target.is_symlink():
+        return "is a file, not a folder" if target.is_file() else "exists and is not a folder"
+    existing = target.parent
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot be made: {str(existing)!r} is a file, not a folder"
+    return None
+
+
+def _target_error(target: Path, problem: str) -> LoyaltyError:
+    return LoyaltyError(
+        Diagnostic(
+            code="D615",
+            path=str(target),
+            message=problem,
+            hint="Pass a new folder (or an empty one): init never overwrites files.",
+        ),
+        ExitCode.USAGE,
+    )
+
+
 def init(target: Path, answers: Answers, today: dt.date | None = None) -> Path:
     """Write the starter program for `answers` into `target` (which must be empty or new);
     returns the program file's path. Nothing is left behind when the check fails."""
     from loyalty_cli.config.validate import validate_paths
 
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise LoyaltyError(
-            Diagnostic(
-                code="D615",
-                path=str(target),
-                message="the folder exists and is not empty",
-                hint="Pass a new folder (or an empty one): init never overwrites files.",
-            ),
-            ExitCode.USAGE,
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    problem = _target_problem(target)
+    if problem:
+        raise _target_error(target, problem)
+    made = target.parent  # the first of the folders above target that init makes, if any
+    while not made.parent.exists() and made.parent != made:
+        made = made.parent
+    made_new = not made.exists()
     tmp = target.parent / f".{target.name}.init-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    done = False
     try:
-        shutil.copytree(STARTER, tmp, ignore=shutil.ignore_patterns("*.in", "__pycache__"))
-        for name, text in render(answers, "data").items():
-            (tmp / name).write_text(text, encoding="utf-8")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _write_starter(tmp, answers)
         report = validate_paths([str(tmp / "program.yaml")])
         if report.errors:  # the files named as they would have been
             raise LoyaltyError(
@@ -159,6 +221,13 @@ def init(target: Path, answers: Answers, today: dt.date | None = None) -> Path:
         if target.exists():
             target.rmdir()
         tmp.rename(target)
+        done = True
+    except OSError as exc:  # a folder that cannot be written to (permissions, /proc, full)
+        raise _target_error(
+            target, f"cannot be written: {exc.strerror or exc.__class__.__name__}"
+        ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if made_new and not done:
+            shutil.rmtree(made, ignore_errors=True)
     return target / "program.yaml"

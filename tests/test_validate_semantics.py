@@ -296,3 +296,43 @@ def test_every_name_pattern_is_told_in_words() -> None:
     for kind in ("program", "workflow"):
         walk(json.loads(json.dumps(load_schema(kind))))
     assert found and found <= set(_PATTERN_WORDS)
+
+
+# -- templates of a redemption's message ------------------------------------------------------
+
+REWARDS = """\
+rewards:
+  - {id: code, name: Code, cost: 10, coupon_pool: p}
+  - {id: gift, name: Gift, cost: 20}
+coupons:
+  pools:
+    - {id: p, source: generate, length: 8, count: 100}
+"""
+
+
+def _redemption_workflow(tmp_path: Path, trigger: str, text: str) -> str:
+    for part in ("subject", "html", "txt"):
+        (tmp_path / "templates").mkdir(exist_ok=True)
+        (tmp_path / "templates" / f"done.{part}.j2").write_text(text, encoding="utf-8")
+    return (
+        f"version: 1\nworkflow:\n  id: hello\n  trigger: {trigger}\n  steps:\n"
+        "    - send: {channel: email, template: done}\n"
+    )
+
+
+def test_a_redemptions_message_is_checked_with_and_without_its_code(tmp_path: Path) -> None:
+    """Templates of a `redemption` workflow see the code the redemption got as `coupon`: a
+    reward with a pool gives one, a reward without none; each is rendered as it can be."""
+    code_only = _redemption_workflow(tmp_path, "{redemption: {reward: code}}", "{{ coupon.code }}")
+    assert problems(tmp_path, PROGRAM + REWARDS, code_only) == []
+    any_reward = _redemption_workflow(tmp_path, "redemption", "{{ coupon.code }}")
+    found = problems(tmp_path, PROGRAM + REWARDS, any_reward)
+    assert sorted((code, file, line) for code, file, line, *_ in found) == [
+        ("T503", "done.html.j2", 1),
+        ("T503", "done.subject.j2", 1),
+        ("T503", "done.txt.j2", 1),
+    ]
+    guarded = _redemption_workflow(
+        tmp_path, "redemption", "{% if coupon %}{{ coupon.code }}{% else %}no code{% endif %}"
+    )
+    assert problems(tmp_path, PROGRAM + REWARDS, guarded) == []

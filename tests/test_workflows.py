@@ -598,9 +598,8 @@ def test_segment_enter_and_points_expiring_fire_on_the_day(tmp_path):
 def test_redemption_trigger_tells_the_template_the_reward_and_its_code(tmp_path):
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "thanks.sms.j2").write_text(
-        "{{ reward.name }} for {{ reward.cost }} pts"
-        "{% if coupon %}: {{ coupon.code }} until {{ coupon.valid_until }}{% endif %}; "
-        "{{ balance }} left"
+        "{{ reward.name }} for {{ reward.cost }} pts: {{ coupon.code }} until "
+        "{{ coupon.valid_until }}; {{ balance }} left"
     )
     (tmp_path / "p.csv").write_text("code,valid_until\nP-1,2026-06-30\n")
     body = """

@@ -471,15 +471,15 @@ def _rows_never_come(
 def _pool_capacity(c: Checker, i: int, pool: dict) -> None:
     """The check of `loyalty coupons generate`: codes of `length` characters from the
     coupon alphabet, at most half of those possible (else codes are easy to guess)."""
-    from loyalty_cli.engine.coupons import ALPHABET
+    from loyalty_cli.engine.coupons import ALPHABET, guessable
 
     count, length = pool.get("count"), pool.get("length")
     if pool.get("source") != "generate" or not isinstance(count, int):
         return
     if not isinstance(length, int) or isinstance(length, bool) or length > 12:
         return  # 31**13 / 2 is far above the largest count
-    possible = len(ALPHABET) ** length
-    if count > possible // 2:
+    possible = guessable(count, length)
+    if possible is not None:
         c.add(
             "R308",
             ("coupons", "pools", i, "count"),
@@ -622,6 +622,25 @@ def _unique_step_ids(c: Checker, base: PathKey, steps: list) -> None:
         c.add("R301", (*base, "steps", i, "id") if written else (*base, "steps", i), message, hint)
 
 
+def _redeemed_coupon(trigger, pctx: ProgramContext) -> list[bool]:
+    """Whether a message of a step without a coupon of its own may have one, the code a
+    redemption got (a `redemption` trigger whose rewards have coupon pools): [False], [True]
+    or both, for templates to be rendered each way they can be."""
+    if trigger == "redemption":
+        reward = None
+    elif isinstance(trigger, dict) and "redemption" in trigger:
+        reward = (trigger.get("redemption") or {}).get("reward")
+    else:
+        return [False]
+    rewards = [
+        r
+        for r in pctx.data.get("rewards") or []
+        if isinstance(r, dict) and (reward is None or r.get("id") == reward)
+    ]
+    found = sorted({bool(r.get("coupon_pool")) for r in rewards}) or [False]
+    return found
+
+
 def _sample_member(program: dict) -> dict:
     """The sample member templates are rendered for; a program whose own numbers are wrong
     (an infinite tier min, a reward cost of .nan: reported at the program) gets the sample
@@ -738,8 +757,10 @@ def check_workflow(
             channels = [(send.get("channel"), ("channel",))]
             if send.get("fallback"):
                 channels.append((send.get("fallback"), ("fallback",)))
-            has_coupon = isinstance(coupon, dict)
-            for channel, _ in channels:
+            # With a coupon of its own, or the one the redemption that triggered it got;
+            # without when the step may have none (a reward without a coupon pool).
+            variants = [True] if isinstance(coupon, dict) else _redeemed_coupon(trigger, pctx)
+            for channel, has_coupon in ((ch, v) for ch, _ in channels for v in variants):
                 pos = doc.pos((*spath, "send", "template"))
                 key = (str(pctx.template_dir), name, channel, has_coupon)
                 if template_cache is not None and key in template_cache:

@@ -273,6 +273,13 @@ def import_file(
 # --- generate pools -----------------------------------------------------------------------
 
 
+def guessable(total: int, length: int) -> int | None:
+    """The number of possible codes of `length` characters when `total` codes would be
+    more than half of them (codes would then be easy to guess), else None."""
+    possible = len(ALPHABET) ** length
+    return possible if total > possible // 2 else None
+
+
 def generate_codes(prefix: str, length: int, count: int, taken: set[str]) -> list[str]:
     """`count` new codes `prefix` + `length` random characters, none of them in `taken`.
 
@@ -325,8 +332,8 @@ def generate_pool(con: Connection, program: Program, pool_id: str, count: int | 
             {"prefix": prefix, "len": len(prefix) + length},
         ).fetchall()
     }
-    possible = len(ALPHABET) ** length
-    if len(taken) + n > possible // 2:
+    possible = guessable(len(taken) + n, length)
+    if possible is not None:
         raise LoyaltyError(
             Diagnostic(
                 code="R308",
