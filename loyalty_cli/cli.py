@@ -268,6 +268,9 @@ def _print_result(result, fmt: Format, console: Console) -> None:
     s = result.summary
     if s:
         tiers = ", ".join(f"{k}: {v:,}" for k, v in s.get("tiers", {}).items())
+        counts = s.get("tiers") or {}
+        if list(counts) in (["None"], [""]) or (s["members"] and not counts):
+            tiers = "(no tiers)"  # a program without tiers: members without a tier
         console.print(
             f"members {s['members']:,} | available {s['available']:,} | pending {s['pending']:,}"
             f" | liability {Decimal(s['liability']):,} {s['currency']} | tiers {tiers}",

@@ -750,6 +750,15 @@ def test_github_format_annotates_diagnostics_refusals_and_warnings(tmp_path, mon
     ]
 
 
+def test_run_of_a_program_without_tiers_says_no_tiers(tmp_path):
+    shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n")
+    shop.add("customers", customer("A", "2026-01-05 10:00:00"))
+    res = run_cli("run", str(shop.program), "--data", str(shop.data), "--as-of", "2026-03-01",
+                  "--state", str(shop.state), "--out", str(shop.out))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "| tiers (no tiers)" in res.output and "None" not in res.output
+
+
 def test_a_workflow_file_is_refused_naming_the_command_used(tmp_path):
     shop = small_shop(tmp_path)
     flow = tmp_path / "welcome.yaml"

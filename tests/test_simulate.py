@@ -94,3 +94,72 @@ def test_simulate_cli(tmp_path):
     assert json.loads(res.output)["new"]["points"]["earned"] == 200
     res = CliRunner().invoke(app, [*args[:-4], "--from", "2026-03-02", "--to", "2026-03-01"])
     assert res.exit_code == 2 and "--to is before --from" in res.output
+
+
+def test_simulate_of_programs_without_tiers(tmp_path):
+    base, new = shops(tmp_path)
+    args = ["simulate", str(new.program), "--baseline", str(base.program)]
+    args += ["--data", str(base.data), "--from", "2026-03-01", "--to", "2026-03-02"]
+    res = CliRunner().invoke(app, [*args, "-f", "json"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.output)
+    assert (result["baseline"]["tiers"], result["new"]["tiers"]) == (None, None)
+    res = CliRunner().invoke(app, args)
+    tiers = [line.split() for line in res.output.splitlines() if line.startswith("tiers")]
+    assert tiers == [["tiers", "(no", "tiers)", "members", "2", "2", "="]]
+    assert "None" not in res.output
+    # Tiers in one program only: its tiers, and the other's "(no tiers)".
+    tiered = base.program.read_text() + (
+        "tiers:\n  basis: spend\n  levels:\n    - {id: bronze, name: Bronze, min: 0}\n"
+        "    - {id: gold, name: Gold, min: 45}\n"
+    )
+    new.program.write_text(tiered)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    tiers = [line.split() for line in res.output.splitlines() if line.startswith("tiers")]
+    assert tiers == [
+        ["tiers", "(no", "tiers)", "members", "2", "only", "in", "baseline"],
+        ["tiers", "bronze", "members", "1", "only", "in", "new"],
+        ["tiers", "gold", "members", "1", "only", "in", "new"],
+    ]
+
+
+def test_a_refused_simulation_says_what_was_rejected(tmp_path):
+    base, new = shops(tmp_path)
+    for shop in (base, new):
+        shop.add(
+            "orders",
+            order("O4", "A", "2026-03-01 10:00:00", "ten"),
+            order("O5", "B", "2026-03-01 11:00:00", "-"),
+        )
+    args = ["simulate", str(new.program), "--baseline", str(base.program)]
+    args += ["--data", str(base.data), "--from", "2026-03-01", "--to", "2026-03-02"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 3
+    out = " ".join(res.output.split())
+    assert "rejects.csv)" not in out
+    # O3 is of 03-02: the first day's run reads 4 orders, 2 of them bad.
+    assert (
+        "error[D606] the baseline program's run for 2026-03-01 was refused: orders: 2 of 4 new "
+        "rows rejected (50.00%), above data.max_reject_rate 1.00%; rejected: orders.csv:5 "
+        "total: bad_number; orders.csv:6 total: bad_number hint: `loyalty run` for 2026-03-01 "
+        "on a copy of the state writes every rejected row to rejects.csv"
+    ) in out
+    res = CliRunner().invoke(app, [*args, "-f", "json"])
+    assert res.exit_code == 3
+    (diag,) = json.loads(res.stdout)["diagnostics"]
+    assert diag["code"] == "D606"
+    assert diag["message"].endswith(
+        "rejected: orders.csv:5 total: bad_number; orders.csv:6 total: bad_number"
+    )
+
+
+def test_simulate_without_the_data_folder_is_one_usage_error(tmp_path):
+    base, new = shops(tmp_path)
+    args = ["simulate", str(new.program), "--baseline", str(base.program)]
+    args += ["--data", str(tmp_path / "nope"), "--from", "2026-03-01", "--to", "2026-03-02"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2
+    assert res.output == f"{tmp_path / 'nope'}: error[D601] the --data folder does not exist\n" + (
+        "  hint: Pass the folder holding the night's exports.\n"
+    )

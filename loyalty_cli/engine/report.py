@@ -30,6 +30,9 @@ from loyalty_cli import state
 from loyalty_cli.diagnostics import Diagnostic, ExitCode, LoyaltyError
 from loyalty_cli.state import Connection
 
+# The tier column of a program without tiers (report and simulate).
+NO_TIERS = "(no tiers)"
+
 LEADERS = 10
 # Ledger kinds, as `loyalty report` counts them.
 EARNED = """CASE WHEN kind = 'pending' THEN pending

@@ -14,15 +14,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from loyalty_cli.engine.report import NO_TIERS
 from loyalty_cli.tables import fitted_table
 
 
 def _n(value) -> str:
     return "" if value is None else f"{value:,}"
-
-
-# The tier column of a program without tiers.
-NO_TIERS = "(no tiers)"
 
 
 def _pct(ratio: str | None) -> str:

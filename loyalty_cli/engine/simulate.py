@@ -57,13 +57,16 @@ def simulate(
             )
             refused = next((r for r in results if r.status == "refused"), None)
             if refused is not None:
+                reason = str(refused.reason).removesuffix(" (see rejects.csv)")
+                rejected = _rejected_rows(program, data_dir, refused.as_of, path, Path(tmp))
                 raise LoyaltyError(
                     Diagnostic(
                         code="D606",
                         path=str(program.path),
                         message=f"the {label} program's run for {refused.as_of} was refused: "
-                        f"{refused.reason}",
-                        hint="Fix what the run names (the same run on its own says more), "
+                        f"{reason}" + (f"; rejected: {rejected}" if rejected else ""),
+                        hint=f"`loyalty run` for {refused.as_of} on a copy of the state writes "
+                        "every rejected row to rejects.csv; fix the exports or the program, "
                         "then simulate again.",
                     ),
                     ExitCode.REFUSED,
@@ -74,6 +77,37 @@ def simulate(
             finally:
                 con.close()
     return out
+
+
+# How many rejected rows a refused simulation names.
+REJECTS_SHOWN = 3
+
+
+def _rejected_rows(
+    program: Program, data_dir: str | Path, day: dt.date, state_path: Path, tmp: Path
+) -> str:
+    """The first rejected rows of a refused day, as `file:line column: reason` (simulate
+    writes no files, so the rejects.csv a refused run writes cannot be pointed at): the
+    day is run again, still refused, with its files in the throw-away folder."""
+    import csv
+
+    from loyalty_cli.engine.run import run
+
+    out = tmp / f"refused-{program.id}"
+    try:
+        run(program, data_dir, day, state_path, out, catch_up=False)
+        with open(out / day.isoformat() / "rejects.csv", encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (LoyaltyError, OSError):
+        return ""
+    shown = [
+        f"{r['file']}:{r['line']}"
+        + (f" {r['column']}" if r.get("column") else "")
+        + f": {r['reason']}"
+        for r in rows[:REJECTS_SHOWN]
+    ]
+    more = len(rows) - len(shown)
+    return "; ".join(shown) + (f" and {more:,} more row(s)" if more > 0 else "")
 
 
 def _labelled(callback: Callable | None, label: str) -> Callable | None:
@@ -125,10 +159,23 @@ def figures(con: Connection, program: Program, as_of: dt.date) -> dict:
         "liability": r["liability"],
         "points": dict(zip(("earned", "returned", "redeemed", "expired"), kinds, strict=True)),
         "earned_by_rule": {str(k): int(v) for k, v in by_rule},
-        "tiers": {str(t["tier"]): int(t["members"]) for t in r["tiers"]},
+        # A program without tiers has none to count: null (the text says "(no tiers)").
+        "tiers": None
+        if all(t["tier"] is None for t in r["tiers"])
+        else {str(t["tier"]): int(t["members"]) for t in r["tiers"]},
         "redemptions": {str(k): int(v) for k, v in requests},
         "workflows": {str(w): {"entered": int(e), "sent": int(s)} for w, e, s in workflows},
     }
+
+
+def _counts(figures: dict, key: str) -> dict:
+    """A section's figures by name; a program without tiers has one row, "(no tiers)",
+    with all its members (as `loyalty report` shows it)."""
+    from loyalty_cli.engine.report import NO_TIERS
+
+    if key == "tiers" and figures["tiers"] is None:
+        return {NO_TIERS: figures["members"]}
+    return figures[key]
 
 
 def comparison(result: dict) -> list[tuple[str, str, object, object]]:
@@ -143,8 +190,9 @@ def comparison(result: dict) -> list[tuple[str, str, object, object]]:
     rows.append(("cost", f"liability ({new['currency']})", base["liability"], new["liability"]))
 
     def merged(section: str, key: str, label: Callable[[str], str] = str) -> None:
-        names = [*base[key], *(n for n in new[key] if n not in base[key])]
-        rows.extend((section, label(n), base[key].get(n), new[key].get(n)) for n in names)
+        b, n = _counts(base, key), _counts(new, key)
+        names = [*b, *(x for x in n if x not in b)]
+        rows.extend((section, label(x), b.get(x), n.get(x)) for x in names)
 
     merged("rules", "earned_by_rule", lambda n: f"{n} earned")
     merged("tiers", "tiers", lambda n: f"{n} members")
