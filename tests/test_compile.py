@@ -67,3 +67,61 @@ def test_compile_cli_and_other_dialects():
     assert "'new' = ANY(" in postgres and '"item"."tags"' in postgres
     res = CliRunner().invoke(app, ["compile", str(path), "--dialect", "oracle"])
     assert res.exit_code == 2
+
+
+def small_program(tmp_path, rules: str):
+    from enginekit import Shop
+
+    return load_program(Shop(tmp_path, f"earning:\n  rules:\n{rules}").program)
+
+
+def test_one_query_is_one_query(tmp_path):
+    program = small_program(tmp_path, "    - {id: base, on: order, points: order.total}\n")
+    assert compile_program(program).startswith(
+        "-- program 'test-club', 1 query, SQL dialect duckdb\n"
+    )
+
+
+def test_a_query_another_dialect_would_change_is_printed_as_a_comment(tmp_path):
+    program = small_program(
+        tmp_path,
+        "    - {id: weekend, on: order, when: 'isodow(order.ordered_at) >= 6', points: 10}\n"
+        "    - {id: cast, on: order, points: 'coalesce(try_cast(order.status AS INT), 0)'}\n"
+        "    - {id: pair, on: order, when: 'len([1, 2]) = 2', points: 1}\n"
+        "    - {id: plain, on: order, points: order.total}\n",
+    )
+    postgres = compile_program(program, "postgres")
+    assert postgres.startswith("-- program 'test-club', 4 queries, SQL dialect postgres\n")
+    blocks = postgres.split("\n\n")[1:]
+    assert blocks[0].splitlines()[:3] == [
+        "-- earning rule 'weekend' (on order): the rows that earn and their points before "
+        "rounding, the tier multiplier and caps",
+        '-- not written in postgres: ISODOW("order"."ordered_at"): postgres has no such '
+        'function; sqlglot writes it as DAYOFWEEK_ISO("order"."ordered_at")',
+        '-- SELECT "order".order_id AS source_id, "customer".customer_id,',
+    ]
+    assert blocks[1].splitlines()[1] == (
+        '-- not written in postgres: TRY_CAST("order"."status" AS INT): try_cast() becomes '
+        "CAST, which fails on a value that does not convert where try_cast gives NULL"
+    )
+    assert blocks[2].splitlines()[1] == (
+        "-- not written in postgres: LENGTH([1, 2]): the length of a list becomes "
+        "LENGTH(ARRAY[1, 2]), the length of a text in postgres"
+    )
+    # Every line of a query not written is a comment; a faithful one is written.
+    for block in blocks[:3]:
+        assert all(line.startswith("--") for line in block.splitlines()[:-1])
+        assert block.splitlines()[-1].startswith("--") and block.rstrip().endswith(";")
+    assert "not written" not in blocks[3] and 'FROM orders AS "order"' in blocks[3]
+    spark = compile_program(program, "spark").split("\n\n")[1:]
+    assert spark[0].splitlines()[1] == (
+        '-- not written in spark: ISODOW("order"."ordered_at"): isodow() becomes an '
+        "expression over DAYOFWEEK that does not give 1 (Monday) to 7 (Sunday)"
+    )
+    assert "not written" not in spark[1] and "TRY_CAST(`order`.`status` AS INT)" in spark[1]
+    assert spark[2].splitlines()[1] == (
+        "-- not written in spark: LENGTH([1, 2]): the length of a list becomes "
+        "LENGTH(ARRAY(1, 2)), the length of a text in spark"
+    )
+    # DuckDB itself prints every query.
+    assert "not written" not in compile_program(program)

@@ -119,21 +119,132 @@ def queries(program: Program) -> list[tuple[str, str]]:
 
 
 def compile_program(program: Program, dialect: str = "duckdb") -> str:
-    """The queries as one SQL text in `dialect`, each after a comment saying what it is."""
+    """The queries as one SQL text in `dialect`, each after a comment saying what it is.
+
+    In another dialect, a query sqlglot cannot write, or would write with a different
+    meaning (`unfaithful`), is printed as a comment (the DuckDB query) with the reason."""
     import sqlglot
 
+    lists = _list_columns(program)
     blocks = []
     for comment, query in queries(program):
         text = query
         if dialect != "duckdb":
             try:
-                text = ";\n".join(
-                    sqlglot.transpile(query, read="duckdb", write=dialect, pretty=True)
-                )
+                reasons = unfaithful(query, dialect, lists)
+                if not reasons:
+                    text = ";\n".join(
+                        sqlglot.transpile(query, read="duckdb", write=dialect, pretty=True)
+                    )
             except sqlglot.errors.SqlglotError as exc:
-                text = f"-- sqlglot cannot write this in {dialect}: {exc}\n" + "\n".join(
-                    f"-- {line}" for line in query.splitlines()
-                )
+                reasons = [str(exc)]
+            if reasons:
+                text = "".join(
+                    f"-- not written in {dialect}: {reason}\n" for reason in reasons
+                ) + "\n".join(f"-- {line}" for line in query.splitlines())
         blocks.append(f"-- {comment}\n{text};\n")
-    header = f"-- program '{program.id}', {len(blocks)} queries, SQL dialect {dialect}\n"
+    count = f"{len(blocks)} {'query' if len(blocks) == 1 else 'queries'}"
+    header = f"-- program '{program.id}', {count}, SQL dialect {dialect}\n"
     return header + "\n" + "\n".join(blocks)
+
+
+def _list_columns(program: Program) -> frozenset[str]:
+    """Names of the list columns (the contract's and declared extras), by column name."""
+    from loyalty_cli.columns import SOURCE_COLUMNS
+
+    names = {n for cols in SOURCE_COLUMNS.values() for n, (t, _) in cols.items() if t == "list"}
+    for types in (program.extras or {}).values():
+        if isinstance(types, dict):
+            names |= {n for n, t in types.items() if t == "list"}
+    return frozenset(names)
+
+
+# DuckDB functions (sqlglot node class names) that sqlglot writes in a dialect as a function
+# the dialect lacks or that computes something else, with what differs. sqlglot turns them
+# into SQL that looks right, so a reviewer would not notice: such a query is not written.
+_NOT_IN = "{dialect} has no such function; sqlglot writes it as {written}"
+_UNFAITHFUL: dict[str, dict[str, str]] = {
+    "postgres": {
+        "TryCast": "try_cast() becomes CAST, which fails on a value that does not convert "
+        "where try_cast gives NULL",
+        "DayOfWeek": _NOT_IN,
+        "DayOfWeekIso": _NOT_IN,
+        "DayOfMonth": _NOT_IN,
+        "DayOfYear": _NOT_IN,
+        "Week": _NOT_IN,
+        "WeekOfYear": _NOT_IN,
+        "Quarter": _NOT_IN,
+        "Hour": _NOT_IN,
+        "Minute": _NOT_IN,
+        "Contains": _NOT_IN,
+        "EndsWith": _NOT_IN,
+        "RegexpFullMatch": _NOT_IN,
+        "ArraySize": "array_length() becomes ARRAY_LENGTH(l, 1), which is NULL for an empty "
+        "list where DuckDB gives 0",
+    },
+    "spark": {
+        "DayOfWeek": "dayofweek() becomes DAYOFWEEK, which counts 1 (Sunday) to 7 where "
+        "DuckDB counts 0 (Sunday) to 6",
+        "DayOfWeekIso": "isodow() becomes an expression over DAYOFWEEK that does not give "
+        "1 (Monday) to 7 (Sunday)",
+        "Week": _NOT_IN,
+        "RegexpFullMatch": _NOT_IN,
+        "ArrayOverlaps": "Spark SQL has no && operator on arrays (arrays_overlap is the "
+        "function); sqlglot writes it as {written}",
+        "ArrayContainsAll": "Spark SQL has no @> operator on arrays; sqlglot writes it as "
+        "{written}",
+        "DateDiff": "date_diff() becomes DATEDIFF(unit, a, b), which counts whole units "
+        "between two timestamps where DuckDB counts the unit boundaries crossed",
+    },
+}
+# Functions sqlglot does not model (written unchanged) that a dialect lacks.
+_ANONYMOUS_MISSING = {
+    "postgres": {"strlen", "list_has_all", "array_has_any", "isoyear", "datepart"},
+    "spark": {"strlen", "list_has_all", "array_has_any", "isoyear", "datepart"},
+}
+# Day-of-week fields whose numbering differs in Spark (1 = Sunday) or that it lacks.
+_SPARK_DOW_FIELDS = {"dow", "dayofweek", "isodow", "weekday"}
+
+
+def unfaithful(query: str, dialect: str, list_columns: frozenset[str] = frozenset()) -> list[str]:
+    """Why `query` (DuckDB) would not mean the same when sqlglot writes it in `dialect`:
+    a function the dialect lacks or that computes something else there; [] when none."""
+    import sqlglot
+    from sqlglot import exp
+
+    reasons: list[str] = []
+
+    def add(reason: str) -> None:
+        if reason not in reasons:
+            reasons.append(reason)
+
+    def written(node) -> str:
+        return node.sql(dialect=dialect)
+
+    table = _UNFAITHFUL.get(dialect, {})
+    for node in sqlglot.parse_one(query, read="duckdb").walk():
+        kind = type(node).__name__
+        duck = node.sql(dialect="duckdb")
+        if kind in table:
+            add(f"{duck}: " + table[kind].format(dialect=dialect, written=written(node)))
+        elif isinstance(node, exp.Anonymous):
+            name = node.name.lower()
+            if name in _ANONYMOUS_MISSING.get(dialect, set()):
+                add(f"{duck}: {dialect} has no function {name}()")
+            elif dialect == "spark" and name in ("date_part", "datepart"):
+                field = node.expressions[0] if node.expressions else None
+                if isinstance(field, exp.Literal) and field.name.lower() in _SPARK_DOW_FIELDS:
+                    add(f"{duck}: Spark numbers the days of the week from 1 (Sunday)")
+        elif isinstance(node, exp.Extract) and dialect == "spark":
+            if node.this.name.lower() in _SPARK_DOW_FIELDS:
+                add(f"{duck}: Spark numbers the days of the week from 1 (Sunday)")
+        elif isinstance(node, exp.Length):
+            arg = node.this
+            if isinstance(arg, exp.Array) or (
+                isinstance(arg, exp.Column) and arg.name in list_columns
+            ):
+                add(
+                    f"{duck}: the length of a list becomes {written(node)}, the length of a "
+                    f"text in {dialect}"
+                )
+    return reasons
