@@ -784,3 +784,23 @@ def test_validate_keeps_its_summary_line_after_a_usage_error(tmp_path):
         "0 error(s), 0 warning(s) in 2 file(s); 1 path(s) not checked"
     )
     assert f"error: {tmp_path / 'nope.yaml'}: no such file or folder" in res.output
+
+
+def test_a_missing_data_folder_is_one_usage_error_for_every_command(tmp_path):
+    shop = small_shop(tmp_path)
+    nope = str(tmp_path / "nope")
+    state = ["--state", str(shop.state)]
+    days = ["--from", "2026-03-01", "--to", "2026-03-02"]
+    for args in (
+        ["run", str(shop.program), "--data", nope, *state, "--out", str(shop.out)],
+        ["plan", str(shop.program), "--data", nope, *state],
+        ["backfill", str(shop.program), "--data", nope, *days, *state, "--out", str(shop.out)],
+        ["simulate", str(shop.program), "--baseline", str(shop.program), "--data", nope, *days],
+    ):
+        res = run_cli(*args)
+        assert res.exit_code == 2, args
+        assert res.output == (
+            f"{nope}: error[D601] the --data folder does not exist\n"
+            "  hint: Pass the folder holding the night's exports.\n"
+        )
+        assert not shop.state.exists() and not shop.out.exists()
