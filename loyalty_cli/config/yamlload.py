@@ -266,6 +266,20 @@ def _inside(text: str, line: int | None, col: int | None) -> tuple[int | None, i
     return len(lines), len(lines[-1]) + 1
 
 
+def _too_deep(
+    path: str, line: int = 1, col: int = 1, message: str = "the document is nested too deeply"
+) -> Diagnostic:
+    return Diagnostic(
+        code="Y103",
+        path=path,
+        line=line,
+        col=col,
+        message=message,
+        hint="A program is a few levels deep; look for brackets [ or { that are "
+        "opened again and again, or never closed.",
+    )
+
+
 def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnostic]]:
     """Parse YAML text; returns the document or the diagnostics that stopped it."""
     doc = YamlDoc(path=path, data=None, text=text)
@@ -381,17 +395,7 @@ def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnosti
             )
         ]
     except RecursionError:
-        return None, [
-            Diagnostic(
-                code="Y103",
-                path=path,
-                line=1,
-                col=1,
-                message="the document is nested too deeply",
-                hint="A program is a few levels deep; look for brackets [ or { that are "
-                "opened again and again, or never closed.",
-            )
-        ]
+        return None, [_too_deep(path)]
     try:
         doc.data = _convert(raw, (), doc, [MAX_NODES]) if raw is not None else None
     except _Duplicates as exc:
@@ -410,28 +414,15 @@ def load_yaml_text(text: str, path: str) -> tuple[YamlDoc | None, list[Diagnosti
     except _TooDeep as exc:
         mark = exc.node.start_mark
         return None, [
-            Diagnostic(
-                code="Y103",
-                path=path,
-                line=mark.line + 1,
-                col=mark.column + 1,
-                message=f"the document is nested more than {MAX_DEPTH} levels deep here",
-                hint="A program is a few levels deep; look for brackets [ or { that are "
-                "opened again and again, or never closed.",
+            _too_deep(
+                path,
+                mark.line + 1,
+                mark.column + 1,
+                f"the document is nested more than {MAX_DEPTH} levels deep here",
             )
         ]
     except RecursionError:
-        return None, [
-            Diagnostic(
-                code="Y103",
-                path=path,
-                line=1,
-                col=1,
-                message="the document is nested too deeply",
-                hint="A program is a few levels deep; look for brackets [ or { that are "
-                "opened again and again, or never closed.",
-            )
-        ]
+        return None, [_too_deep(path)]
     except _TooBig as exc:
         where = getattr(exc, "path", ())
         keys = [i for i, part in enumerate(where) if isinstance(part, str)]
