@@ -13,13 +13,28 @@ from loyalty_cli.diagnostics import Diagnostic
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def _source_lines(path: str, cache: dict[str, list[str] | None]) -> list[str] | None:
-    if path not in cache:
-        try:
-            cache[path] = Path(path).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError):
-            cache[path] = None
-    return cache[path]
+# A snippet shows this much of a line: an export's line may be megabytes long.
+SNIPPET_WIDTH = 200
+
+
+def _source_lines(path: str, upto: int) -> list[str] | None:
+    """The first `upto` lines of a file, each cut to SNIPPET_WIDTH characters; read line by
+    line, so a diagnostic near the top of a gigabyte export reads only that far."""
+    if not Path(path).is_file():  # a folder, a FIFO (reading would wait), nothing
+        return None
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            lines = []
+            for text in fh:
+                text = text.rstrip("\r\n")
+                if len(text) > SNIPPET_WIDTH:
+                    text = text[:SNIPPET_WIDTH] + "..."
+                lines.append(text)
+                if len(lines) >= upto:
+                    break
+            return lines
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
 
 
 def snippet(d: Diagnostic, lines: list[str] | None, context: int = 1) -> list[str]:
@@ -38,7 +53,11 @@ def snippet(d: Diagnostic, lines: list[str] | None, context: int = 1) -> list[st
 
 
 def render_text(diags: list[Diagnostic], console: Console, summary: str = "") -> None:
-    cache: dict[str, list[str] | None] = {}
+    upto: dict[str, int] = {}  # per file, the last line a snippet shows
+    for d in diags:
+        if d.path and d.line:
+            upto[d.path] = max(upto.get(d.path, 0), d.line + 1)
+    cache = {path: _source_lines(path, n) for path, n in upto.items()}
     for d in diags:
         style = _STYLE.get(d.severity, "")
         where = f"[bold]{escape(d.location())}[/bold]: " if d.path else ""
@@ -46,7 +65,7 @@ def render_text(diags: list[Diagnostic], console: Console, summary: str = "") ->
             f"{where}[{style}]{d.severity}[{escape(d.code)}][/{style}] {escape(d.message)}",
             highlight=False,
         )
-        for line in snippet(d, _source_lines(d.path, cache)):
+        for line in snippet(d, cache.get(d.path) if d.path else None):
             console.print(f"[dim]{escape(line)}[/dim]", highlight=False)
         if d.hint:
             console.print(f"  [green]hint:[/green] {escape(d.hint)}", highlight=False)

@@ -100,3 +100,22 @@ def test_bad_export_through_the_cli_never_shows_a_traceback(case, tmp_path):
     if "error" in case["expect"]:
         assert result.exit_code == 1
         assert case["expect"]["error"] in result.output and case["file"] in result.output
+
+
+def test_a_snippet_shows_a_long_line_cut_and_reads_only_as_far_as_it_needs(tmp_path):
+    from rich.console import Console
+
+    from loyalty_cli import reporters
+    from loyalty_cli.diagnostics import Diagnostic
+
+    path = tmp_path / "orders.csv"
+    path.write_text("order_id,customer_id\n" + "O1," + "x" * 3_000_000 + "\nO2,C2\n")
+    console = Console(width=300, record=True, no_color=True)
+    diag = Diagnostic(code="D603", path=str(path), line=2, message="a line is too long")
+    reporters.render_text([diag], console)
+    text = console.export_text()
+    assert len(text) < 1_000
+    assert "> 2 | O1," + "x" * 197 + "..." in text
+    assert "  3 | O2,C2" in text
+    assert reporters._source_lines(str(path), 1) == ["order_id,customer_id"]
+    assert reporters._source_lines(str(tmp_path), 1) is None
