@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import os
 import sys
@@ -61,15 +60,13 @@ def _guard(func):
     usage error found by the command (a bad --as-of) likewise."""
     import functools
 
-    command = func.__name__.rstrip("_")
-
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         fmt = getattr(kwargs.get("fmt"), "value", "text")
         try:
             return func(*args, **kwargs)
         except LoyaltyError as exc:
-            diags = [_named_command(d, command) for d in exc.diagnostics]
+            diags = exc.diagnostics
             reporters.render_text(diags, _console(stderr=True))
             _print_error_for_machines(fmt, exc.exit_code, diags, [])
             raise typer.Exit(exc.exit_code) from None
@@ -78,15 +75,6 @@ def _guard(func):
             raise
 
     return wrapper
-
-
-def _named_command(d: Diagnostic, command: str) -> Diagnostic:
-    """The loader names `run` when given a workflow file; say the command used."""
-    if d.code == "Y105" and "`run` takes" in d.message:
-        return dataclasses.replace(
-            d, message=d.message.replace("`run` takes", f"`{command}` takes")
-        )
-    return d
 
 
 def _usage_text(exc) -> str:

@@ -759,7 +759,7 @@ def test_run_of_a_program_without_tiers_says_no_tiers(tmp_path):
     assert "| tiers (no tiers)" in res.output and "None" not in res.output
 
 
-def test_a_workflow_file_is_refused_naming_the_command_used(tmp_path):
+def test_a_workflow_file_given_for_a_program_is_a_usage_error(tmp_path):
     shop = small_shop(tmp_path)
     flow = tmp_path / "welcome.yaml"
     flow.write_text(
@@ -768,11 +768,11 @@ def test_a_workflow_file_is_refused_naming_the_command_used(tmp_path):
     )
     res = run_cli("compile", str(flow))
     assert res.exit_code == 2
-    assert "this is a workflow file; `compile` takes the program file" in res.output
+    assert "this is a workflow file, not a program file" in res.output
     res = run_cli("simulate", str(flow), "--baseline", str(shop.program), "--data",
                   str(shop.data), "--from", "2026-03-01", "--to", "2026-03-01")  # fmt: skip
     assert res.exit_code == 2
-    assert "this is a workflow file; `simulate` takes the program file" in res.output
+    assert "this is a workflow file, not a program file" in res.output
 
 
 def test_validate_keeps_its_summary_line_after_a_usage_error(tmp_path):

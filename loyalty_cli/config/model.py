@@ -173,7 +173,7 @@ def load_program(path: str | Path) -> Program:
                 path=str(p),
                 line=1,
                 col=1,
-                message="this is a workflow file; `run` takes the program file",
+                message="this is a workflow file, not a program file",
                 hint="Pass the program YAML; it names its workflows under `workflows:`.",
             ),
             ExitCode.USAGE,
