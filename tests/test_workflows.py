@@ -834,3 +834,48 @@ def test_a_workflow_expression_that_fails_on_a_value_names_the_workflows(tmp_pat
         "while running the workflows step for 2026-03-02; the state is unchanged:"
     )
     assert shop.query("SELECT max(as_of) FROM runs") == [(dt.date(2026, 3, 1),)]
+
+
+def test_a_generated_code_of_a_message_not_sent_goes_back_without_an_end_date(tmp_path):
+    body = """
+        earning:
+          rules:
+            - {id: base, on: order, points: order.total}
+        coupons:
+          pools:
+            - {id: gen, source: generate, length: 8, count: 2, valid_days: 30}
+        """
+    flow = """
+        version: 1
+        workflow:
+          id: born
+          trigger: joined
+          steps:
+            - id: hello
+              send: {channel: email, template: born}
+              coupon: {pool: gen}
+        """
+    shop = shop_with(tmp_path, body, {"born": flow})
+    for part, text in (("subject", "{{ customer.birth_date.year }}"), ("html", "x"), ("txt", "x")):
+        (tmp_path / "templates" / f"born.{part}.j2").write_text(text)
+    shop.add(
+        "customers",
+        customer("A", "2026-03-02 10:00:00", email_consent="true", birth_date="1990-05-01"),
+        customer("B", "2026-03-02 11:00:00", email_consent="true"),
+    )
+    shop.run("2026-03-01")
+    result = shop.run("2026-03-02")
+    assert result.counts["workflows"] == {
+        "born.coupons": 1,
+        "born.entered": 2,
+        "born.completed": 2,
+        "born.sent": 1,
+        "born.skipped": 1,
+    }
+    # A's code ends 30 days after it was given; the other is free, with no end date yet.
+    assert shop.query(
+        "SELECT assigned_to, assigned_on, valid_until FROM coupon_codes ORDER BY seq"
+    ) == [
+        ("A", dt.date(2026, 3, 2), dt.date(2026, 4, 1)),
+        (None, None, None),
+    ]

@@ -680,16 +680,26 @@ def _not_sent(ctx: RunContext, failed: list[tuple[dict, str, str, str, str | Non
           AND wf_log.action = 'sent'""",
         {"m": [r[2] for r in rows], "w": [r[3] for r in rows]},
     )
+    # Back to the pool as it was: a generated code gets its end date when given out.
+    dated = [
+        p["id"]
+        for p in (ctx.program.data.get("coupons") or {}).get("pools") or []
+        if p.get("source") == "generate" and p.get("valid_days")
+    ]
     ctx.q(
-        """UPDATE coupon_codes SET assigned_to = NULL, assigned_for = NULL, assigned_on = NULL
+        """UPDATE coupon_codes SET assigned_to = NULL, assigned_for = NULL, assigned_on = NULL,
+               valid_until = CASE WHEN list_contains(CAST($dated AS VARCHAR[]), pool_id)
+                                  THEN NULL ELSE valid_until END
         WHERE assigned_for IN (SELECT unnest(CAST($m AS VARCHAR[])))""",
-        {"m": [r[2] for r in rows]},
+        {"m": [r[2] for r in rows], "dated": dated},
     )
     per_step: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for wf, step_id, _message_id, why, customer in failed:
         per_step.setdefault((wf["id"], step_id), []).append((str(customer), why))
         ctx.count("workflows", f"{wf['id']}.sent", -1)
         ctx.count("workflows", f"{wf['id']}.skipped", 1)
+        if not ctx.counts["workflows"][f"{wf['id']}.sent"]:
+            del ctx.counts["workflows"][f"{wf['id']}.sent"]
     for (wf_id, step_id), members in per_step.items():
         customer, why = members[0]
         ctx.warnings.append(
