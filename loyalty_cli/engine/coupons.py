@@ -47,8 +47,9 @@ _APPEND = """
         SELECT * FROM given g
         WHERE g.code IS NOT NULL AND g.code <> ''
           AND NOT EXISTS (SELECT 1 FROM coupon_codes c
-                          WHERE c.code = g.code
-                             OR (c.pool_id <> $pool AND upper(c.code) = upper(g.code)))
+                          WHERE c.pool_id = $pool AND c.code = g.code)
+          AND NOT EXISTS (SELECT 1 FROM coupon_codes c
+                          WHERE c.pool_id <> $pool AND upper(c.code) = upper(g.code))
         QUALIFY row_number() OVER (PARTITION BY g.code ORDER BY g.pos) = 1)
     SELECT $pool, code, valid_until,
            (SELECT coalesce(max(seq), 0) FROM coupon_codes WHERE pool_id = $pool)
