@@ -731,17 +731,16 @@ def test_members_past_the_last_step_of_a_shortened_workflow_complete_it(tmp_path
     ]
 
 
-def test_a_template_that_fails_for_one_member_skips_only_that_message(tmp_path):
-    """B has no birth date: `customer.birth_date.year` fails for B alone. B's message is
-    not sent (skipped, with the template's reason), B's code goes back to the pool, the
-    run warns and goes on: A's message goes out and the day's points are booked."""
-    body = """
+def born_shop(tmp_path, pool: str, template: dict[str, str]) -> Shop:
+    """A welcome email with a code of pool `gift` and the `born` template, to A, born in
+    1990, and B, with no birth date; both join on 2026-03-02."""
+    body = f"""
         earning:
           rules:
-            - {id: base, on: order, points: order.total}
+            - {{id: base, on: order, points: order.total}}
         coupons:
           pools:
-            - {id: gift, source: file, path: gift.csv}
+            - {pool}
         """
     flow = """
         version: 1
@@ -754,16 +753,30 @@ def test_a_template_that_fails_for_one_member_skips_only_that_message(tmp_path):
               coupon: {pool: gift}
         """
     shop = shop_with(tmp_path, body, {"born": flow})
-    templates = tmp_path / "templates"
-    (templates / "born.subject.j2").write_text("Born in {{ customer.birth_date.year }}")
-    (templates / "born.html.j2").write_text("<p>{{ coupon.code }}</p>")
-    (templates / "born.txt.j2").write_text("{{ coupon.code }}")
-    (tmp_path / "gift.csv").write_text("code\nGIFT-1\nGIFT-2\n")
+    for part, text in template.items():
+        (tmp_path / "templates" / f"born.{part}.j2").write_text(text)
     shop.add(
         "customers",
         customer("A", "2026-03-02 10:00:00", email_consent="true", birth_date="1990-05-01"),
         customer("B", "2026-03-02 11:00:00", email_consent="true"),
     )
+    return shop
+
+
+def test_a_template_that_fails_for_one_member_skips_only_that_message(tmp_path):
+    """B has no birth date: `customer.birth_date.year` fails for B alone. B's message is
+    not sent (skipped, with the template's reason), B's code goes back to the pool, the
+    run warns and goes on: A's message goes out and the day's points are booked."""
+    shop = born_shop(
+        tmp_path,
+        "{id: gift, source: file, path: gift.csv}",
+        {
+            "subject": "Born in {{ customer.birth_date.year }}",
+            "html": "<p>{{ coupon.code }}</p>",
+            "txt": "{{ coupon.code }}",
+        },  # fmt: skip
+    )
+    (tmp_path / "gift.csv").write_text("code\nGIFT-1\nGIFT-2\n")
     shop.add("orders", order("O1", "B", "2026-03-02 12:00", "30.00"))
     shop.run("2026-03-01")
     planned = plan(shop.program, shop.data, dt.date(2026, 3, 2), shop.state)
@@ -837,31 +850,10 @@ def test_a_workflow_expression_that_fails_on_a_value_names_the_workflows(tmp_pat
 
 
 def test_a_generated_code_of_a_message_not_sent_goes_back_without_an_end_date(tmp_path):
-    body = """
-        earning:
-          rules:
-            - {id: base, on: order, points: order.total}
-        coupons:
-          pools:
-            - {id: gen, source: generate, length: 8, count: 2, valid_days: 30}
-        """
-    flow = """
-        version: 1
-        workflow:
-          id: born
-          trigger: joined
-          steps:
-            - id: hello
-              send: {channel: email, template: born}
-              coupon: {pool: gen}
-        """
-    shop = shop_with(tmp_path, body, {"born": flow})
-    for part, text in (("subject", "{{ customer.birth_date.year }}"), ("html", "x"), ("txt", "x")):
-        (tmp_path / "templates" / f"born.{part}.j2").write_text(text)
-    shop.add(
-        "customers",
-        customer("A", "2026-03-02 10:00:00", email_consent="true", birth_date="1990-05-01"),
-        customer("B", "2026-03-02 11:00:00", email_consent="true"),
+    shop = born_shop(
+        tmp_path,
+        "{id: gift, source: generate, length: 8, count: 2, valid_days: 30}",
+        {"subject": "{{ customer.birth_date.year }}", "html": "x", "txt": "x"},
     )
     shop.run("2026-03-01")
     result = shop.run("2026-03-02")
