@@ -680,6 +680,8 @@ def init(
             default = getattr(answers, key) or (slug(answers.name) if key == "id" else "")
             while True:  # a bad answer is asked again, not failed on at the end
                 value = typer.prompt(question, default=default, show_default=True)
+                if key == "region" and value.strip() in ("-", "none"):
+                    value = ""  # Enter takes the default, so "none" is said with a dash
                 problem = answer_problem(key, value)
                 if not problem:
                     break

@@ -51,7 +51,7 @@ QUESTIONS = (
     ("timezone", "Time zone (IANA name)"),
     ("from_email", "Sender of emails"),
     ("sms_sender", "Sender of text messages"),
-    ("region", "Country of phone numbers written without a country code (empty for none)"),
+    ("region", "Country of phone numbers written without a country code (- for none)"),
 )
 
 

@@ -146,6 +146,16 @@ def test_init_asks_in_a_terminal_for_what_the_options_do_not_give(tmp_path, monk
     assert res.exit_code == 0, res.output
     assert "Program name" not in res.output and "Currency" not in res.output
     assert load_program(tmp_path / "two" / "program.yaml").id == "two"
+    # No default region: answered with a dash, since Enter takes the default (PL).
+    res = CliRunner().invoke(
+        app,
+        ["init", str(tmp_path / "three"), "--no-sample-data", "--name", "Three"],
+        input="\n\n\n\n\n-\n",
+    )
+    assert res.exit_code == 0, res.output
+    assert "(- for none) [PL]:" in res.output
+    messaging = load_program(tmp_path / "three" / "program.yaml").data["messaging"]
+    assert "default_region" not in messaging
 
 
 def plain(output: str) -> str:
