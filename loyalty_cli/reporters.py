@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 
@@ -48,7 +49,9 @@ def snippet(d: Diagnostic, lines: list[str] | None, context: int = 1) -> list[st
         marker = ">" if n == d.line else " "
         out.append(f"{marker} {n:>{width}} | {lines[n - 1]}")
         if n == d.line and d.col:
-            out.append(" " * (width + 5) + " " * (d.col - 1) + "^")
+            # The caret under the column as the terminal shows it: wide characters (CJK,
+            # most emoji) take two cells.
+            out.append(" " * (width + 5) + " " * cell_len(lines[n - 1][: d.col - 1]) + "^")
     return out
 
 

@@ -119,3 +119,12 @@ def test_a_snippet_shows_a_long_line_cut_and_reads_only_as_far_as_it_needs(tmp_p
     assert "  3 | O2,C2" in text
     assert reporters._source_lines(str(path), 1) == ["order_id,customer_id"]
     assert reporters._source_lines(str(tmp_path), 1) is None
+
+
+def test_the_caret_sits_under_its_column_after_wide_characters():
+    from loyalty_cli import reporters
+    from loyalty_cli.diagnostics import Diagnostic
+
+    d = Diagnostic(code="E402", path="p.yaml", line=1, col=5, message="unknown name")
+    # 名 and 前 take two cells each on a terminal: the caret goes 6 cells in, under x.
+    assert reporters.snippet(d, ["名前: x"], context=0) == ["> 1 | 名前: x", " " * 12 + "^"]
