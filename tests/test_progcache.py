@@ -65,6 +65,22 @@ def test_a_checked_program_is_used_again_without_checking(tmp_path, cache, monke
     assert exprbase.compile_expression("order.total * 2", ctx) == '"order"."total" * 2'
 
 
+def test_a_remembered_program_keeps_the_order_of_its_mappings(tmp_path, cache, monkeypatch):
+    """rfm groups are tried in the order written: a cached program that sorted its keys
+    tried `low: "true"` before `top`, and placed everyone in `low`."""
+    path = tmp_path / "program.yaml"
+    path.write_text(
+        PROGRAM
+        + "segments:\n  - id: rfm\n    type: rfm\n    scores: 2\n"
+        + '    groups: {top: "r >= 2", mid: "f >= 2", low: "true"}\n'
+    )
+    load_program(path)
+    checks_forgotten(monkeypatch)
+    again = load_program(path)
+    assert list(again.data["segments"][0]["groups"]) == ["top", "mid", "low"]
+    assert list(again.data["program"])[:2] == ["id", "name"]
+
+
 def test_dates_and_numbers_keep_their_types():
     data = {"a": dt.date(2026, 2, 28), "b": dt.datetime(2026, 2, 28, 9, 30), "c": [1, 2.5, True]}
     back = progcache._decode(json.loads(json.dumps(progcache._encode(data))))

@@ -33,7 +33,7 @@ import os
 import sys
 from pathlib import Path
 
-FORMAT = 2
+FORMAT = 3
 # Libraries whose behaviour decides a check; found without importing them.
 CHECKERS = ("sqlglot", "jsonschema", "ruamel.yaml", "duckdb", "jinja2", "phonenumbers")
 
@@ -260,7 +260,9 @@ def store(program_obj, text: bytes, files_before: str | None = None) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(entry, sort_keys=True), encoding="utf-8")
+        # Keys in the program's order: rfm groups are tried in the order written (sorted
+        # keys made a cached program try them alphabetically).
+        tmp.write_text(json.dumps(entry), encoding="utf-8")
         os.replace(tmp, target)
     except OSError:
         return
