@@ -185,6 +185,14 @@ def test_a_code_sits_in_one_pool_only(con, tmp_path):
     ]
 
 
+def test_codes_that_differ_only_in_case_are_one_code(con, tmp_path):
+    (tmp_path / "a.csv").write_text("code\nQQ1\nqq1\nZZ9\n")
+    assert coupons.import_file(con, "a", tmp_path / "a.csv") == 2
+    (tmp_path / "a.csv").write_text("code\nQQ1\nqq1\nZZ9\nzz9\nNEW\n")
+    assert coupons.import_file(con, "a", tmp_path / "a.csv") == 1
+    assert [c[1] for c in codes_of(con, "a")] == ["QQ1", "ZZ9", "NEW"]
+
+
 def test_a_code_is_one_line_of_printable_characters(con, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text('code\nA1\n"multi\nline"\n' + "B" * 65 + "\n")
@@ -193,8 +201,14 @@ def test_a_code_is_one_line_of_printable_characters(con, tmp_path):
     diag = err.value.diagnostics[0]
     assert (diag.line, diag.message) == (
         4,
-        "the code 'multi\\nline' holds a line break or another control character",
+        "the code 'multi\\nline' holds a line break or another character that is not "
+        "printable (a control character, an invisible or a non-breaking space)",
     )
+    for code in ("AB\u200bC", "D\u00a0E"):  # a zero-width space, a non-breaking space
+        path.write_text(f"code\n{code}\n")
+        with pytest.raises(LoyaltyError) as err:
+            coupons.import_file(con, "p", path)
+        assert err.value.diagnostics[0].line == 2
     path.write_text("code\nA1\n" + "B" * 65 + "\n")
     with pytest.raises(LoyaltyError) as err:
         coupons.import_file(con, "p", path)

@@ -46,11 +46,8 @@ _APPEND = """
     fresh AS (
         SELECT * FROM given g
         WHERE g.code IS NOT NULL AND g.code <> ''
-          AND NOT EXISTS (SELECT 1 FROM coupon_codes c
-                          WHERE c.pool_id = $pool AND c.code = g.code)
-          AND NOT EXISTS (SELECT 1 FROM coupon_codes c
-                          WHERE c.pool_id <> $pool AND upper(c.code) = upper(g.code))
-        QUALIFY row_number() OVER (PARTITION BY g.code ORDER BY g.pos) = 1)
+          AND NOT EXISTS (SELECT 1 FROM coupon_codes c WHERE upper(c.code) = upper(g.code))
+        QUALIFY row_number() OVER (PARTITION BY upper(g.code) ORDER BY g.pos) = 1)
     SELECT $pool, code, valid_until,
            (SELECT coalesce(max(seq), 0) FROM coupon_codes WHERE pool_id = $pool)
                + row_number() OVER (ORDER BY pos)
@@ -195,7 +192,7 @@ def read_code_file(path: str | Path) -> tuple[list[str], list[dt.date | None]]:
                     "Quote codes that contain the delimiter, or remove the extra fields.",
                 )
             code = row[code_at].strip() if code_at < len(row) else ""
-            if len(code) > MAX_CODE_LENGTH or any(ch < " " or ch == "\x7f" for ch in code):
+            if len(code) > MAX_CODE_LENGTH or not code.isprintable():
                 raise _file_error(
                     p,
                     reader.line_num,
@@ -203,7 +200,8 @@ def read_code_file(path: str | Path) -> tuple[list[str], list[dt.date | None]]:
                     + (
                         f"is longer than {MAX_CODE_LENGTH} characters"
                         if len(code) > MAX_CODE_LENGTH
-                        else "holds a line break or another control character"
+                        else "holds a line break or another character that is not printable "
+                        "(a control character, an invisible or a non-breaking space)"
                     ),
                     "A code is one line of printable characters, as a customer types it.",
                 )

@@ -25,7 +25,7 @@ ZONE_SUFFIX_RE = (
 
 
 # An offset no zone has (over 18 hours, or 60 minutes and more): the text is not a time.
-BAD_OFFSET_RE = r"[+-](19|2\d|[3-9]\d)(:?\d\d)?$|[+-]\d\d:?[6-9]\d$"
+BAD_OFFSET_RE = r"[+-](19|2\d|[3-9]\d)(:?\d\d)?$|[+-]\d\d:?[6-9]\d$|[+-]18:?(0[1-9]|[1-5]\d)$"
 
 
 def sql_literal(text: str) -> str:
