@@ -249,3 +249,33 @@ def test_report_simulate_and_explain_offer_text_and_json_only(monkeypatch):
             "Invalid value for '--format' / '-f': Value error, 'github' is not one of 'text', "
             "'json'." in plain(res.output)
         )
+
+
+def test_the_movement_matrix_has_a_row_for_a_level_nobody_is_on_now(tmp_path):
+    """B was silver a year before 2027-02-01 and is demoted to base that day: the matrix
+    has a silver row though nobody is silver on the day, and the tiers table lists silver
+    with 0 members."""
+    shop = Shop(
+        tmp_path,
+        """
+earning:
+  rules:
+    - {id: base, on: order, points: order.total}
+tiers:
+  basis: spend
+  levels:
+    - {id: base, name: Base, min: 0}
+    - {id: silver, name: Silver, min: 1000}
+""",
+    )
+    shop.add("customers", customer("A", "2026-01-01 10:00:00"), customer("B", "2026-01-01"))
+    shop.add("orders", order("O1", "B", "2026-01-10 10:00:00", "1500.00"))
+    shop.run("2026-01-10")
+    shop.run("2027-02-01", catch_up=False)
+    f = figures(shop)
+    assert [(t["tier"], t["members"]) for t in f["tiers"]] == [("base", 2), ("silver", 0)]
+    res = CliRunner().invoke(app, ["report", "--state", str(shop.state)])
+    assert res.exit_code == 0, res.output
+    matrix = res.output.split("Tier movement since 2026-02-01")[1].splitlines()
+    rows = [line.split() for line in matrix if line.strip() and "─" not in line][:3]
+    assert rows == [["from", "\\", "to", "base"], ["base", "1"], ["silver", "1"]]

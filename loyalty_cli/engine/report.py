@@ -98,6 +98,11 @@ def report(con: Connection, as_of: dt.date | None = None) -> dict:
                       CAST(sum(pending) AS BIGINT) AS pending
                FROM _report_members GROUP BY tier""",
         )
+        # Every level, also one nobody is on (0 members), in the program's order.
+        held = {r["tier"] for r in tiers}
+        tiers += [
+            {"tier": t, "members": 0, "points": 0, "pending": 0} for t in levels if t not in held
+        ]
         rank = {t: i for i, t in enumerate(levels)}
         tiers.sort(key=lambda r: (rank.get(r["tier"], len(rank)), str(r["tier"])))
         for row in tiers:

@@ -33,6 +33,8 @@ def movement_matrix(figures: dict) -> tuple[list[str], list[list[str]]]:
     if all(t["tier"] is None for t in figures["tiers"]):  # a program without tiers
         return [], []
     order = [t["tier"] for t in figures["tiers"]]
+    # Tiers members were on a year ago that no level of the program has now (renamed).
+    order += sorted({str(r["from"]) for r in rows} - {*map(str, order), "new"})
     to = [t for t in order if any(r["to"] == t for r in rows)]
     frm = ["new", *order]
     frm = [f for f in frm if any(r["from"] == f for r in rows)]
