@@ -163,3 +163,26 @@ def test_simulate_without_the_data_folder_is_one_usage_error(tmp_path):
     assert res.output == f"{tmp_path / 'nope'}: error[D601] the --data folder does not exist\n" + (
         "  hint: Pass the folder holding the night's exports.\n"
     )
+
+
+def test_a_rule_both_programs_have_is_0_where_it_earned_nothing(tmp_path):
+    """`big` exists in both programs; only the baseline's reaches it: the new program's
+    row is 0 (a change of -50), not "only in baseline"."""
+    rules = "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n"
+    base = Shop(
+        tmp_path / "base",
+        rules + "    - {id: big, on: order, when: order.total >= 40, points: 50}\n",
+    )
+    new = Shop(
+        tmp_path / "new",
+        rules + "    - {id: big, on: order, when: order.total >= 400, points: 50}\n",
+    )
+    for shop in (base, new):
+        shop.add("customers", customer("A", "2026-01-05 10:00:00"))
+        shop.add("orders", order("O1", "A", "2026-01-10 10:00:00", "50.00"))
+    result = simulate(
+        new.program, base.program, base.data, dt.date(2026, 3, 1), dt.date(2026, 3, 1)
+    )
+    assert result["baseline"]["earned_by_rule"] == {"base": 50, "big": 50}
+    assert result["new"]["earned_by_rule"] == {"base": 50, "big": 0}
+    assert ("rules", "big earned", 50, 0) in comparison(result)

@@ -158,7 +158,12 @@ def figures(con: Connection, program: Program, as_of: dt.date) -> dict:
         "available": r["available"],
         "liability": r["liability"],
         "points": dict(zip(("earned", "returned", "redeemed", "expired"), kinds, strict=True)),
-        "earned_by_rule": {str(k): int(v) for k, v in by_rule},
+        # Every rule and bonus of the program, 0 where it earned nothing: "only in" is for
+        # a rule only one of the programs has.
+        "earned_by_rule": {
+            **{str(x["id"]): 0 for x in [*program.rules, *(program.data.get("bonuses") or [])]},
+            **{str(k): int(v) for k, v in by_rule},
+        },
         # A program without tiers has none to count: null (the text says "(no tiers)").
         "tiers": None
         if all(t["tier"] is None for t in r["tiers"])
@@ -189,14 +194,19 @@ def comparison(result: dict) -> list[tuple[str, str, object, object]]:
     rows.append(("cost", "points available", base["available"], new["available"]))
     rows.append(("cost", f"liability ({new['currency']})", base["liability"], new["liability"]))
 
-    def merged(section: str, key: str, label: Callable[[str], str] = str) -> None:
+    def merged(
+        section: str, key: str, label: Callable[[str], str] = str, zero: bool = False
+    ) -> None:
+        """`zero`: a name one side lacks is 0 there (redemption outcomes any program can
+        have), not a figure that program does not have."""
         b, n = _counts(base, key), _counts(new, key)
         names = [*b, *(x for x in n if x not in b)]
-        rows.extend((section, label(x), b.get(x), n.get(x)) for x in names)
+        missing = 0 if zero else None
+        rows.extend((section, label(x), b.get(x, missing), n.get(x, missing)) for x in names)
 
     merged("rules", "earned_by_rule", lambda n: f"{n} earned")
     merged("tiers", "tiers", lambda n: f"{n} members")
-    merged("redemptions", "redemptions")
+    merged("redemptions", "redemptions", zero=True)
     for w in sorted(set(base["workflows"]) | set(new["workflows"])):
         for what in ("entered", "sent"):
             rows.append(
