@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-from enginekit import Shop, customer, event, order
+from enginekit import Shop, customer, event, order, state_held
 from typer.testing import CliRunner
 
 from loyalty_cli.cli import app
@@ -273,33 +270,12 @@ def test_invalid_program_exits_1_with_location(tmp_path):
 def test_second_run_on_a_locked_state_is_refused(tmp_path):
     shop = small_shop(tmp_path)
     shop.run("2026-03-01")
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(f"""
-            import duckdb, sys
-            con = duckdb.connect({str(shop.state)!r})
-            print("locked", flush=True)
-            sys.stdin.read()  # holds the lock until the test is done with it
-        """),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with state_held(shop.state):
         proc = shop.run_cli("2026-03-02", timeout=120)
         # A plan copies the state under a read-only lock: refused the same way.
         planned = plan_cli(shop, "2026-03-02")
         # explain only reads, but cannot open the state either.
         explained = run_cli("explain", "A", "--state", str(shop.state))
-    finally:
-        holder.kill()
-        holder.wait()
-        holder.stdin.close()
-        holder.stdout.close()
     assert proc.returncode == 3, proc.stderr
     assert "in use by another run" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -18,6 +18,7 @@ from enginekit import (
     event,
     item,
     order,
+    state_held,
 )
 
 from loyalty_cli import sampledata
@@ -559,37 +560,17 @@ def test_a_file_in_the_place_of_a_days_folder_is_replaced_without_leftovers(tmp_
 def test_a_run_refused_for_a_state_in_use_writes_its_run_json(tmp_path):
     """SPEC 2: a run refused because another holds the state writes run.json (status
     refused, the reason) in the day's folder, unless that day's files are there already."""
-    import subprocess
-    import sys
-
     from loyalty_cli.diagnostics import LoyaltyError
 
     shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n")
     shop.add("customers", customer("A", "2026-01-01 08:00:00"))
     shop.run("2026-03-01")
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb, sys; con = duckdb.connect({str(shop.state)!r}); "
-            "print('locked', flush=True); sys.stdin.read()",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with state_held(shop.state):
         before = (shop.out / "2026-03-01" / "run.json").read_text()
         for day in ("2026-03-02", "2026-03-01"):
             with pytest.raises(LoyaltyError) as err:
                 shop.run(day)
             assert err.value.exit_code == 3
-    finally:
-        holder.kill()
-        holder.wait()
-        holder.stdin.close()
-        holder.stdout.close()
     refused = json.loads((shop.out / "2026-03-02" / "run.json").read_text())
     assert (refused["status"], refused["as_of"], refused["counts"]) == ("refused", "2026-03-02", {})
     assert refused["reason"].startswith("the state file is in use by another run")

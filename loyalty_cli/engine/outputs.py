@@ -246,30 +246,13 @@ def liability(points: int, point_value, currency: str) -> Decimal:
     return exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
-def write_refusal(out: Path, program, as_of, reason: str) -> None:
-    """run.json of a run refused before it could read anything (the state in use)."""
-    payload = {
-        "as_of": as_of.isoformat(),
-        "status": "refused",
-        "program": program.id,
-        "window_start": None,
-        "reason": reason,
-        "counts": {},
-        "rejects": 0,
-        "warnings": [],
-        "models": {},
-        "summary": None,
-        "timings": {},
-    }
-    (out / "run.json").write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
-def write_run_json(out: Path, result, ctx: RunContext, status: str) -> None:
+def write_run_json(out: Path, result, program_id: str, window_start=None) -> None:
+    """run.json of a run's result (status ok or refused), SPEC 8."""
     payload = {
         "as_of": result.as_of.isoformat(),
-        "status": status,
-        "program": ctx.program.id,
-        "window_start": ctx.window_start.isoformat() if ctx.window_start else None,
+        "status": result.status,
+        "program": program_id,
+        "window_start": window_start.isoformat() if window_start else None,
         "reason": result.reason,
         "counts": result.counts,
         "rejects": result.rejects,

@@ -223,7 +223,8 @@ def _connect_for_run(
             if not (day / "balances.csv").exists():
                 try:
                     day.mkdir(parents=True, exist_ok=True)
-                    outputs.write_refusal(day, program, as_of, err.diagnostics[0].message)
+                    refused = RunResult(as_of, "refused", reason=err.diagnostics[0].message)
+                    outputs.write_run_json(day, refused, program.id)
                 except OSError:
                     pass  # the refusal itself is what the user is told
         raise
@@ -595,7 +596,7 @@ def run_day(
     result.timings = timings
     if tmp_dir is not None and final_dir is not None:
         with _files_of(as_of, tmp_dir, final_dir, committed=True):
-            outputs.write_run_json(tmp_dir, result, ctx, status="ok")
+            outputs.write_run_json(tmp_dir, result, program.id, ctx.window_start)
             _swap_in(tmp_dir, final_dir)
         result.out_dir = final_dir
         if not dry_run:
@@ -710,30 +711,23 @@ def _reject_rate_verdict(ctx: RunContext, loaded) -> str | None:
     before, rejected ones included (a rejected row is never remembered); for customers,
     whose export is upserted whole, every row of the window. Rows a run processed earlier
     do not dilute a bad night's share."""
+    from loyalty_cli.engine import sources as source_loader
+
     max_rate = float(ctx.program.data["data"].get("max_reject_rate", 0.01))
     rejected = dict(
         ctx.q(f"SELECT source, count(*) FROM {loaded.rejects_table} GROUP BY source").fetchall()
     )
     new_rows = ctx.counts.get("rows", {})
     cancelled = int(ctx.scalar("SELECT count(*) FROM new_returns WHERE _file IS NULL"))
-    over = []
+    shares = []
     for name, counts in loaded.counts.items():
         bad = int(rejected.get(name, 0))
-        if not bad:
-            continue
         if name in _NEW_ROWS:
             good = int(new_rows.get(_NEW_ROWS[name], 0)) - (cancelled if name == "returns" else 0)
-            total = bad + good
+            shares.append((name, bad, bad + good))
         else:
-            total = int(counts["rows_new_window"])
-        if total and bad / total > max_rate:
-            over.append(
-                f"{name}: {bad} of {total} new rows rejected ({bad / total:.2%}), "
-                f"above data.max_reject_rate {max_rate:.2%}"
-            )
-    if not over:
-        return None
-    return "; ".join(over) + " (see rejects.csv)"
+            shares.append((name, bad, int(counts["rows_new_window"])))
+    return source_loader.reject_rate_verdict(shares, max_rate, rows="new rows")
 
 
 def _write_refused(ctx, loaded, tmp_dir, final_dir, timings, t0) -> RunResult:
@@ -750,7 +744,7 @@ def _write_refused(ctx, loaded, tmp_dir, final_dir, timings, t0) -> RunResult:
     if tmp_dir is not None and final_dir is not None:
         final_dir.mkdir(parents=True, exist_ok=True)
         outputs.write_rejects(ctx, final_dir / "rejects.csv", loaded.rejects_table)
-        outputs.write_run_json(final_dir, result, ctx, status="refused")
+        outputs.write_run_json(final_dir, result, ctx.program.id, ctx.window_start)
         shutil.rmtree(tmp_dir, ignore_errors=True)
         result.out_dir = final_dir
     return result

@@ -1438,15 +1438,26 @@ def _dedupe_key(src: _Source) -> str | None:
 
 def _reject_rate_verdict(counts: dict[str, dict], max_rate: float) -> str | None:
     """The refusal message when a source's rejected share of its window exceeds the limit."""
-    over = []
-    for name in SOURCE_ORDER:
-        c = counts[name]
-        window = c["rows_new_window"]
-        if window and c["rejected"] / window > max_rate:
-            over.append(
-                f"{name}: {c['rejected']} of {window} rows rejected "
-                f"({c['rejected'] / window:.2%}), above data.max_reject_rate {max_rate:.2%}"
-            )
+    return reject_rate_verdict(
+        [
+            (name, counts[name]["rejected"], counts[name]["rows_new_window"])
+            for name in SOURCE_ORDER
+        ],
+        max_rate,
+    )
+
+
+def reject_rate_verdict(
+    shares: list[tuple[str, int, int]], max_rate: float, rows: str = "rows"
+) -> str | None:
+    """The refusal message for the sources whose (source, rejected, of) share exceeds
+    `max_rate`; None when none does. `rows` names what the share is of."""
+    over = [
+        f"{name}: {bad} of {total} {rows} rejected ({bad / total:.2%}), above "
+        f"data.max_reject_rate {max_rate:.2%}"
+        for name, bad, total in shares
+        if total and bad / total > max_rate
+    ]
     if not over:
         return None
     return "; ".join(over) + " (see rejects.csv)"
