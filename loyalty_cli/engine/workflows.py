@@ -670,7 +670,7 @@ def render_messages(ctx: RunContext) -> None:
 def _not_sent(ctx: RunContext, failed: list[tuple[dict, str, str, str, str | None]]) -> None:
     """Record the messages whose template failed as skipped, with the template's message."""
     d = ctx.sql_date()
-    rows = [(wf["id"], step_id, message_id, why) for wf, step_id, message_id, why, _ in failed]
+    ids = [message_id for _, _, message_id, _, _ in failed]
     ctx.q(
         f"""UPDATE wf_log SET action = 'skipped', channel = NULL, message_id = NULL,
                recipient = NULL, detail = f.why
@@ -678,7 +678,7 @@ def _not_sent(ctx: RunContext, failed: list[tuple[dict, str, str, str, str | Non
                      unnest(CAST($w AS VARCHAR[])) AS why) f
         WHERE wf_log.message_id = f.message_id AND wf_log.run_on = {d}
           AND wf_log.action = 'sent'""",
-        {"m": [r[2] for r in rows], "w": [r[3] for r in rows]},
+        {"m": ids, "w": [why for _, _, _, why, _ in failed]},
     )
     # Back to the pool as it was: a generated code gets its end date when given out.
     dated = [
@@ -691,7 +691,7 @@ def _not_sent(ctx: RunContext, failed: list[tuple[dict, str, str, str, str | Non
                valid_until = CASE WHEN list_contains(CAST($dated AS VARCHAR[]), pool_id)
                                   THEN NULL ELSE valid_until END
         WHERE assigned_for IN (SELECT unnest(CAST($m AS VARCHAR[])))""",
-        {"m": [r[2] for r in rows], "dated": dated},
+        {"m": ids, "dated": dated},
     )
     per_step: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for wf, step_id, _message_id, why, customer in failed:
