@@ -785,7 +785,8 @@ def coupons_status(
         None,
         "--as-of",
         metavar="DATE",
-        help="Count codes past their valid_until on this day as expired (YYYY-MM-DD).",
+        help="Count codes past their valid_until on this day as expired (YYYY-MM-DD; "
+        "default: the day after the state's last run).",
     ),
     fmt: TextOrJson = typer.Option(TextOrJson.text, "--format", "-f", help="Output: text or json."),
 ) -> None:

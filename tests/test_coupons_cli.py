@@ -103,3 +103,20 @@ def test_bad_requests_are_refused_and_change_nothing(tmp_path):
     res = cli("coupons", "generate", str(other.program), "gen", "--state", state)
     assert res.exit_code == 3 and "D609" in res.output
     assert shop.query("SELECT count(*) FROM coupon_codes") == [(0,)]
+
+
+def test_status_counts_codes_as_the_next_run_finds_them(tmp_path):
+    shop = make(tmp_path)
+    more = tmp_path / "more.csv"
+    more.write_text("code,valid_until\nP2,2026-03-01\nP3,2026-03-02\nP4,\n")
+    state = str(shop.state)
+    res = cli("coupons", "import", str(shop.program), "partner", str(more), "--state", state)
+    assert res.exit_code == 0, res.output
+    # No run yet: no day to judge by, so the three imported codes are free.
+    assert (status(shop)["partner"]["free"], status(shop)["partner"]["expired"]) == (3, 0)
+    shop.run("2026-03-01")
+    # The next run is for 2026-03-02: P2 (valid until 03-01) is dead; P3 and P4 are free.
+    after = status(shop)["partner"]
+    assert (after["total"], after["free"], after["expired"]) == (3, 2, 1)
+    # --as-of still decides when given: on 2026-03-01 P2 is valid.
+    assert status(shop, "--as-of", "2026-03-01")["partner"]["expired"] == 0

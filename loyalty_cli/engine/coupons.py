@@ -497,15 +497,22 @@ def change_pools(program: Program, state_path, change):
 
 
 def pools_status(program: Program, state_path, as_of: dt.date | None = None) -> list[dict]:
-    """`coupons_status` of a state file (all pools empty when there is no state yet)."""
+    """`coupons_status` of a state file (all pools empty when there is no state yet).
+
+    Without `as_of`, codes are counted as the next run would find them: on the day after
+    the state's last run, so a code whose valid_until has passed is not shown as free. A
+    state with no runs has no such day, and every unassigned code counts as free."""
     from loyalty_cli import state
-    from loyalty_cli.engine.run import check_program
+    from loyalty_cli.engine.run import check_program, last_run_day
 
     exists = state_path is not None and Path(state_path).exists()
     con = state.connect(state_path if exists else None, read_only=exists)
     try:
         if exists:
             check_program(con, program, state_path)
+            last = last_run_day(con) if as_of is None else None
+            if last is not None:
+                as_of = last + dt.timedelta(days=1)
         return coupons_status(con, program, as_of)
     finally:
         con.close()
