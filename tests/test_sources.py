@@ -1057,3 +1057,26 @@ def test_the_line_of_a_stray_line_end_is_found_across_read_blocks(tmp_path, data
     packed.write_bytes(gzip.compress(data))
     assert _stray_line_break(str(plain), chunk) == line
     assert _stray_line_break(str(packed), chunk) == line
+
+
+def test_json_lines_keys_of_every_line_and_their_case_variants(tmp_path):
+    """JSON exports leave out keys of empty values and may spell a key differently from one
+    line to the next: every line's keys count (not only the first thousand lines'), and a key
+    matching a column but for case is read on the lines that use it."""
+    customers = (
+        '{"customer_id": "C1", "joined_at": "2026-01-01 10:00"}\n'
+        + '{"customer_id": "C2", "joined_at": "2026-01-02 10:00"}\n' * 1000
+        # line 1002 is the first with referred_by, line 1003 spells its keys otherwise
+        + '{"customer_id": "C3", "joined_at": "2026-01-03 10:00", "referred_by": "C1"}\n'
+        + '{"Customer_ID": "C4", "Joined_At": "2026-01-04 10:00", "Referred_By": "C2"}\n'
+    )
+    files = {"customers.jsonl": customers, "orders.csv": HEADER}
+    con, result = load(tmp_path, files, base(customers={"path": "customers.jsonl"}))
+    # C2's 1,000 lines are one customer: the export's repeats, of which the last is kept.
+    assert rows(con, result.tables["customers"], "customer_id, referred_by, _line") == [
+        ("C1", None, 1),
+        ("C2", None, 1001),
+        ("C3", "C1", 1002),
+        ("C4", "C2", 1003),
+    ]
+    assert rejects(con, result) == []

@@ -121,7 +121,6 @@ BOOLEAN_TRUE = ("true", "t", "1", "yes", "y")
 BOOLEAN_FALSE = ("false", "f", "0", "no", "n")
 HELD_ORDERS = "src_orders_held"
 RESERVED_COLUMNS = ("day", "event_key", "item_seq")  # added to the loaded tables
-JSON_KEY_SAMPLE = 1000  # JSON lines have no header: their columns are the keys of the first lines
 HEADER_PEEK = 1 << 20  # bytes read to find a CSV header line
 # DuckDB's CSV reader hands each buffer of text to the insert as one batch of rows; with its
 # default buffer a 10M-row export costs ~30% more CPU (more, smaller batches to put in order),
@@ -749,19 +748,23 @@ def _read_json(loader: _Loader, src: _Source, part: _Part) -> None:
         f"max_line_size={MAX_LINE_SIZE})"
     )
     loader.temp_table(part.table, f"SELECT line FROM {read}", part, src)
+    # The keys of every line: an export may leave out the keys of empty values (a column
+    # first seen on line 5,000 is still a column) and spell a key otherwise on some lines.
     keys = loader.run(
-        f"SELECT DISTINCT unnest(json_keys(line)) FROM (SELECT line FROM {part.table} "
-        f"WHERE {_is_object('line')} LIMIT {JSON_KEY_SAMPLE})",
+        f"SELECT DISTINCT unnest(json_keys(line)) FROM {part.table} WHERE {_is_object('line')}",
         part,
         src,
     ).fetchall()
     names = sorted(k for (k,) in keys)
     if names:
-        part.columns = _match_columns(loader, src, part, names, positional=False, sample=True)
+        part.columns = _match_columns(loader, src, part, names, positional=False, json_keys=True)
     else:  # no valid object line: every line becomes a bad_json reject
         part.columns = {c.name: c.export for c in src.columns}
     present = [c for c in src.columns if part.columns[c.name]]
-    paths = ", ".join(_json_path(part.columns[c.name] or "") for c in present)
+    # Each column's keys: the matched one first, then those equal to it but for case and
+    # spaces; a line takes the first of them it holds.
+    spellings = {c.name: _spellings(part.columns[c.name] or "", names) for c in present}
+    paths = ", ".join(_json_path(k) for c in present for k in spellings[c.name])
     lines = (
         f"SELECT rowid - {_first_rowid(loader, src, part)} AS _pos, line, "
         f"{_is_object('line')} AS _ok "
@@ -773,9 +776,12 @@ def _read_json(loader: _Loader, src: _Source, part: _Part) -> None:
         if present
         else f"SELECT _pos, _ok FROM ({lines})"
     )
-    position = {c.name: i for i, c in enumerate(present, start=1)}
+    position: dict[str, list[int]] = {}
+    for c in present:
+        start = sum(len(v) for v in position.values()) + 1
+        position[c.name] = list(range(start, start + len(spellings[c.name])))
     values = ", ".join(
-        f"_v[{position[c.name]}] AS {sql_ident(c.name)}"
+        f"{_first_of([f'_v[{i}]' for i in position[c.name]])} AS {sql_ident(c.name)}"
         if c.name in position
         else f"NULL::VARCHAR AS {sql_ident(c.name)}"
         for c in src.columns
@@ -785,6 +791,16 @@ def _read_json(loader: _Loader, src: _Source, part: _Part) -> None:
         f"0 AS _nl, false AS _comma, NOT coalesce(_ok, false) AS _bad_json, {values} "
         f"FROM ({inner})"
     )
+
+
+def _spellings(key: str, names: list[str]) -> list[str]:
+    """``key`` and the other keys of ``names`` equal to it but for case and spaces."""
+    folded = key.strip().casefold()
+    return [key] + [n for n in names if n != key and n.strip().casefold() == folded]
+
+
+def _first_of(values: list[str]) -> str:
+    return values[0] if len(values) == 1 else f"coalesce({', '.join(values)})"
 
 
 def _first_rowid(loader: _Loader, src: _Source, part: _Part) -> int:
@@ -842,10 +858,14 @@ def _match_columns(
     part: _Part,
     names: list[str],
     positional: bool,
-    sample: bool = False,
+    json_keys: bool = False,
 ) -> dict[str, str | None]:
     """Canonical column -> the file's column (exact name, else the one matching but for case
-    and spaces); one D602 for the required ones missing, a warning for a missing extra."""
+    and spaces); one D602 for the required ones missing, a warning for a missing extra.
+
+    Two header columns matching but for case are ambiguous; keys of JSON lines are not (lines
+    may spell a key two ways), and the first of them is taken (`_read_json` reads them all).
+    """
     found: dict[str, str | None] = {}
     missing: list[tuple[_Column, str]] = []
     by_folded: dict[str, list[str]] = {}
@@ -860,8 +880,9 @@ def _match_columns(
             elif mapped is None:
                 wanted = f"column{index}"
         match = wanted if wanted in names else None
-        if match is None and len(by_folded.get(wanted.strip().casefold(), [])) == 1:
-            match = by_folded[wanted.strip().casefold()][0]
+        folded = by_folded.get(wanted.strip().casefold(), [])
+        if match is None and (len(folded) == 1 or (json_keys and folded)):
+            match = folded[0]
         found[col.name] = match
         if match is not None:
             continue
@@ -873,12 +894,12 @@ def _match_columns(
                 "missing; its values are empty"
             )
     if missing:
-        loader.diagnostics.append(_missing_columns(src, part, missing, names, sample))
+        loader.diagnostics.append(_missing_columns(src, part, missing, names, json_keys))
     return found
 
 
 def _missing_columns(
-    src: _Source, part: _Part, missing: list[tuple[_Column, str]], names: list[str], sample: bool
+    src: _Source, part: _Part, missing: list[tuple[_Column, str]], names: list[str], json_keys: bool
 ) -> Diagnostic:
     """D602 naming the missing columns, what the file has, and the likely intended column."""
     listed = ", ".join(repr(wanted) for _, wanted in missing)
@@ -895,7 +916,7 @@ def _missing_columns(
     if guesses:
         message += f"; did you mean {{{', '.join(guesses)}}} in sources.{src.name}.columns?"
     shown = ", ".join(names[:40]) + (", ..." if len(names) > 40 else "")
-    where = "among the keys of its first lines" if sample else "in its header"
+    where = "among the keys of its lines" if json_keys else "in its header"
     if one_column:
         hint = (
             f"the header is the single column {names[0]!r}: set sources.{src.name}.csv.delimiter "
