@@ -8,7 +8,8 @@ in `requested_at` order, ties by redemption_id. A request is accepted when, in t
 3. the available balance covers `cost`         else `insufficient_points`
 4. the reward's coupon pool has a free code    else `pool_exhausted`
 
-The tier is the one before this run's tier step (the stored tier); the balance is the
+The tier is the one at the start of the run's day (tiers.member_tiers_sql: the stored
+tier, or for a rerun of the day the tier its change started from); the balance is the
 one at that moment, i.e. after the member's earlier accepted requests of the run. A
 rejection is final and takes no points. An accepted request takes `cost` points first-in
 first-out (a `redeem` ledger entry, rule_id = reward id, source_id = redemption_id) and,
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from loyalty_cli.engine import coupons, ledger
 from loyalty_cli.engine.context import RunContext
+from loyalty_cli.engine.tiers import member_tiers_sql
 
 REASONS = ("unknown_reward", "tier_too_low", "insufficient_points", "pool_exhausted")
 
@@ -72,7 +74,7 @@ def apply_redemptions(ctx: RunContext) -> None:
     ctx.q("DROP TABLE IF EXISTS _redeem")
     # Static checks first (reward, tier); `status` stays NULL while a request is undecided.
     ctx.q(
-        """CREATE TEMP TABLE _redeem AS
+        f"""CREATE TEMP TABLE _redeem AS
         SELECT n.redemption_id, n.customer_id, n.reward_id, n.requested_at,
                w.name, w.cost, w.pool_id, CAST(NULL AS INTEGER) AS wave,
                CASE WHEN w.reward_id IS NULL
@@ -82,7 +84,8 @@ def apply_redemptions(ctx: RunContext) -> None:
                CAST(NULL AS VARCHAR) AS coupon_code
         FROM new_redemptions n
         LEFT JOIN _rewards w ON w.reward_id = n.reward_id
-        LEFT JOIN tiers m ON m.customer_id = n.customer_id
+        LEFT JOIN ({member_tiers_sql(ctx, "SELECT customer_id FROM new_redemptions")}) m
+               ON m.customer_id = n.customer_id
         LEFT JOIN _tier_rank t ON t.tier = coalesce(m.tier, ?)""",
         [ctx.program.lowest_tier],
     )

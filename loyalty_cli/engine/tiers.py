@@ -264,16 +264,27 @@ def tier_as_of_sql(
         LEFT JOIN {levels} _l ON _l.id = _c.to_tier"""
 
 
-def member_tiers_sql(ctx: RunContext) -> str:
-    """SQL of customer_id, tier for every customer: the current tier, lowest when none.
+def member_tiers_sql(ctx: RunContext, among: str | None = None) -> str:
+    """SQL of customer_id, tier for every customer (or the customers of `among`, a query with
+    a customer_id column): the tier at the start of the run's day D, lowest when none.
 
-    Read before the tier step, this is the tier as of the start of the run (member view).
-    A stored tier that is no longer a level reads as the lowest level.
+    That is the stored tier, except for a member whose tier an earlier run for the same D
+    changed (a rerun of D with a late export): then the tier that change started from, so
+    that a rerun judges the day's rows as the one run of D would have (9.12: the tier
+    before this day's tier step). A tier that is no longer a level reads as the lowest.
     """
+    members = (
+        f"SELECT DISTINCT customer_id FROM ({among}) a"
+        if among
+        else "SELECT customer_id FROM customers"
+    )
     if not ctx.program.tiers:
-        return "SELECT customer_id, CAST(NULL AS VARCHAR) AS tier FROM customers"
+        return f"SELECT customer_id, CAST(NULL AS VARCHAR) AS tier FROM ({members}) c"
     return f"""
         SELECT c.customer_id, coalesce(l.id, {_lowest(ctx)}) AS tier
-        FROM customers c
+        FROM ({members}) c
         LEFT JOIN tiers t USING (customer_id)
-        LEFT JOIN {levels_sql(ctx)} l ON l.id = t.tier"""
+        LEFT JOIN (SELECT customer_id, arg_min(from_tier, rowid) AS from_tier
+                   FROM tier_changes WHERE effective_on = {ctx.sql_date()}
+                   GROUP BY customer_id) x USING (customer_id)
+        LEFT JOIN {levels_sql(ctx)} l ON l.id = coalesce(x.from_tier, t.tier)"""

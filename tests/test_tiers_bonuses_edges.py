@@ -1,0 +1,77 @@
+"""Edge cases of tiers, bonuses and redemptions, run end to end on small literal shops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from enginekit import Shop, customer, order
+
+REDEEM_AT_TIER = """
+earning:
+  rounding: floor
+  pending_days: 0
+  rules:
+    - {id: base, on: order, points: order.total}
+tiers:
+  basis: spend
+  window: 365 days
+  retain: 30 days
+  levels:
+    - {id: bronze, name: Bronze, min: 0}
+    - {id: silver, name: Silver, min: 1000}
+rewards:
+  - {id: lounge, name: Lounge, cost: 100, min_tier: silver}
+"""
+
+
+def redemption(rid: str, cid: str, reward: str, at: str) -> dict:
+    return {"redemption_id": rid, "customer_id": cid, "reward_id": reward, "requested_at": at}
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["one-run", "rerun-with-late-export"])
+def test_a_rerun_checks_min_tier_with_the_tier_before_the_days_promotion(tmp_path: Path, late):
+    """A member promoted on D redeems the higher tier's rewards from D + 1 on: a request of
+    D that comes in a late export, in a rerun of D, is judged as in the one run of D."""
+    shop = Shop(tmp_path, REDEEM_AT_TIER)
+    shop.add("customers", customer("A", "2026-01-01 10:00"))
+    shop.run("2026-01-01")
+    shop.add("orders", order("o1", "A", "2026-01-02 10:00", "1000"))  # silver on 2026-01-02
+    if late:
+        shop.run("2026-01-02")
+        assert shop.query("SELECT tier FROM tiers WHERE customer_id = 'A'") == [("silver",)]
+    shop.add("redemptions", redemption("x1", "A", "lounge", "2026-01-02 12:00"))
+    shop.run("2026-01-02")
+    rows = shop.csv("2026-01-02", "redemptions.csv")
+    assert [(r["redemption_id"], r["status"], r["reason"]) for r in rows] == [
+        ("x1", "rejected", "tier_too_low")
+    ]
+    assert shop.balance("A") == (1000, 0)  # 1000 points of o1, nothing taken
+
+    # The next day the member is silver: the same reward is accepted (1000 - 100 = 900).
+    shop.add("redemptions", redemption("x2", "A", "lounge", "2026-01-03 12:00"))
+    shop.run("2026-01-03")
+    rows = shop.csv("2026-01-03", "redemptions.csv")
+    assert [(r["redemption_id"], r["status"]) for r in rows] == [("x2", "accepted")]
+    assert shop.balance("A") == (900, 0)
+
+
+def test_a_rerun_checks_min_tier_with_the_tier_before_the_days_demotion(tmp_path: Path):
+    """Demoted on D, the member was still silver at the start of D: a late request of D
+    for a silver reward is accepted in the rerun, as in one run of D."""
+    shop = Shop(tmp_path, REDEEM_AT_TIER)
+    shop.add("customers", customer("A", "2026-01-01 10:00"))
+    shop.add("orders", order("o1", "A", "2026-01-01 10:00", "1000"))
+    shop.run("2026-01-01")  # silver, renewed 2026-01-01
+    # window 365 days: o1 counts until 2027-01-01; renewal every run until then. Without
+    # runs in between, retain (30 days) from the last renewal (2026-01-01) has passed on
+    # 2027-01-02, where the basis is 0: demoted to bronze.
+    shop.run("2027-01-02", catch_up=False)
+    assert shop.query("SELECT tier FROM tiers WHERE customer_id = 'A'") == [("bronze",)]
+    shop.add("redemptions", redemption("x1", "A", "lounge", "2027-01-02 12:00"))
+    shop.run("2027-01-02")
+    rows = shop.csv("2027-01-02", "redemptions.csv")
+    assert [(r["redemption_id"], r["status"], r["reason"]) for r in rows] == [
+        ("x1", "accepted", "")
+    ]
+    assert shop.balance("A") == (900, 0)  # 1000 - 100 (no expiry configured)
