@@ -149,11 +149,17 @@ def apply_earning(ctx: RunContext) -> None:
             occurred_at TIMESTAMP, day DATE, seq BIGINT, ordinal BIGINT, raw BIGINT,
             uncapped BIGINT, period BIGINT, points BIGINT)"""
     )
+    compiled = []
+    for rule in rules:
+        ectx = expressions.ExprContext.for_rule(rule["on"], extras, rfm=has_rfm)
+        compiled.append((expressions.compile_expression(rule["points"], ectx, kind="value"), ectx))
+    inexact = _binary_float_points(ctx, rules, [points for points, _ in compiled])
     selects = []
     for idx, rule in enumerate(rules):
         on = rule["on"]
-        ectx = expressions.ExprContext.for_rule(on, extras, rfm=has_rfm)
-        points = expressions.compile_expression(rule["points"], ectx, kind="value")
+        points, ectx = compiled[idx]
+        if idx in inexact:
+            points = f"round({points}, {_FLOAT_DIGITS})"
         when = rule.get("when")
         cond = "TRUE"
         if when is not None:
@@ -223,6 +229,34 @@ def apply_earning(ctx: RunContext) -> None:
         ctx.count("earning", f"{rules[idx]['id']}.points", int(pts))
         ctx.count("earning", f"{rules[idx]['id']}.rows", int(n))
     ctx.q("DROP TABLE earn_rows")  # its memory is wanted by the steps after
+
+
+# Decimal places a binary float's points are snapped to before rounding (see below).
+_FLOAT_DIGITS = 9
+
+
+def _binary_float_points(ctx: RunContext, rules: list[dict], points: list[str]) -> set[int]:
+    """Indices of the rules whose `points` is a binary float (DOUBLE or FLOAT).
+
+    DuckDB's `/` on decimals gives a DOUBLE: `order.total / 0.1` of 0.70 is
+    6.999999999999999, whose floor is 6 where the exact value's is 7. Such values are
+    rounded to _FLOAT_DIGITS decimals first, which gives back the integers and halves the
+    rounding looks at (money has 2 decimals, multipliers 4). Decimal and integer values are
+    exact and left as they are. The types are read from the plan, one query per kind of row.
+    """
+    inexact: set[int] = set()
+    for on in _ROWS:
+        idxs = [i for i, rule in enumerate(rules) if rule["on"] == on]
+        if not idxs:
+            continue
+        cols = ", ".join(f"({points[i]}) AS p{i}" for i in idxs)
+        described = ctx.q(
+            f"DESCRIBE SELECT {cols} FROM {row_from(on, *(points[i] for i in idxs))}"
+        ).fetchall()
+        for name, typ, *_ in described:
+            if str(typ).upper() in ("DOUBLE", "FLOAT", "REAL"):
+                inexact.add(int(str(name)[1:]))
+    return inexact
 
 
 def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
