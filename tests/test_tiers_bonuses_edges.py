@@ -75,3 +75,48 @@ def test_a_rerun_checks_min_tier_with_the_tier_before_the_days_demotion(tmp_path
         ("x1", "accepted", "")
     ]
     assert shop.balance("A") == (900, 0)  # 1000 - 100 (no expiry configured)
+
+
+REFERRAL = """
+earning:
+  rounding: floor
+  pending_days: 3
+  rules:
+    - {id: base, on: order, points: order.total}
+bonuses:
+  - id: referral
+    trigger: referral
+    points: {referrer: 300, referee: 50}
+"""
+
+
+@pytest.mark.parametrize("nightly", [False, True], ids=["first-run", "nightly"])
+def test_a_referrer_who_joined_after_the_release_day_gets_nothing(tmp_path: Path, nightly):
+    """B, referred by A, orders 100 on 2026-01-02, released 2026-01-05. A joins on 2026-01-20:
+    nightly runs do not know A on 2026-01-05, so no referral; a first run over the same
+    history must not pay it either. C, referred by R who joins on the release day itself,
+    is paid either way."""
+    shop = Shop(tmp_path, REFERRAL)
+    shop.add(
+        "customers",
+        customer("A", "2026-01-20 10:00"),
+        customer("B", "2026-01-01 10:00", referred_by="A"),
+        customer("R", "2026-01-05 08:00"),
+        customer("C", "2026-01-01 10:00", referred_by="R"),
+    )
+    shop.add(
+        "orders",
+        order("o1", "B", "2026-01-02 10:00", "100"),
+        order("o2", "C", "2026-01-02 10:00", "100"),
+    )
+    if nightly:
+        shop.run("2026-01-01")
+    shop.run("2026-01-31")
+    assert shop.balance("A") == (0, 0)
+    assert shop.balance("B") == (100, 0)  # the order's 100 points, no referee bonus
+    assert shop.balance("R") == (300, 0)
+    assert shop.balance("C") == (150, 0)  # 100 + 50
+    assert shop.query("SELECT customer_id, period FROM bonus_grants ORDER BY ALL") == [
+        ("C", "once"),
+        ("R", "referee:C"),
+    ]

@@ -12,9 +12,9 @@ A trigger day counts when it falls in the run's window (window_start, as_of] and
 - birthday: the birthday in each calendar year (Feb 29 -> Feb 28 in other years), for
   members who had joined by then (period = the year);
 - referral: the release day of the referee's first completed order, while that order is
-  not fully returned; once per referee (the referee's grant has period `once`, the
-  referrer's `referee:<referee id>`). An order arriving late, already past its release
-  day, triggers in the run that processes it.
+  not fully returned and the referrer had joined by that day; once per referee (the
+  referee's grant has period `once`, the referrer's `referee:<referee id>`). An order
+  arriving late, already past its release day, triggers in the run that processes it.
 - challenge: this run's new rows matching `when` (from starts_on on), counted into the
   period of each row's own day; the row whose running count or sum reaches the goal gives
   the day. `challenge_progress` keeps n (rows) and total (the sum of `goal.sum`; the row
@@ -222,7 +222,10 @@ def _referral(ctx: RunContext, bonus: dict) -> int:
                greatest(f.ordered_at, CAST(f.release_on AS TIMESTAMP)) AS granted_at
         FROM firsts f
         JOIN customers c USING (customer_id)
-        JOIN customers r ON r.customer_id = c.referred_by
+        -- The referrer must have joined by the release day: a nightly run for that day
+        -- does not know a customer who joins later, and a first run over history, or a
+        -- late order, must not pay what those runs would not have.
+        JOIN customers r ON r.customer_id = c.referred_by AND r.join_day <= f.release_on
         -- What was returned by the release day (a first run or a late order also holds
         -- later returns, which do not take back a referral a nightly run would have paid).
         LEFT JOIN (
