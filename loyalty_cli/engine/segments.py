@@ -10,7 +10,8 @@ their values joined back; there is no Python loop over members.
   ties at their lowest rank, in ascending order of goodness (0 when n = 1). It is computed
   in exact integer arithmetic, `1 + (scores * (rank - 1)) // (n - 1)`, so that a rank that
   lands exactly on a score boundary never falls below it through rounding of a double.
-- `rule`: members for whom `when` holds over the member view as of the start of the run.
+- `rule`: members for whom `when` holds over the member view as after the run's earlier
+  steps, with this run's rfm scores (rule segments are computed last).
 - `churn: interval`: days since the last order day / the member's median gap between order
   days (the pooled median of all members' gaps for one-order members).
 - `churn: bgnbd`: 1 - P(alive) from a BG/NBD fit over order days, in days.
