@@ -1080,3 +1080,21 @@ def test_json_lines_keys_of_every_line_and_their_case_variants(tmp_path):
         ("C4", "C2", 1003),
     ]
     assert rejects(con, result) == []
+
+
+def test_a_header_repeating_a_column_in_another_case_uses_the_first(tmp_path):
+    """Header names match ignoring case, so `email` and `EMAIL` are one column said twice:
+    the first is read, with a warning, as for an exact repeat."""
+    customers = (
+        "customer_id,joined_at,email,EMAIL,Joined_At\n"
+        "C1,2026-01-01 10:00,a@x.example,b@x.example,2026-02-01 10:00\n"
+    )
+    files = {"customers.csv": customers, "orders.csv": HEADER}
+    con, result = load(tmp_path, files, base())
+    assert rows(con, result.tables["customers"], "customer_id, email, joined_at") == [
+        ("C1", "a@x.example", datetime(2026, 1, 1, 10, 0))
+    ]
+    assert result.warnings == [
+        "customers.csv: the header repeats 'email'/'EMAIL', 'joined_at'/'Joined_At'; "
+        "the first of each is used"
+    ]

@@ -644,11 +644,18 @@ def _read_csv(loader: _Loader, src: _Source, part: _Part) -> None:
         return
     if opts["header"]:
         names = _unique_names(first)
-        repeated = sorted({n for n in first if n.strip() and first.count(n) > 1})
+        spelt: dict[str, list[str]] = {}
+        for n in first:
+            if n.strip() and n not in spelt.setdefault(n.lower(), []):
+                spelt[n.lower()].append(n)
+        repeated = sorted(
+            "/".join(map(repr, ways))
+            for key, ways in spelt.items()
+            if sum(n.lower() == key for n in first) > 1
+        )
         if repeated:
             loader.warnings.append(
-                f"{part.rel}: the header repeats {', '.join(map(repr, repeated))}; "
-                "the first of each is used"
+                f"{part.rel}: the header repeats {', '.join(repeated)}; the first of each is used"
             )
     else:
         names = [f"column{i}" for i in range(1, len(first) + 1)]
@@ -931,16 +938,18 @@ def _missing_columns(
 
 
 def _unique_names(header: list[str]) -> list[str]:
-    """Header names as DuckDB columns: blanks named by position, repeats suffixed _2, _3."""
+    """Header names as DuckDB columns: blanks named by position, repeats suffixed _2, _3.
+
+    DuckDB's names ignore case, so `email` and `EMAIL` are a repeat too."""
     used: set[str] = set()
     out = []
     for i, raw in enumerate(header, start=1):
         base = raw if raw.strip() else f"column{i}"
         name, n = base, 1
-        while name in used:
+        while name.lower() in used:
             n += 1
             name = f"{base}_{n}"
-        used.add(name)
+        used.add(name.lower())
         out.append(name)
     return out
 
