@@ -729,6 +729,16 @@ def test_deeply_nested_function_calls_are_refused():
     assert "nested more than 8 deep" in checked.problems[0].message
 
 
+def test_a_long_and_or_condition_is_not_nesting():
+    """Twelve comparisons joined by `and` and `or` call no function: they are allowed, while
+    the same number of nested calls is not."""
+    ctx = ExprContext.for_rule("order", {})
+    parts = [f"order.total > {n}" for n in range(6)] + [f"order.channel = 'c{n}'" for n in range(6)]
+    text = " and ".join(parts[:6]) + " or " + " or ".join(parts[6:])
+    checked = check_expression(text, ctx, kind="condition")
+    assert checked.problems == []
+
+
 def test_two_comparison_operators_in_a_row():
     ctx = ExprContext.for_rule("order", {})
     checked = check_expression("order.total > > 100", ctx, kind="condition")
