@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from enginekit import Shop, customer, order
+from enginekit import BASE, Shop, customer, order
 
 
 def test_an_order_reexported_as_cancelled_stops_counting_in_rule_and_group_conditions(tmp_path):
@@ -58,3 +58,35 @@ def test_an_order_reexported_as_cancelled_stops_counting_in_rule_and_group_condi
         )
         == changes
     )
+
+
+def test_a_segment_taken_out_of_the_program_loses_its_members_and_enters_anew_on_return(
+    tmp_path,
+):
+    rfm = "segments:\n  - {id: rfm, type: rfm, groups: {all: 'true'}}\n"
+    churn = "  - {id: churn, type: churn, model: interval, levels: {low: 0, high: 3}}\n"
+    shop = Shop(tmp_path, rfm + churn)
+    shop.add("customers", customer("A"))
+    shop.add(
+        "orders",
+        order("1", "A", "2026-03-01 10:00:00", "100"),
+        order("2", "A", "2026-03-03 10:00:00", "50"),
+    )
+    # 2026-03-04: A's gap is 2 days, 1 day since the last order: 0.5, low.
+    shop.run("2026-03-04")
+    assert shop.query("SELECT segment_id, grp FROM segment_members ORDER BY ALL") == [
+        ("churn", "low"),
+        ("rfm", "all"),
+    ]
+    # churn is taken out of the program: it has no members any more (its history stays).
+    shop.program.write_text(BASE + rfm)
+    shop.run("2026-03-05")
+    assert shop.query("SELECT segment_id, grp FROM segment_members ORDER BY ALL") == [
+        ("rfm", "all")
+    ]
+    # It comes back: its first run again, so A (3 days / 2 = 1.5, low) enters.
+    shop.program.write_text(BASE + rfm + churn)
+    shop.run("2026-03-06")
+    assert shop.query(
+        "SELECT grp, change, on_day FROM segment_changes WHERE segment_id = 'churn' ORDER BY on_day"
+    ) == [("low", "enter", date(2026, 3, 4)), ("low", "enter", date(2026, 3, 6))]

@@ -78,8 +78,16 @@ def apply_segments(ctx: RunContext) -> dict[str, float]:
     model segment and reused by the others) and `<id>.spend_fit` for a Gamma-Gamma fit.
     """
     shared = _Shared()
+    defined = ctx.program.data.get("segments") or []
+    # A segment taken out of the program has no members any more (its history stays in
+    # segment_changes): reports and explain do not show it, and if it comes back, its
+    # first run compares with nobody, so everyone in it enters.
+    ctx.q(
+        "DELETE FROM segment_members WHERE NOT list_contains(?, segment_id)",
+        [[str(s["id"]) for s in defined]],
+    )
     # Rule segments last: they read this run's rfm scores (memberview.first_rfm).
-    ordered = sorted(ctx.program.data.get("segments") or [], key=lambda s: s["type"] == "rule")
+    ordered = sorted(defined, key=lambda s: s["type"] == "rule")
     for seg in ordered:
         start = time.perf_counter()
         ctx.q(f"CREATE OR REPLACE TEMP TABLE {_NEW} ({_COLUMNS})")
