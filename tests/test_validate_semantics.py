@@ -336,3 +336,31 @@ def test_a_redemptions_message_is_checked_with_and_without_its_code(tmp_path: Pa
         tmp_path, "redemption", "{% if coupon %}{{ coupon.code }}{% else %}no code{% endif %}"
     )
     assert problems(tmp_path, PROGRAM + REWARDS, guarded) == []
+
+
+def test_tier_names_checked_in_rule_points_and_challenges(tmp_path: Path) -> None:
+    """`tier = 'platinum'` names no level wherever it is: a rule's points, a challenge's
+    when and goal; and in a program without tiers no name can match."""
+    program = PROGRAM.replace(
+        "points: order.total}",
+        "points: \"if(tier = 'platinum', 2, 1) * order.total\"}",
+    ) + (
+        "bonuses:\n"
+        "  - {id: ch, trigger: challenge, on: order, period: month, points: 5,\n"
+        "     when: \"tier = 'gold'\", goal: {sum: \"if(tier = 'silver', 1, 0)\", at_least: 1}}\n"
+    )
+    found = [(code, line, col, msg) for code, _, line, col, msg, _ in problems(tmp_path, program)]
+    assert found == [
+        ("R302", 8, 48, "earning.rules[0].points: tier 'platinum' is not a tier level"),
+        ("R302", 11, 20, "bonuses[0].when: tier 'gold' is not a tier level"),
+        ("R302", 11, 52, "bonuses[0].goal.sum: tier 'silver' is not a tier level"),
+    ]
+    hints = {hint for code, *_, hint in problems(tmp_path, program)}
+    assert hints == {"The program has no tiers, so `tier` is always empty."}
+    # With levels base and gold, 'gold' is one of them.
+    with_tiers = problems(tmp_path, program + TIERS)
+    assert [(d[0], d[4]) for d in with_tiers] == [
+        ("R302", "earning.rules[0].points: tier 'platinum' is not a tier level"),
+        ("R302", "bonuses[0].goal.sum: tier 'silver' is not a tier level"),
+    ]
+    assert {d[5] for d in with_tiers} == {"Tier levels are: base, gold."}

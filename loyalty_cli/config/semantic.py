@@ -189,8 +189,9 @@ class Checker:
         return checked
 
     def tier_literals(self, path: PathKey, value: Any, tiers: list[str]) -> None:
-        """String literals compared with `tier` must name a tier level."""
-        if not isinstance(value, str) or not tiers:
+        """String literals compared with `tier` must name a tier level (in a program without
+        tiers, `tier` is always empty and no literal can)."""
+        if not isinstance(value, str):
             return
         for literal in _tier_literals(value):
             if literal not in tiers:
@@ -203,7 +204,9 @@ class Checker:
                         line=line,
                         col=col,
                         message=f"{format_path(path)}: tier '{literal}' is not a tier level",
-                        hint=f"Tier levels are: {', '.join(tiers)}.",
+                        hint=f"Tier levels are: {', '.join(tiers)}."
+                        if tiers
+                        else "The program has no tiers, so `tier` is always empty.",
                         where=format_path(path),
                     )
                 )
@@ -310,15 +313,18 @@ def check_program(doc: YamlDoc) -> tuple[list[Diagnostic], ProgramContext]:
         c.expression((*base, "when"), rule.get("when"), ctx, "condition")
         c.tier_literals((*base, "when"), rule.get("when"), pctx.tiers)
         c.expression((*base, "points"), rule.get("points"), ctx, "value")
+        c.tier_literals((*base, "points"), rule.get("points"), pctx.tiers)
 
     for i, bonus in enumerate(bonuses):
         base = ("bonuses", i)
         if bonus.get("trigger") == "challenge":
             ctx = expressions.ExprContext.for_rule(bonus.get("on"), pctx.extras, rfm=pctx.has_rfm)
             c.expression((*base, "when"), bonus.get("when"), ctx, "condition")
+            c.tier_literals((*base, "when"), bonus.get("when"), pctx.tiers)
             goal = bonus.get("goal") or {}
             if "sum" in goal:
                 c.expression((*base, "goal", "sum"), goal.get("sum"), ctx, "value")
+                c.tier_literals((*base, "goal", "sum"), goal.get("sum"), pctx.tiers)
 
     expiry = data.get("expiry") or {}
     for key in ("after", "inactivity", "notify_before"):
