@@ -431,6 +431,11 @@ def test_unknown_variable_in_the_rendered_path_is_reported_once(tmp_path):
             1,
             "unsafe template operation: access to attribute '__class__' of 'int' object is unsafe.",
         ),
+        (
+            "x\n{% for i in range(200000) %}.{% endfor %}",
+            2,
+            "unsafe template operation: range() of more than 100,000 items",
+        ),
     ],
 )
 def test_unsafe_operations(tmp_path, source, line, message):

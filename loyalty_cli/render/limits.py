@@ -74,6 +74,14 @@ def printed(value: Any) -> None:
         budget.print(value)
 
 
+def bounded_range(*args: int) -> range:
+    """``range()`` of templates: at most MAX_STEPS items (more could never be looped over)."""
+    items = range(*args)
+    if len(items) > MAX_STEPS:
+        raise TemplateLimitError(f"range() of more than {MAX_STEPS:,} items")
+    return items
+
+
 def counted(iterable: Iterable[Any]) -> Iterator[Any]:
     """The items of a ``{% for %}`` loop, each counted as a step."""
     for item in iterable:

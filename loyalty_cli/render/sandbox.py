@@ -498,6 +498,7 @@ def make_environment(
         auto_reload=False,
     )
     env.globals.pop("lipsum", None)  # placeholder text has no place in a message
+    env.globals["range"] = limits.bounded_range  # Jinja's own fails with an OverflowError
     env.filters.update(limits.bounded_filters(env.filters))
     env.filters.update(_text_filters(env.filters))
     env.filters.update(_filters(_parse_locale(default_locale)))
