@@ -332,7 +332,8 @@ def cancel_pending(ctx: RunContext, relation: str) -> int:
     """Cancel pending points of orders (returns before release).
 
     Columns: customer_id, order_id, amount (> 0), rule_id, source_id, occurred_at, reason.
-    Takes from the order's pending lots in lot order; an entry per row.
+    Takes from the order's pending lots (one per rule) in proportion to what each holds, so
+    each rule's released points shrink by its share; an entry per row.
     """
     ctx.q("DROP TABLE IF EXISTS _cancel")
     ctx.q(
@@ -364,17 +365,31 @@ def cancel_pending(ctx: RunContext, relation: str) -> int:
                NULL
         FROM _cancel c LEFT JOIN avail a USING (order_id)"""
     )
-    # Remove the cancelled total from each order's pending lots, lot by lot.
+    # Remove the cancelled total from the order's pending lots (one per rule) in proportion
+    # to what each holds: floor(amt x remaining / pend) each, and the points left over one
+    # each to the lots with the largest remainders (then by lot id). The amounts sum to amt
+    # and none passes its lot's remaining.
     ctx.q(
         """UPDATE lots SET remaining = lots.remaining - t.take FROM (
             WITH tot AS (SELECT order_id, sum(amount) AS amt FROM _cancel GROUP BY order_id),
             l AS (
-                SELECT lot_id, order_id, remaining,
-                       coalesce(sum(remaining) OVER (PARTITION BY order_id ORDER BY lot_id
-                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
-                FROM lots WHERE status = 'pending' AND order_id IN (SELECT order_id FROM tot))
-            SELECT l.lot_id, least(l.remaining, greatest(0, tot.amt - l.before)) AS take
-            FROM l JOIN tot USING (order_id)) t
+                SELECT lot_id, order_id, CAST(remaining AS HUGEINT) AS remaining,
+                       CAST(sum(remaining) OVER (PARTITION BY order_id) AS HUGEINT) AS pend
+                FROM lots WHERE status = 'pending' AND remaining > 0
+                  AND order_id IN (SELECT order_id FROM tot)),
+            q AS (
+                SELECT l.*, least(CAST(tot.amt AS HUGEINT), l.pend) AS amt FROM l
+                JOIN tot USING (order_id)),
+            s AS (
+                SELECT lot_id, order_id, amt, amt * remaining // pend AS base,
+                       amt * remaining % pend AS rest FROM q),
+            r AS (
+                SELECT s.*, amt - sum(base) OVER (PARTITION BY order_id) AS left_over,
+                       row_number() OVER (PARTITION BY order_id ORDER BY rest DESC, lot_id) AS k
+                FROM s)
+            SELECT lot_id, CAST(base + CASE WHEN k <= left_over THEN 1 ELSE 0 END AS BIGINT)
+                       AS take
+            FROM r) t
         WHERE lots.lot_id = t.lot_id AND t.take > 0"""
     )
     ctx.q("DROP TABLE _cancel")
