@@ -314,7 +314,8 @@ def test_a_rerun_that_undoes_the_days_change_leaves_no_change(con):
     ctx = run(con, program, date(2026, 1, 15))
     assert tier_of(con, "a") == ("gold", date(2026, 1, 15), date(2026, 1, 1))
     assert [c[1:5] for c in changes(con)] == [("bronze", "gold", "up", date(2026, 1, 1))]
-    assert ctx.counts["tiers"] == {"promoted": 1}
+    # The rerun undid the day's demotion: the day's counts add up to no change.
+    assert ctx.counts["tiers"] == {"demoted": -1}
 
 
 def test_a_level_removed_from_the_program_reads_as_the_lowest(con):
@@ -394,3 +395,27 @@ def test_lowest_level_members_are_not_rewritten_to_renew(con):
     assert tier_of(con, "low") == ("bronze", date(2026, 1, 1), date(2026, 1, 1))
     assert tier_of(con, "high") == ("silver", D, date(2026, 1, 1))
     assert changes(con) == []
+
+
+def test_a_rerun_decides_from_the_tier_at_the_start_of_the_day(con):
+    """Silver (renewed 2026-03-20, retain 365 days) promoted to gold on D; a late return
+    in a rerun of D brings the basis to 600, below silver's 1000: one run of D would have
+    kept silver (retain not passed), so the rerun ends the day at silver, with no change.
+    Its renewal day is D: the start tier's own renewal day is not kept by the first run, and
+    counting it renewed on D keeps the member from being demoted on a guess."""
+    program = make_program({})
+    add_customer(con, "a")
+    set_tier(con, "a", "silver", date(2026, 3, 20), since=date(2026, 2, 1))
+    con.execute(
+        "INSERT INTO tier_changes VALUES ('a', 'bronze', 'silver', 'up', ?, 1000)",
+        [date(2026, 2, 1)],
+    )
+    add_order(con, "a", D, "5000")
+    first = run(con, program, D)
+    assert tier_of(con, "a") == ("gold", D, D)
+    assert first.counts["tiers"] == {"promoted": 1}
+    con.execute("UPDATE orders SET returned = 4400")  # a late return: 5000 - 4400 = 600
+    second = run(con, program, D)
+    assert tier_of(con, "a") == ("silver", D, date(2026, 2, 1))
+    assert [c[1:5] for c in changes(con)] == [("bronze", "silver", "up", date(2026, 2, 1))]
+    assert second.counts["tiers"] == {"promoted": -1}  # the day's net: no change

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,67 @@ def test_a_referrer_who_joined_after_the_release_day_gets_nothing(tmp_path: Path
         ("C", "once"),
         ("R", "referee:C"),
     ]
+
+
+TIERS = """
+earning:
+  rounding: floor
+  pending_days: 0
+  rules:
+    - {id: base, on: order, points: order.total}
+tiers:
+  basis: spend
+  window: 365 days
+  retain: 30 days
+  levels:
+    - {id: bronze, name: Bronze, min: 0}
+    - {id: silver, name: Silver, min: 1000, multiplier: 2}
+    - {id: gold, name: Gold, min: 5000, multiplier: 3}
+"""
+
+
+def _tier_counts(shop: Shop, day: str) -> dict:
+    counts = json.loads((shop.out / day / "run.json").read_text())["counts"]
+    return {k: v for k, v in (counts.get("tiers") or {}).items() if v}
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["one-run", "rerun-with-late-export"])
+@pytest.mark.parametrize(
+    ("returned", "tier", "changes"),
+    [
+        # 1000 - 500 = 500 < silver's 1000: no promotion at all.
+        ("500", "bronze", []),
+        # 6000 - 2000 = 4000: silver, not gold.
+        ("2000", "silver", [("bronze", "silver", "up")]),
+    ],
+    ids=["undone", "lowered"],
+)
+def test_a_late_return_in_a_rerun_corrects_the_days_promotion(
+    tmp_path: Path, late, returned, tier, changes
+):
+    """A return dated D that comes in a late export, in a rerun of D, leaves the member
+    where one run of D with all the data would: the day's promotion is undone or lowered."""
+    shop = Shop(tmp_path, TIERS)
+    shop.add("customers", customer("A", "2026-01-01 10:00"))
+    shop.run("2026-01-01")
+    total = "1000" if returned == "500" else "6000"
+    shop.add("orders", order("o1", "A", "2026-01-02 10:00", total))
+    if late:
+        shop.run("2026-01-02")
+        assert shop.query("SELECT tier FROM tiers") == [("silver" if total == "1000" else "gold",)]
+    shop.add("returns", {"order_id": "o1", "returned_at": "2026-01-02 18:00", "amount": returned})
+    shop.run("2026-01-02")
+    # `since`: the join day at bronze, the promotion day at silver (bronze's renewal day is
+    # not kept up to date, docs/tiers.md).
+    assert shop.query("SELECT tier, since FROM tiers") == [
+        (tier, date(2026, 1, 1) if tier == "bronze" else date(2026, 1, 2))
+    ]
+    if tier == "silver":
+        assert shop.query("SELECT renewed_on FROM tiers") == [(date(2026, 1, 2),)]
+    assert shop.query("SELECT from_tier, to_tier, change FROM tier_changes") == changes
+    assert _tier_counts(shop, "2026-01-02") == ({"promoted": 1} if changes else {})
+    # The next day's order earns at the day's tier: 100 x 1 (bronze) or x 2 (silver).
+    shop.add("orders", order("o2", "A", "2026-01-03 10:00", "100"))
+    shop.run("2026-01-03")
+    earned = shop.query("SELECT points FROM ledger WHERE source_id = 'o2' AND kind = 'earn'")
+    assert earned == [(100 if tier == "bronze" else 200,)]

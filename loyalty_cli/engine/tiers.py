@@ -4,13 +4,14 @@ and demotion after `retain`, and the tier a member had on a given day.
 Everything is set-based over all members at once. The step for day D works in three
 stages: decide every member's new tier into `_tier_step`, record the changes in
 `tier_changes`, then bring `tiers` up to date. Re-running the step for the same D with the
-same data changes nothing: the decision is a function of the basis, the stored tier and its
-renewal day, and a tier moved by this D carries renewal day D, so it cannot move down again.
+same data changes nothing: the decision is a function of the basis and of the tier at the
+start of D with its renewal day.
 
 `tier_changes` holds at most one row per member and day, the net change of that day: a
-re-run for D with new data (say, a late order) that moves the member again amends the row
-instead of adding one, and drops it when the member ends the day where they started. The
-earning stage relies on that to read "the tier as of the start of a day" unambiguously.
+re-run for D with new data (a late order, a late return) decides a member the day already
+moved again from the change's from_tier, amends the row instead of adding one, and drops it
+when the member ends the day where they started. The earning stage relies on that to read
+"the tier as of the start of a day" unambiguously.
 
 Every member who joined by D gets a `tiers` row at their first tier step, the lowest level
 included (`since` = join day when they never changed tier); a member without a row is at the
@@ -122,19 +123,33 @@ def apply_tiers(ctx: RunContext) -> None:
     levels = levels_sql(ctx)
 
     ctx.q("DROP TABLE IF EXISTS _tier_step")
+    # `x`: the day's change made by an earlier run for D (a rerun with a late export). Such
+    # a member is decided from the tier they had at the start of D, the change's from_tier,
+    # as the one run of D would have: a demotion that run made was due, so it is due again;
+    # from a promotion the start tier's renewal day is not kept, and it counts as renewed on
+    # D (the member is not demoted below the tier they started the day at).
     ctx.q(
         f"""CREATE TEMP TABLE _tier_step AS
         WITH lv AS {levels},
+        today AS (
+            SELECT customer_id, arg_max(from_tier, rowid) AS from_tier,
+                   arg_max(change, rowid) AS change
+            FROM tier_changes WHERE effective_on = {day} GROUP BY customer_id),
         members AS (
             SELECT c.customer_id, c.join_day, t.tier AS stored_tier, t.since AS stored_since,
                    t.renewed_on AS stored_renewed_on,
-                   coalesce(t.renewed_on, t.since, c.join_day) AS renewed_on,
+                   CASE WHEN x.customer_id IS NULL
+                        THEN coalesce(t.renewed_on, t.since, c.join_day)
+                        WHEN x.change = 'down' THEN DATE '0001-01-01'
+                        ELSE {day} END AS renewed_on,
                    coalesce(l.rank, 0) AS cur_rank,
-                   t.tier IS NOT NULL AND l.id IS NULL AS unknown_tier,
-                   coalesce(b.basis, 0) AS basis
+                   coalesce(x.from_tier, t.tier) IS NOT NULL AND l.id IS NULL AS unknown_tier,
+                   coalesce(b.basis, 0) AS basis,
+                   x.customer_id IS NOT NULL AS changed_today, x.change AS today_change
             FROM customers c
             LEFT JOIN tiers t USING (customer_id)
-            LEFT JOIN lv l ON l.id = t.tier
+            LEFT JOIN today x USING (customer_id)
+            LEFT JOIN lv l ON l.id = coalesce(x.from_tier, t.tier)
             LEFT JOIN ({basis_sql(ctx)}) b USING (customer_id)
             WHERE c.join_day <= {day}),
         qualified AS (
@@ -150,24 +165,22 @@ def apply_tiers(ctx: RunContext) -> None:
         SELECT d.customer_id, d.join_day, d.stored_tier, d.stored_since, d.stored_renewed_on,
                d.cur_rank, d.q_rank, d.new_rank, d.basis,
                coalesce(d.stored_tier, {lowest}) AS from_tier, l.id AS new_tier,
+               -- The change from the start of D (for a rerun, the day's net change).
                CASE WHEN d.new_rank > d.cur_rank THEN 'up'
                     WHEN d.new_rank < d.cur_rank OR d.unknown_tier THEN 'down' END AS change,
                CASE WHEN d.q_rank >= d.cur_rank OR d.new_rank <> d.cur_rank THEN {day}
                     ELSE d.renewed_on END AS new_renewed_on,
-               x.customer_id IS NOT NULL AS changed_today,
-               coalesce(fx.rank, 0) AS today_from_rank
+               d.changed_today, d.today_change
         FROM decided d JOIN lv l ON l.rank = d.new_rank
-        LEFT JOIN (SELECT customer_id, arg_max(from_tier, rowid) AS from_tier
-                   FROM tier_changes WHERE effective_on = {day}
-                   GROUP BY customer_id) x ON x.customer_id = d.customer_id
-        LEFT JOIN lv fx ON fx.id = x.from_tier
-        -- Only the members this step writes or counts: a change, a first tiers row, or a
-        -- renewal day that moves to D (most members of a night have none of these).
-        WHERE change IS NOT NULL OR d.stored_tier IS NULL
+        -- Only the members this step writes or counts: a change, a first tiers row, a
+        -- renewal day that moves to D, or a change of D to look at again (most members of
+        -- a night have none of these).
+        WHERE change IS NOT NULL OR d.stored_tier IS NULL OR d.changed_today
            OR (new_renewed_on = {day} AND d.stored_renewed_on IS DISTINCT FROM {day})"""
     )
 
-    # Changes: a new row, or the amended net change of a member already moved on D.
+    # Changes: a new row, or the amended net change of a member already moved on D (dropped
+    # when the member ends the day where they started it).
     ctx.q(
         f"""INSERT INTO tier_changes
             (customer_id, from_tier, to_tier, change, effective_on, basis)
@@ -176,22 +189,22 @@ def apply_tiers(ctx: RunContext) -> None:
     )
     ctx.q(
         f"""UPDATE tier_changes SET to_tier = s.new_tier, basis = s.basis,
-               change = CASE WHEN s.new_rank > s.today_from_rank THEN 'up' ELSE 'down' END
+               change = coalesce(s.change, tier_changes.change)
         FROM _tier_step s
         WHERE tier_changes.customer_id = s.customer_id AND tier_changes.effective_on = {day}
-          AND s.change IS NOT NULL AND s.changed_today"""
+          AND s.changed_today"""
     )
     ctx.q(
         f"""DELETE FROM tier_changes WHERE effective_on = {day} AND from_tier = to_tier
-          AND customer_id IN (SELECT customer_id FROM _tier_step
-                              WHERE change IS NOT NULL AND changed_today)"""
+          AND customer_id IN (SELECT customer_id FROM _tier_step WHERE changed_today)"""
     )
 
     # `since` is the day the current tier was entered: the member's latest change, if any.
     # New members get a row; members whose tier changed get theirs updated. A renewal only
     # moves the renewal day, written as one constant (cheap to store, unlike rewriting the
     # rows); nobody drops below the lowest level, so there it is not kept up to date.
-    since = f"""CASE WHEN s.change IS NULL AND s.stored_since IS NOT NULL THEN s.stored_since
+    since = f"""CASE WHEN s.change IS NULL AND NOT s.changed_today
+                          AND s.stored_since IS NOT NULL THEN s.stored_since
                     ELSE coalesce(
                         (SELECT max(effective_on) FROM tier_changes x
                          WHERE x.customer_id = s.customer_id AND x.effective_on <= {day}),
@@ -204,20 +217,26 @@ def apply_tiers(ctx: RunContext) -> None:
     ctx.q(
         f"""UPDATE tiers SET tier = u.new_tier, renewed_on = u.new_renewed_on, since = u.since
         FROM (SELECT s.customer_id, s.new_tier, s.new_renewed_on, {since} AS since
-              FROM _tier_step s WHERE s.stored_tier IS NOT NULL AND s.change IS NOT NULL) u
+              FROM _tier_step s
+              WHERE s.stored_tier IS NOT NULL AND (s.change IS NOT NULL OR s.changed_today)) u
         WHERE tiers.customer_id = u.customer_id"""
     )
     ctx.q(
         f"""UPDATE tiers SET renewed_on = {day}
         WHERE customer_id IN (
             SELECT customer_id FROM _tier_step
-            WHERE stored_tier IS NOT NULL AND change IS NULL AND new_rank > 0
-              AND new_renewed_on = {day} AND stored_renewed_on IS DISTINCT FROM {day})"""
+            WHERE stored_tier IS NOT NULL AND change IS NULL AND NOT changed_today
+              AND new_rank > 0 AND new_renewed_on = {day}
+              AND stored_renewed_on IS DISTINCT FROM {day})"""
     )
 
+    # A rerun of D counts what it changed in the day's net changes (the earlier runs of D
+    # counted theirs, and a day's counts add up over its runs): -1 for a change it undid.
     promoted, demoted, renewed = ctx.q(
-        f"""SELECT count(*) FILTER (WHERE change = 'up'),
-                   count(*) FILTER (WHERE change = 'down'),
+        f"""SELECT count(*) FILTER (WHERE change = 'up')
+                     - count(*) FILTER (WHERE today_change = 'up'),
+                   count(*) FILTER (WHERE change = 'down')
+                     - count(*) FILTER (WHERE today_change = 'down'),
                    count(*) FILTER (WHERE change IS NULL AND cur_rank > 0
                                     AND stored_renewed_on < {day} AND new_renewed_on = {day})
         FROM _tier_step"""
