@@ -364,3 +364,21 @@ def test_tier_names_checked_in_rule_points_and_challenges(tmp_path: Path) -> Non
         ("R302", "bonuses[0].goal.sum: tier 'silver' is not a tier level"),
     ]
     assert {d[5] for d in with_tiers} == {"Tier levels are: base, gold."}
+
+
+def test_an_rfm_group_comparing_a_score_out_of_its_range_never_matches(tmp_path: Path) -> None:
+    groups = "{top: 'r >= 3 and f > 3', low: 'r < 1 or m = 1', rest: 'true'}"
+    program = PROGRAM + f"segments:\n  - {{id: v, type: rfm, scores: 3, groups: {groups}}}\n"
+    # f > 3 with scores 1..3 is never true, so `top` never matches; `low` can (m = 1).
+    assert problems(tmp_path, program) == [
+        (
+            "R308",
+            "program.yaml",
+            10,
+            49,
+            "group 'top' never matches: `f > 3` is never true, and scores run from 1 to 3",
+            "Compare r, f and m with numbers from 1 to `scores`.",
+        )
+    ]
+    # With the default scores (5), f > 3 can be true.
+    assert problems(tmp_path, program.replace("scores: 3, ", "")) == []

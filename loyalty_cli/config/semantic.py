@@ -240,6 +240,47 @@ def _tier_literals(text: str) -> list[str]:
     return found
 
 
+def _score_never(text: Any, scores: int) -> str | None:
+    """The comparison of r, f or m with a number that makes an rfm group condition always
+    false for scores 1..`scores` (one of the conditions joined by `and`), or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        tree = sqlglot.parse_one(text, read="duckdb")
+    except Exception:  # noqa: BLE001 - syntax is reported by the expression checker
+        return None
+    while isinstance(tree, exp.Paren):
+        tree = tree.this
+    parts = list(tree.flatten()) if isinstance(tree, exp.And) else [tree]
+    flipped = {exp.GT: exp.LT, exp.GTE: exp.LTE, exp.LT: exp.GT, exp.LTE: exp.GTE, exp.EQ: exp.EQ}
+    for part in parts:
+        while isinstance(part, exp.Paren):
+            part = part.this
+        kind = type(part)
+        if kind not in flipped:
+            continue
+        left, right = part.this, part.expression
+        if not _is_score(left):
+            left, right, kind = right, left, flipped[kind]
+        if not _is_score(left) or not (isinstance(right, exp.Literal) and right.is_number):
+            continue
+        k = float(right.this)
+        never = {
+            exp.GT: k >= scores,
+            exp.GTE: k > scores,
+            exp.LT: k <= 1,
+            exp.LTE: k < 1,
+            exp.EQ: k != int(k) or not 1 <= k <= scores,
+        }[kind]
+        if never:
+            return f"`{part.sql(dialect='duckdb')}` is never true"
+    return None
+
+
+def _is_score(node: exp.Expression) -> bool:
+    return isinstance(node, exp.Column) and not node.table and node.name in ("r", "f", "m")
+
+
 def _inside_folder(value: str) -> bool:
     """A relative path that stays in its folder (no absolute path, no '..')."""
     p = Path(value)
@@ -409,9 +450,20 @@ def check_program(doc: YamlDoc) -> tuple[list[Diagnostic], ProgramContext]:
         c.duration((*base, "horizon"), seg.get("horizon"))
         if seg.get("type") == "rfm":
             ctx = expressions.ExprContext.for_rule(None, pctx.extras, rfm=True)
+            scores = seg.get("scores", 5)
             for gname, rule in (seg.get("groups") or {}).items():
                 c.expression((*base, "groups", gname), rule, ctx, "condition")
                 c.tier_literals((*base, "groups", gname), rule, pctx.tiers)
+                impossible = _score_never(rule, scores) if isinstance(scores, int) else None
+                if impossible:
+                    c.add(
+                        "R308",
+                        (*base, "groups", gname),
+                        f"group '{gname}' never matches: {impossible}, and scores run from 1 "
+                        f"to {scores}",
+                        "Compare r, f and m with numbers from 1 to `scores`.",
+                        severity="warning",
+                    )
         elif seg.get("type") == "rule":
             ctx = expressions.ExprContext.for_rule(None, pctx.extras, rfm=pctx.has_rfm)
             c.expression((*base, "when"), seg.get("when"), ctx, "condition")
