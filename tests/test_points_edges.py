@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enginekit import Shop, customer, item, order
+from enginekit import Shop, customer, event, item, order
 
 
 def test_points_of_a_division_round_the_exact_value_not_its_binary_approximation(tmp_path):
@@ -71,3 +71,73 @@ def test_a_return_before_release_shrinks_each_rules_pending_points_in_proportion
         ("release", 22, -22, "items", 0),
     ]
     assert shop.balance("A") == (29, 0)
+
+
+def test_a_cap_takes_the_items_of_orders_at_the_same_instant_order_by_order(tmp_path):
+    # SPEC 9.3: rows at the same instant by key, an order's item rows going with it (in
+    # export order): O1's items, then O2's, not the first item of each order, then the second.
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          rules:
+            - {id: it, on: order_item, points: "item.quantity * 10", cap: {max: 25, per: day}}
+        """,
+    )
+    shop.add("customers", customer("A", "2026-01-10 08:00:00"))
+    shop.add(
+        "orders",
+        order("O1", "A", "2026-03-01 10:00", "40.00"),
+        order("O2", "A", "2026-03-01 10:00", "40.00"),
+    )
+    shop.add(
+        "order_items",
+        item("O2", "c", "1", "1"),
+        item("O2", "d", "1", "1"),
+        item("O1", "a", "1", "1"),
+        item("O1", "b", "1", "1"),
+    )
+    shop.run("2026-03-01")
+    # Cap 25: O1#1 10, O1#2 10, O2#1 the remaining 5, O2#2 nothing.
+    assert shop.query("SELECT source_id, points FROM ledger ORDER BY source_id") == [
+        ("O1#1", 10),
+        ("O1#2", 10),
+        ("O2#1", 5),
+    ]
+    # What a return of each order can take back.
+    assert shop.query("SELECT order_id, granted FROM orders ORDER BY order_id") == [
+        ("O1", 20),
+        ("O2", 5),
+    ]
+
+
+def test_debits_of_items_of_orders_at_the_same_instant_go_order_by_order(tmp_path):
+    shop = Shop(
+        tmp_path,
+        """
+        earning:
+          rules:
+            - {id: join, on: event, when: "event.type = 'join'", points: 10}
+            - {id: sale, on: order_item, when: "item.category = 'sale'", points: -6}
+        """,
+    )
+    shop.add("customers", customer("A", "2026-01-10 08:00:00"))
+    shop.add("events", event("e1", "A", "2026-02-27 10:00", "join"))
+    shop.run("2026-02-27")
+    shop.add(
+        "orders",
+        order("O1", "A", "2026-03-01 10:00", "40.00"),
+        order("O2", "A", "2026-03-01 10:00", "40.00"),
+    )
+    shop.add(
+        "order_items",
+        item("O1", "a", "1", "1", category="sale"),
+        item("O2", "c", "1", "1", category="sale"),
+        item("O1", "b", "1", "1", category="sale"),
+    )
+    shop.run("2026-03-01")
+    # 10 available; O1's items first (by key, each order's items in export order):
+    # O1#1 takes 6 (4 left), O1#2 takes 4 (shortfall 2), O2#1 takes 0 (shortfall 6).
+    assert shop.query(
+        "SELECT source_id, points, shortfall FROM ledger WHERE kind = 'debit' ORDER BY entry_id"
+    ) == [("O1#1", -6, 0), ("O1#2", -4, 2), ("O2#1", 0, 6)]

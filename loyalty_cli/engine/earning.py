@@ -219,7 +219,8 @@ def apply_earning(ctx: RunContext) -> None:
         ctx,
         f"""SELECT customer_id, 'debit' AS kind, -points AS amount, {rule_id} AS rule_id,
                   source_id, occurred_at, CAST(NULL AS VARCHAR) AS reason,
-                  CASE WHEN {is_event} THEN 1 ELSE 0 END * 1000000 + seq AS seq
+                  CASE WHEN {is_event} THEN 1 ELSE 0 END AS seq,
+                  coalesce(order_id, source_id) AS key, seq AS sub
            FROM earn_rows WHERE points < 0""",
     )
     per_rule = ctx.q(
@@ -264,8 +265,8 @@ def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
 
     Room is summed per member, rule and period over this run's positive points plus what
     earlier runs credited (read from the ledger, _room_used_sql). Only the periods that pass
-    the cap need the running sum in row order; the row that crosses the cap gets the
-    remainder.
+    the cap need the running sum in row order (9.3: by time, then by order or event key, an
+    order's items in export order); the row that crosses the cap gets the remainder.
     """
     cap_max = (
         "CASE rule_idx "
@@ -291,7 +292,8 @@ def _apply_caps(ctx: RunContext, capped: dict[int, dict]) -> None:
             SELECT r.rowid AS rid,
                    least(r.uncapped, greatest(0, o.cap - o.used - coalesce(sum(r.uncapped) OVER (
                        PARTITION BY r.customer_id, r.rule_idx, r.period
-                       ORDER BY r.occurred_at, r.seq, r.source_id
+                       ORDER BY r.occurred_at, coalesce(r.order_id, r.source_id), r.seq,
+                                r.source_id
                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))) AS points
             FROM earn_rows r
             JOIN (SELECT *, {cap_max} AS cap FROM _capg WHERE total + used > {cap_max}) o

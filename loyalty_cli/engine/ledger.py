@@ -400,16 +400,19 @@ def debit(ctx: RunContext, relation: str) -> int:
     """Take points from available balances, first-in first-out, never below zero.
 
     Columns: customer_id, kind, amount (> 0), rule_id, source_id, occurred_at, reason,
-    and optionally seq (a tie-breaker). Each row makes an entry with the points it took
+    and optionally the tie-breakers seq, key and sub: debits are taken in (occurred_at,
+    seq, key, sub, source_id, kind) order. Each row makes an entry with the points it took
     (negative) and its shortfall.
     """
-    cols = ctx.q(f"SELECT * FROM ({relation}) LIMIT 0").description
-    has_seq = any(c[0] == "seq" for c in cols)
-    seq = "seq" if has_seq else "0"
+    cols = {c[0] for c in ctx.q(f"SELECT * FROM ({relation}) LIMIT 0").description}
+    seq = "seq" if "seq" in cols else "0"
+    key = "key" if "key" in cols else "''"
+    sub = "sub" if "sub" in cols else "0"
     ctx.q("DROP TABLE IF EXISTS _debits")
     ctx.q(
         f"""CREATE TEMP TABLE _debits AS
-        WITH d AS (SELECT *, {seq} AS _seq FROM ({relation}) x WHERE amount > 0),
+        WITH d AS (SELECT *, {seq} AS _seq, {key} AS _key, {sub} AS _sub
+                   FROM ({relation}) x WHERE amount > 0),
         bal AS (
             SELECT customer_id, sum(remaining) AS b0 FROM lots
             WHERE status = 'available' AND remaining > 0
@@ -421,10 +424,12 @@ def debit(ctx: RunContext, relation: str) -> int:
                    sum(amount) OVER w - amount AS cum_before,
                    row_number() OVER w AS k
             FROM d LEFT JOIN bal USING (customer_id)
-            WINDOW w AS (PARTITION BY d.customer_id ORDER BY occurred_at, _seq, source_id, kind
+            WINDOW w AS (PARTITION BY d.customer_id
+                         ORDER BY occurred_at, _seq, _key, _sub, source_id, kind
                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)),
-        -- Numbered in (customer_id, occurred_at, _seq, source_id, kind) order: the members'
-        -- debits before, plus the place within the member (the same sort as the running sum).
+        -- Numbered in (customer_id, occurred_at, _seq, _key, _sub, source_id, kind) order: the
+        -- members' debits before, plus the place within the member (the same sort as the
+        -- running sum).
         base AS ({_members_before("d")})
         SELECT base.b + run.k AS n, run.* EXCLUDE (k),
                greatest(0, b0 - cum_before) - greatest(0, b0 - cum_after) AS taken
