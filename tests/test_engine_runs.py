@@ -188,8 +188,34 @@ def test_reject_rate_over_threshold_refuses_the_run(tmp_path):
     assert result.exit_code == 3
     files = sorted(p.name for p in (shop.out / "2026-03-01").iterdir())
     assert files == ["rejects.csv", "run.json"]
-    assert shop.query("SELECT count(*) FROM ledger")[0][0] == 0
-    assert shop.query("SELECT count(*) FROM runs")[0][0] == 0
+    # The state did not exist before this first run, and does not after it.
+    assert not shop.state.exists()
+    # On a state with runs, a refused run changes nothing.
+    shop.rows["orders"].pop()
+    shop.export()
+    assert shop.run("2026-03-01").status == "ok"
+    before = dump_state(shop.state)
+    shop.add("orders", order("O3", "A", "2026-03-02 12:00", "ten"))
+    assert shop.run("2026-03-02").status == "refused"
+    assert dump_state(shop.state) == before
+
+
+def test_a_first_run_that_fails_leaves_no_state_file(tmp_path):
+    """No customers export: the run stops (exit 1) before anything is committed, and the
+    state file it would have created is not left behind."""
+    shop = Shop(tmp_path, "earning:\n  rules:\n    - {id: base, on: order, points: order.total}\n")
+    (shop.data / "customers.csv").unlink()
+    from loyalty_cli.diagnostics import LoyaltyError
+
+    with pytest.raises(LoyaltyError) as err:
+        shop.run("2026-03-01")
+    assert err.value.exit_code == 1 and err.value.diagnostics[0].code == "D601"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out", "program.yaml"]
+    assert list(shop.out.iterdir()) == []  # the --out folder, made before the run, empty
+    # backfill too
+    with pytest.raises(LoyaltyError):
+        shop.backfill("2026-03-01", "2026-03-02")
+    assert not shop.state.exists()
 
 
 def test_the_reject_rate_counts_only_rows_new_to_the_state(tmp_path):
@@ -306,8 +332,7 @@ def test_files_that_cannot_be_written_leave_the_state_unchanged(tmp_path):
     shop, ref = _two_shops(tmp_path)
     diag = _run_on_full_disk(shop, "2026-03-01", outputs, "write_all")
     assert "state is unchanged" in diag.message and "No space left on device" in diag.message
-    assert shop.query("SELECT count(*) FROM ledger") == [(0,)]
-    assert shop.query("SELECT count(*) FROM runs") == [(0,)]
+    assert not shop.state.exists()  # a first run: there was no state before it
     assert list(shop.out.iterdir()) == []  # nothing half-written left
     shop.run("2026-03-01")
     ref.run("2026-03-01")
@@ -507,8 +532,7 @@ earning:
     assert done.returncode == 1, done.stderr
     assert "D613" in done.stderr and what in done.stderr and "earning step" in done.stderr
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
-    assert shop.query("SELECT count(*) FROM runs") == [(0,)]
-    assert shop.query("SELECT count(*) FROM ledger") == [(0,)]
+    assert not shop.state.exists()  # rolled back: the first run leaves no state
 
 
 def test_many_welcome_bonuses_after_a_bonus_that_gives_nothing_are_all_booked(tmp_path):

@@ -189,8 +189,7 @@ def run(
     data = data_folder(data_dir)
     as_of = as_of or default_as_of(program)
     _check_out_folder(out_dir)
-    con = _connect_for_run(state_path, program, as_of, out_dir)
-    try:
+    with _state_for_runs(state_path, program, as_of, out_dir) as con:
         last = _last_run_before(
             con,
             program,
@@ -204,8 +203,31 @@ def run(
             days = [last + dt.timedelta(days=i) for i in range(1, (as_of - last).days + 1)]
         days = _files_missing(con, last, out_dir, days) + days
         return _run_days(con, program, data, days, out_dir, progress, planned)
+
+
+@contextlib.contextmanager
+def _state_for_runs(
+    state_path: str | Path | None, program: Program, as_of: dt.date, out_dir: str | Path | None
+) -> Iterator[Connection]:
+    """The state for `run` and `backfill` (see _connect_for_run), closed afterwards.
+
+    A state file that did not exist before is removed again when no run was committed to
+    it: a first run that stops at a bad export or is refused leaves no file behind, as it
+    found none."""
+    fresh = state_path is not None and not Path(state_path).exists()
+    con = _connect_for_run(state_path, program, as_of, out_dir)
+    try:
+        yield con
     finally:
+        try:
+            empty = fresh and not state.value(con, "SELECT count(*) FROM runs")
+        except Exception:  # noqa: BLE001 - unsure what the file holds: it stays
+            empty = False
         con.close()
+        if empty:
+            assert state_path is not None
+            for leftover in (Path(state_path), Path(f"{state_path}.wal")):
+                leftover.unlink(missing_ok=True)
 
 
 def _connect_for_run(
@@ -292,8 +314,7 @@ def backfill(
         program = load_program(program)
     data = data_folder(data_dir)
     _check_out_folder(out_dir)
-    con = _connect_for_run(state_path, program, first_day, out_dir)
-    try:
+    with _state_for_runs(state_path, program, first_day, out_dir) as con:
         check_program(con, program, state_path)
         last = last_run_day(con)
         if last is not None and first_day < last:
@@ -308,8 +329,6 @@ def backfill(
         days = [first_day + dt.timedelta(days=i) for i in range((last_day - first_day).days + 1)]
         days = _files_missing(con, last, out_dir, days) + days
         return _run_days(con, program, data, days, out_dir, progress, planned)
-    finally:
-        con.close()
 
 
 def _files_missing(
@@ -490,8 +509,8 @@ def run_day(
         if program.tiers:
             tiers.apply_tiers(ctx)
         t = lap("tiers", t)
-        if program.data.get("segments"):
-            segments.apply_segments(ctx)
+        # Also without segments: the members of segments taken out of the program go.
+        segments.apply_segments(ctx)
         t = lap("segments", t)
         try:
             workflows.apply_workflows(ctx)
