@@ -90,3 +90,7 @@ def test_a_segment_taken_out_of_the_program_loses_its_members_and_enters_anew_on
     assert shop.query(
         "SELECT grp, change, on_day FROM segment_changes WHERE segment_id = 'churn' ORDER BY on_day"
     ) == [("low", "enter", date(2026, 3, 4)), ("low", "enter", date(2026, 3, 6))]
+    # Every segment taken out: none keeps members.
+    shop.program.write_text(BASE + "earning:\n  rules:\n    - {id: b, on: order, points: '1'}\n")
+    shop.run("2026-03-07")
+    assert shop.query("SELECT count(*) FROM segment_members") == [(0,)]
