@@ -871,3 +871,35 @@ def test_a_generated_code_of_a_message_not_sent_goes_back_without_an_end_date(tm
         ("A", dt.date(2026, 3, 2), dt.date(2026, 4, 1)),
         (None, None, None),
     ]
+
+
+def test_an_order_reexported_as_cancelled_stops_counting_in_the_audience_that_night(tmp_path):
+    """The night an order comes back cancelled it is still `completed` in the state until
+    the run's end; the audience must not count it, as the rerun of that night (which finds
+    it cancelled) does not."""
+    daily = """
+        version: 1
+        workflow:
+          id: loyal
+          trigger: {schedule: {every: day}}
+          audience: orders_count >= 2
+          reentry: 1 day
+          steps:
+            - {id: gift, award: {points: 7, reason: two-orders}}
+        """
+    shop = shop_with(tmp_path, ORDERS_PROGRAM, {"loyal": daily})
+    shop.add("customers", customer("A", "2026-01-05 10:00:00"))
+    shop.add(
+        "orders",
+        order("O1", "A", "2026-03-01 10:00:00", "10.00"),
+        order("O2", "A", "2026-03-08 10:00:00", "20.00"),
+    )
+    shop.run("2026-03-09")  # two orders: A is let in and awarded 7
+    shop.rows["orders"][1]["status"] = "cancelled"
+    shop.export()
+    shop.run("2026-03-10")  # O2 cancelled tonight: one order left, A stays out
+    awards = shop.query("SELECT run_on, points FROM ledger WHERE kind = 'award' ORDER BY entry_id")
+    assert awards == [(dt.date(2026, 3, 9), 7)]
+    before = dump_state(shop.state)
+    shop.run("2026-03-10")  # the rerun agrees
+    assert dump_state(shop.state) == before

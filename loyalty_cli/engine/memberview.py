@@ -36,6 +36,11 @@ def member_view_sql(
     With `names`, the columns that need a pass over all lots or all orders are worked out
     only when `names` holds them (else 0 or NULL): a view that no expression reads costs
     nothing.
+
+    An order re-exported as cancelled in this run is still `completed` in `orders` until
+    the run's end; once the run knows it (`cancelled_now`, made after the start's view),
+    the view leaves it out, so the segments and workflows steps see what a rerun of the
+    day, which finds it cancelled, sees.
     """
     d = ctx.sql_date()
     only = f"AND customer_id IN ({among})" if among else ""
@@ -52,7 +57,8 @@ def member_view_sql(
     order_stats = (
         f"""(SELECT customer_id, max(day) AS last_day, count(*) AS n,
                    sum(greatest(total - returned, 0)) AS spend
-            FROM orders WHERE status = 'completed' {only} GROUP BY customer_id)"""
+            FROM orders WHERE status = 'completed' {only} {ctx.not_cancelled_now("order_id")}
+            GROUP BY customer_id)"""
         if orders
         else "(SELECT NULL::VARCHAR AS customer_id, NULL::DATE AS last_day, 0 AS n, "
         "CAST(0 AS DECIMAL(18,2)) AS spend WHERE FALSE)"

@@ -365,31 +365,11 @@ _MEMBERS = "seg_members_now"  # the member view as after the run's earlier steps
 
 def _members_now(ctx: RunContext) -> str:
     """The member view as the state stands after the run's earlier steps (taken once per
-    run, when a segment first needs it): a rerun of the day finds the same.
-
-    An order re-exported as cancelled in this run is still `completed` in `orders` until
-    the run's end, so the view's order columns are worked out here without those orders:
-    the run sees what its rerun (which finds them cancelled) sees.
+    run, when a segment first needs it): a rerun of the day finds the same (orders
+    re-exported as cancelled in this run left out, see memberview.member_view_sql).
     """
-    if ctx.has_table(_MEMBERS):
-        return _MEMBERS
-    if not (ctx.has_table("cancelled_now") and ctx.scalar("SELECT count(*) FROM cancelled_now")):
+    if not ctx.has_table(_MEMBERS):
         ctx.q(f"CREATE TEMP TABLE {_MEMBERS} AS {memberview.member_view_sql(ctx)}")
-        return _MEMBERS
-    view = memberview.member_view_sql(ctx, names=set(memberview.FROM_LOTS))
-    ctx.q(
-        f"""CREATE TEMP TABLE {_MEMBERS} AS
-        SELECT mv.* REPLACE (
-                   CAST({ctx.sql_date()} - o.last_day AS BIGINT) AS days_since_last_order,
-                   coalesce(o.n, 0) AS orders_count,
-                   coalesce(o.spend, CAST(0 AS DECIMAL(18,2))) AS lifetime_spend,
-                   o.last_day AS last_order_day)
-        FROM ({view}) mv
-        LEFT JOIN (SELECT customer_id, max(day) AS last_day, count(*) AS n,
-                          sum(greatest(total - returned, 0)) AS spend
-                   FROM orders WHERE status = 'completed' {ctx.not_cancelled_now("order_id")}
-                   GROUP BY customer_id) o USING (customer_id)"""
-    )
     return _MEMBERS
 
 
