@@ -489,7 +489,9 @@ def backfill(
     if refused:
         _print_result(refused[0], Format.text, console)
     else:
-        console.print(f"backfill done: {len(results)} day(s), {d1} .. {d2}", highlight=False)
+        # The days run: missed days before D1 are caught up first (docs/run.md).
+        first, last = (results[0].as_of, results[-1].as_of) if results else (d1, d2)
+        console.print(f"backfill done: {len(results)} day(s), {first} .. {last}", highlight=False)
         if results:
             _print_result(results[-1], Format.text, console)
     raise typer.Exit(max((int(r.exit_code) for r in results), default=0))

@@ -195,9 +195,17 @@ def test_backfill_runs_each_day(tmp_path):
         str(shop.out),
     )
     assert res.exit_code == 0, res.output
-    assert "3 day(s)" in res.output
+    assert "backfill done: 3 day(s), 2026-03-01 .. 2026-03-03" in res.output
     assert sorted(p.name for p in shop.out.iterdir()) == ["2026-03-01", "2026-03-02", "2026-03-03"]
     assert [r["customer_id"] for r in shop.csv("2026-03-01", "balances.csv")] == ["A"]
+    # From 03-06 after a last run of 03-03: the missed 03-04 and 03-05 come first, and the
+    # summary names the days run.
+    args = ["--data", str(shop.data), "--state", str(shop.state), "--out", str(shop.out)]
+    res = run_cli(
+        "backfill", str(shop.program), "--from", "2026-03-06", "--to", "2026-03-07", *args
+    )
+    assert res.exit_code == 0, res.output
+    assert "backfill done: 4 day(s), 2026-03-04 .. 2026-03-07" in res.output
 
 
 def test_usage_errors_exit_2(tmp_path):
