@@ -186,3 +186,29 @@ def test_a_late_return_in_a_rerun_corrects_the_days_promotion(
     shop.run("2026-01-03")
     earned = shop.query("SELECT points FROM ledger WHERE source_id = 'o2' AND kind = 'earn'")
     assert earned == [(100 if tier == "bronze" else 200,)]
+
+
+def test_a_rerun_judges_earning_rules_with_the_tier_at_the_start_of_the_day(tmp_path: Path):
+    """A rule for silver members: a late order of D, in a rerun of D after the day's first
+    run promoted the member, earns as in one run of D (the member was bronze all of D)."""
+    program = REDEEM_AT_TIER.replace(
+        "    - {id: base, on: order, points: order.total}\n",
+        "    - {id: base, on: order, points: order.total}\n"
+        "    - {id: silver-thanks, on: order, when: \"tier = 'silver'\", points: '7'}\n",
+    )
+    shop = Shop(tmp_path, program)
+    shop.add("customers", customer("A", "2026-01-01 10:00"))
+    shop.add("orders", order("o1", "A", "2026-01-02 10:00", "1000"))  # silver on 2026-01-02
+    shop.run("2026-01-02")
+    shop.add("orders", order("o2", "A", "2026-01-02 18:00", "10"))  # late, same day
+    shop.run("2026-01-02")
+    earned = shop.query(
+        "SELECT source_id, rule_id, points FROM ledger WHERE kind = 'earn' ORDER BY entry_id"
+    )
+    # base: 1000 + 10; silver-thanks: nothing on 01-02, A was bronze at its start.
+    assert earned == [("o1", "base", 1000), ("o2", "base", 10)]
+    shop.add("orders", order("o3", "A", "2026-01-03 09:00", "5"))
+    shop.run("2026-01-03")  # silver from the start of 01-03: 5 + 7
+    assert shop.query(
+        "SELECT rule_id, points FROM ledger WHERE source_id = 'o3' ORDER BY rule_id"
+    ) == [("base", 5), ("silver-thanks", 7)]

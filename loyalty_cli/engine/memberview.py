@@ -2,7 +2,8 @@
 
 One query, taken at three moments of a run:
 - at its start, for earning rules and challenges (`member_view`, run._prepare): a row is
-  judged by the member as they were before the run;
+  judged by the member as they were before the run, with the tier of the start of D (a
+  rerun of D with a late export judges the late rows as the one run of D would have);
 - in the segments step, for rule segments and rfm group conditions (segments.py): the
   member after the run's earlier steps, so that a rerun of the day, which finds those
   steps done, places everyone where the run did;
@@ -27,7 +28,11 @@ def first_rfm(ctx: RunContext) -> str | None:
 
 
 def member_view_sql(
-    ctx: RunContext, *, names: set[str] | None = None, among: str | None = None
+    ctx: RunContext,
+    *,
+    names: set[str] | None = None,
+    among: str | None = None,
+    start_of_day: bool = False,
 ) -> str:
     """SELECT of the member view of every customer (or of those `among`, a query of
     customer ids) as the state stands: customer_id, tier, balance, pending,
@@ -36,6 +41,10 @@ def member_view_sql(
     With `names`, the columns that need a pass over all lots or all orders are worked out
     only when `names` holds them (else 0 or NULL): a view that no expression reads costs
     nothing.
+
+    With `start_of_day` (the view of the run's start, for earning rules and challenges), the
+    tier is the member's tier at the start of D (tiers.member_tiers_sql): in a rerun of D
+    with a late export, not the tier the day's first run moved them to.
 
     An order re-exported as cancelled in this run is still `completed` in `orders` until
     the run's end; once the run knows it (`cancelled_now`, made after the start's view),
@@ -64,6 +73,12 @@ def member_view_sql(
         "CAST(0 AS DECIMAL(18,2)) AS spend WHERE FALSE)"
     )
     lowest, rfm = ctx.program.lowest_tier, first_rfm(ctx)
+    if start_of_day:
+        from loyalty_cli.engine import tiers
+
+        stored = f"({tiers.member_tiers_sql(ctx, among)})"
+    else:
+        stored = "tiers"
     return f"""
         SELECT c.customer_id,
                coalesce(t.tier, {"NULL" if lowest is None else sql_literal(lowest)}) AS tier,
@@ -74,7 +89,7 @@ def member_view_sql(
                coalesce(o.spend, CAST(0 AS DECIMAL(18,2))) AS lifetime_spend,
                s.r, s.f, s.m, o.last_day AS last_order_day
         FROM customers c
-        LEFT JOIN tiers t USING (customer_id)
+        LEFT JOIN {stored} t USING (customer_id)
         LEFT JOIN {balances} b USING (customer_id)
         LEFT JOIN {order_stats} o USING (customer_id)
         LEFT JOIN (SELECT customer_id, r, f, m FROM segment_members

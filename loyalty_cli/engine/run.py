@@ -847,7 +847,7 @@ def _prepare(ctx: RunContext, loaded) -> None:
         con.execute(f"DROP {kind[0]} member_view")
     con.execute(
         f"""CREATE TEMP {"TABLE" if reads_view else "VIEW"} member_view AS
-        {memberview.member_view_sql(ctx, names=names)}"""
+        {memberview.member_view_sql(ctx, names=names, start_of_day=True)}"""
     )
 
     # The stored orders this export names (its orders, items and returns): every check
