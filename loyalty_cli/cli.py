@@ -896,9 +896,14 @@ def explain(
         raise typer.Exit(0)
     console = _console()
     c = info["customer"]
-    tier = info["tier"]["tier"] if info["tier"] else "(lowest)"
+    t = info["tier"]
+    tier = (
+        f"{escape(t['tier'])} (since {t['since']}, renewed {t['renewed_on']})"
+        if t
+        else "(lowest)"
+    )
     console.print(
-        f"[bold]{escape(customer_id)}[/bold] joined {c.get('join_day')} | tier {escape(tier)} | "
+        f"[bold]{escape(customer_id)}[/bold] joined {c.get('join_day')} | tier {tier} | "
         f"available {info['balances']['available']:,} | pending {info['balances']['pending']:,}",
         highlight=False,
     )
@@ -944,7 +949,7 @@ def explain(
         (
             "Redemptions",
             info["redemptions"],
-            ["redemption_id", "reward_id", "status", "reason", "coupon_code"],
+            ["redemption_id", "reward_id", "cost", "status", "reason", "coupon_code"],
         ),
         (
             "Workflow steps",

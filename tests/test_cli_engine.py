@@ -788,3 +788,42 @@ def test_a_missing_data_folder_is_one_usage_error_for_every_command(tmp_path):
             "  hint: Pass the folder holding the night's exports.\n"
         )
         assert not shop.state.exists() and not shop.out.exists()
+
+
+def test_explain_text_shows_the_tier_dates_and_the_cost_of_redemptions(tmp_path, monkeypatch):
+    shop = Shop(
+        tmp_path,
+        """
+earning:
+  pending_days: 0
+  rules:
+    - {id: base, on: order, points: order.total}
+tiers:
+  levels:
+    - {id: bronze, name: Bronze, min: 0}
+    - {id: silver, name: Silver, min: 100}
+rewards:
+  - {id: mug, name: Mug, cost: 40}
+""",
+    )
+    shop.add("customers", customer("A", "2026-01-01 10:00:00"))
+    shop.add("orders", order("O1", "A", "2026-03-01 12:00:00", "150.00"))
+    shop.run("2026-03-01")  # silver since 03-01
+    shop.add(
+        "redemptions",
+        {
+            "redemption_id": "R1",
+            "customer_id": "A",
+            "reward_id": "mug",
+            "requested_at": "2026-03-02 09:00:00",
+        },
+    )
+    shop.run("2026-03-02")  # renewed 03-02; 150 - 40 = 110
+    monkeypatch.setenv("COLUMNS", "120")
+    out = run_cli("explain", "A", "--state", str(shop.state)).output
+    assert out.splitlines()[0] == (
+        "A joined 2026-01-01 | tier silver (since 2026-03-01, renewed 2026-03-02) | "
+        "available 110 | pending 0"
+    )
+    row = next(line for line in out.splitlines() if line.startswith("R1 "))
+    assert row.split() == ["R1", "mug", "40", "accepted"]
