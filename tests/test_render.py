@@ -436,6 +436,12 @@ def test_unknown_variable_in_the_rendered_path_is_reported_once(tmp_path):
             2,
             "unsafe template operation: range() of more than 100,000 items",
         ),
+        # Too many items for len() of a range (past 2**63): still the limit, not a T506.
+        (
+            "{% for i in range(10000000000000000000) %}.{% endfor %}",
+            1,
+            "unsafe template operation: range() of more than 100,000 items",
+        ),
     ],
 )
 def test_unsafe_operations(tmp_path, source, line, message):

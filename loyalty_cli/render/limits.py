@@ -77,7 +77,8 @@ def printed(value: Any) -> None:
 def bounded_range(*args: int) -> range:
     """``range()`` of templates: at most MAX_STEPS items (more could never be looped over)."""
     items = range(*args)
-    if len(items) > MAX_STEPS:
+    # len() fails with an OverflowError past sys.maxsize items; the slice's length does not.
+    if len(items[: MAX_STEPS + 1]) > MAX_STEPS:
         raise TemplateLimitError(f"range() of more than {MAX_STEPS:,} items")
     return items
 
