@@ -212,3 +212,27 @@ def test_a_rerun_judges_earning_rules_with_the_tier_at_the_start_of_the_day(tmp_
     assert shop.query(
         "SELECT rule_id, points FROM ledger WHERE source_id = 'o3' ORDER BY rule_id"
     ) == [("base", 5), ("silver-thanks", 7)]
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["one-run", "rerun-with-late-export"])
+def test_a_rerun_that_undoes_a_promotion_counts_the_renewal_of_the_start_tier(tmp_path: Path, late):
+    """Silver since 2026-01-01, A spends 5000 on 2026-03-01 (gold) and returns 4500 of it the
+    same day. One run of the day renews silver (basis 1000 + 500 = 1500 >= 1000); a rerun
+    with the late return undoes the promotion and leaves silver renewed on D, and the day's
+    run.json counts (which add up over its runs) say so: promoted 1 - 1, renewed 0 + 1."""
+    shop = Shop(tmp_path, TIERS)
+    shop.add("customers", customer("A", "2026-01-01 10:00"))
+    shop.add("orders", order("o0", "A", "2026-01-01 10:00", "1000"))
+    shop.run("2026-01-01")  # silver
+    shop.add("orders", order("o1", "A", "2026-03-01 10:00", "5000"))
+    if late:
+        shop.run("2026-03-01", catch_up=False)
+        assert _tier_counts(shop, "2026-03-01") == {"promoted": 1}
+    shop.add("returns", {"order_id": "o1", "returned_at": "2026-03-01 18:00", "amount": "4500"})
+    shop.run("2026-03-01", catch_up=False)
+    assert shop.query("SELECT tier, since, renewed_on FROM tiers") == [
+        ("silver", date(2026, 1, 1), date(2026, 3, 1))
+    ]
+    assert _tier_counts(shop, "2026-03-01") == {"renewed": 1}
+    shop.run("2026-03-01", catch_up=False)  # the same data again: nothing more to count
+    assert _tier_counts(shop, "2026-03-01") == {"renewed": 1}

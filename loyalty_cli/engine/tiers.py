@@ -231,14 +231,19 @@ def apply_tiers(ctx: RunContext) -> None:
     )
 
     # A rerun of D counts what it changed in the day's net changes (the earlier runs of D
-    # counted theirs, and a day's counts add up over its runs): -1 for a change it undid.
+    # counted theirs, and a day's counts add up over its runs): -1 for a change it undid,
+    # and +1 renewed when it leaves the member at the tier they started D at and their basis
+    # qualifies for it (the renewal one run of D would have counted; the first run counted
+    # a change instead).
     promoted, demoted, renewed = ctx.q(
         f"""SELECT count(*) FILTER (WHERE change = 'up')
                      - count(*) FILTER (WHERE today_change = 'up'),
                    count(*) FILTER (WHERE change = 'down')
                      - count(*) FILTER (WHERE today_change = 'down'),
                    count(*) FILTER (WHERE change IS NULL AND cur_rank > 0
-                                    AND stored_renewed_on < {day} AND new_renewed_on = {day})
+                                    AND new_renewed_on = {day}
+                                    AND (stored_renewed_on < {day}
+                                         OR changed_today AND q_rank >= cur_rank))
         FROM _tier_step"""
     ).fetchone()
     ctx.count("tiers", "promoted", promoted)
