@@ -382,3 +382,21 @@ def test_an_rfm_group_comparing_a_score_out_of_its_range_never_matches(tmp_path:
     ]
     # With the default scores (5), f > 3 can be true.
     assert problems(tmp_path, program.replace("scores: 3, ", "")) == []
+
+
+def test_a_workflow_checked_on_its_own_names_tiers_freely(tmp_path: Path) -> None:
+    """A workflow given without its program is checked on its own (docs/validate.md): its
+    tier names are checked when the program is, so `tier in ('gold', 'silver')` is no R302
+    there, and with a program without tiers it is."""
+    from loyalty_cli.config.validate import validate_paths
+
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        "version: 1\nworkflow:\n  id: hello\n  trigger: joined\n"
+        "  audience: tier in ('gold', 'silver')\n  steps:\n    - wait: 1 day\n"
+    )
+    report = validate_paths([str(wf)])
+    assert [d.code for d in report.diagnostics if d.severity != "info"] == []
+    program = PROGRAM + "workflows: [wf.yaml]\n"
+    found = [(code, msg) for code, _, _, _, msg, _ in problems(tmp_path, program, None)]
+    assert ("R302", "workflow.audience: tier 'gold' is not a tier level") in found

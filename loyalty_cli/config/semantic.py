@@ -188,10 +188,11 @@ class Checker:
             )
         return checked
 
-    def tier_literals(self, path: PathKey, value: Any, tiers: list[str]) -> None:
+    def tier_literals(self, path: PathKey, value: Any, tiers: list[str] | None) -> None:
         """String literals compared with `tier` must name a tier level (in a program without
-        tiers, `tier` is always empty and no literal can)."""
-        if not isinstance(value, str):
+        tiers, `tier` is always empty and no literal can). `tiers` is None for a workflow
+        checked without its program: its tier names are checked with the program."""
+        if not isinstance(value, str) or tiers is None:
             return
         for literal in _tier_literals(value):
             if literal not in tiers:
@@ -723,7 +724,7 @@ def check_workflow(
     extras = pctx.extras if pctx else {}
     has_rfm = pctx.has_rfm if pctx else False
     ctx = expressions.ExprContext.for_rule(None, extras, rfm=has_rfm, workflow=True)
-    tiers = pctx.tiers if pctx else []
+    tiers = pctx.tiers if pctx else None  # without the program, its levels are unknown
 
     for part in ("audience", "exit_when"):
         c.expression((*base, part), wf.get(part), ctx, "condition")
