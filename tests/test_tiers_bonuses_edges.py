@@ -236,3 +236,27 @@ def test_a_rerun_that_undoes_a_promotion_counts_the_renewal_of_the_start_tier(tm
     assert _tier_counts(shop, "2026-03-01") == {"renewed": 1}
     shop.run("2026-03-01", catch_up=False)  # the same data again: nothing more to count
     assert _tier_counts(shop, "2026-03-01") == {"renewed": 1}
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["one-run", "rerun-with-late-export"])
+def test_a_rerun_that_promotes_a_member_the_day_renewed_counts_the_promotion_only(
+    tmp_path: Path, late
+):
+    """Silver since 2026-01-01 (1000 spent). On 2026-03-01 A spends 100 (basis 1100: silver
+    renewed) and, in a late export of the same day, 4000 more (basis 5100: gold). One run of
+    the day counts a promotion; the first run's renewal is taken back by the rerun's
+    promotion, so the day's run.json counts (which add up over its runs) say the same."""
+    shop = Shop(tmp_path, TIERS)
+    shop.add("customers", customer("A", "2026-01-01 10:00"))
+    shop.add("orders", order("o0", "A", "2026-01-01 10:00", "1000"))
+    shop.run("2026-01-01")  # silver
+    shop.add("orders", order("o1", "A", "2026-03-01 10:00", "100"))
+    if late:
+        shop.run("2026-03-01", catch_up=False)
+        assert _tier_counts(shop, "2026-03-01") == {"renewed": 1}
+    shop.add("orders", order("o2", "A", "2026-03-01 12:00", "4000"))
+    shop.run("2026-03-01", catch_up=False)
+    assert shop.query("SELECT tier, since, renewed_on FROM tiers") == [
+        ("gold", date(2026, 3, 1), date(2026, 3, 1))
+    ]
+    assert _tier_counts(shop, "2026-03-01") == {"promoted": 1}

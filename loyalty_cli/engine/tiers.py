@@ -234,7 +234,8 @@ def apply_tiers(ctx: RunContext) -> None:
     # counted theirs, and a day's counts add up over its runs): -1 for a change it undid,
     # and +1 renewed when it leaves the member at the tier they started D at and their basis
     # qualifies for it (the renewal one run of D would have counted; the first run counted
-    # a change instead).
+    # a change instead); -1 renewed when it promotes a member an earlier run of D renewed
+    # (one run of D counts the promotion only).
     promoted, demoted, renewed = ctx.q(
         f"""SELECT count(*) FILTER (WHERE change = 'up')
                      - count(*) FILTER (WHERE today_change = 'up'),
@@ -244,6 +245,8 @@ def apply_tiers(ctx: RunContext) -> None:
                                     AND new_renewed_on = {day}
                                     AND (stored_renewed_on < {day}
                                          OR changed_today AND q_rank >= cur_rank))
+                     - count(*) FILTER (WHERE change IS NOT NULL AND NOT changed_today
+                                        AND cur_rank > 0 AND stored_renewed_on = {day})
         FROM _tier_step"""
     ).fetchone()
     ctx.count("tiers", "promoted", promoted)
