@@ -1098,3 +1098,16 @@ def test_a_header_repeating_a_column_in_another_case_uses_the_first(tmp_path):
         "customers.csv: the header repeats 'email'/'EMAIL', 'joined_at'/'Joined_At'; "
         "the first of each is used"
     ]
+
+
+def test_a_header_repeating_a_column_but_for_case_and_spaces_uses_the_first(tmp_path):
+    """`Customer_Id` and `CUSTOMER_ID ` both match `customer_id` (case and surrounding
+    spaces are ignored): a repeat, read from the first with a warning, as `email`/`EMAIL`
+    is; it was a D602 saying the required column was missing."""
+    customers = "Customer_Id,CUSTOMER_ID ,joined_at\nC1,C9,2026-01-01 10:00\n"
+    files = {"customers.csv": customers, "orders.csv": HEADER}
+    con, result = load(tmp_path, files, base())
+    assert rows(con, result.tables["customers"], "customer_id") == [("C1",)]
+    assert result.warnings == [
+        "customers.csv: the header repeats 'Customer_Id'/'CUSTOMER_ID '; the first of each is used"
+    ]

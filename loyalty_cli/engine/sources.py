@@ -644,14 +644,16 @@ def _read_csv(loader: _Loader, src: _Source, part: _Part) -> None:
         return
     if opts["header"]:
         names = _unique_names(first)
+        # Names equal but for case and surrounding spaces are one column said twice (they
+        # match the same expected name); _match_columns takes the first.
         spelt: dict[str, list[str]] = {}
         for n in first:
-            if n.strip() and n not in spelt.setdefault(n.lower(), []):
-                spelt[n.lower()].append(n)
+            if n.strip() and n not in spelt.setdefault(n.strip().casefold(), []):
+                spelt[n.strip().casefold()].append(n)
         repeated = sorted(
             "/".join(map(repr, ways))
             for key, ways in spelt.items()
-            if sum(n.lower() == key for n in first) > 1
+            if sum(n.strip().casefold() == key for n in first) > 1
         )
         if repeated:
             loader.warnings.append(
@@ -870,8 +872,9 @@ def _match_columns(
     """Canonical column -> the file's column (exact name, else the one matching but for case
     and spaces); one D602 for the required ones missing, a warning for a missing extra.
 
-    Two header columns matching but for case are ambiguous; keys of JSON lines are not (lines
-    may spell a key two ways), and the first of them is taken (`_read_json` reads them all).
+    Header columns equal but for case and spaces are a repeat: the first in the header is
+    taken (`_read_csv` warns). Keys of JSON lines may be spelt two ways on different lines:
+    the exact name, else the first of them, is taken (`_read_json` reads them all).
     """
     found: dict[str, str | None] = {}
     missing: list[tuple[_Column, str]] = []
@@ -888,7 +891,7 @@ def _match_columns(
                 wanted = f"column{index}"
         match = wanted if wanted in names else None
         folded = by_folded.get(wanted.strip().casefold(), [])
-        if match is None and (len(folded) == 1 or (json_keys and folded)):
+        if folded and (match is None or (len(folded) > 1 and not json_keys)):
             match = folded[0]
         found[col.name] = match
         if match is not None:
