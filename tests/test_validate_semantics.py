@@ -400,3 +400,20 @@ def test_a_workflow_checked_on_its_own_names_tiers_freely(tmp_path: Path) -> Non
     program = PROGRAM + "workflows: [wf.yaml]\n"
     found = [(code, msg) for code, _, _, _, msg, _ in problems(tmp_path, program, None)]
     assert ("R302", "workflow.audience: tier 'gold' is not a tier level") in found
+
+
+def test_a_workflow_checked_on_its_own_may_read_rfm_scores(tmp_path: Path) -> None:
+    """Alone, a workflow's `r >= 4` is fine (its program may score r, f, m); with a program
+    that has no rfm segment, r is unknown (E402)."""
+    from loyalty_cli.config.validate import validate_paths
+
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        "version: 1\nworkflow:\n  id: hello\n  trigger: joined\n"
+        "  audience: r >= 4 and f >= 2\n  steps:\n    - wait: 1 day\n"
+    )
+    report = validate_paths([str(wf)])
+    assert [d.code for d in report.diagnostics if d.severity != "info"] == []
+    program = PROGRAM + "workflows: [wf.yaml]\n"
+    found = [code for code, *_ in problems(tmp_path, program, None)]
+    assert "E402" in found

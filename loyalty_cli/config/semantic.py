@@ -722,7 +722,9 @@ def check_workflow(
     wf = doc.data.get("workflow") or {}
     base: PathKey = ("workflow",)
     extras = pctx.extras if pctx else {}
-    has_rfm = pctx.has_rfm if pctx else False
+    # Without the program it is not known whether it scores r, f and m: they are allowed,
+    # and checked with the program (docs/validate.md).
+    has_rfm = pctx.has_rfm if pctx else True
     ctx = expressions.ExprContext.for_rule(None, extras, rfm=has_rfm, workflow=True)
     tiers = pctx.tiers if pctx else None  # without the program, its levels are unknown
 
