@@ -898,9 +898,7 @@ def explain(
     c = info["customer"]
     t = info["tier"]
     tier = (
-        f"{escape(t['tier'])} (since {t['since']}, renewed {t['renewed_on']})"
-        if t
-        else "(lowest)"
+        f"{escape(t['tier'])} (since {t['since']}, renewed {t['renewed_on']})" if t else "(lowest)"
     )
     console.print(
         f"[bold]{escape(customer_id)}[/bold] joined {c.get('join_day')} | tier {tier} | "
