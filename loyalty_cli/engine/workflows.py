@@ -253,13 +253,10 @@ def _trigger_sql(ctx: RunContext, wf: dict) -> tuple[str, dict] | None:
             {},
         )
     if name == "schedule":
-        every, day = params["every"], int(params.get("day") or 0)
-        due = (
-            every == "day"
-            or (every == "week" and ctx.as_of.isoweekday() == day)
-            or (every == "month" and ctx.as_of.day == min(day, _month_days(ctx.as_of)))
-        )
-        if not due:
+        # Due when a day of the schedule falls in the run's window: one day in a nightly
+        # run, all the days since the last run in a run that did not catch up (`joined` and
+        # `birthday` fire for those days too). The members enter once.
+        if not _schedule_due(params, _trigger_low(ctx), ctx.as_of):
             return None
         return (
             "SELECT customer_id, CAST(NULL AS VARCHAR) AS ref FROM customers "
@@ -267,6 +264,29 @@ def _trigger_sql(ctx: RunContext, wf: dict) -> tuple[str, dict] | None:
             {},
         )
     raise ValueError(f"unknown workflow trigger {name!r}")
+
+
+def _schedule_due(params: dict, low: dt.date, high: dt.date) -> bool:
+    """Whether a day of the schedule falls in (low, high]: `day: 31` of a month is its
+    last day when it is shorter."""
+    every, day = params["every"], int(params.get("day") or 0)
+    if high <= low:
+        return False
+    if every == "day":
+        return True
+    if every == "week":
+        return (high - low).days >= 7 or any(
+            (low + dt.timedelta(days=n)).isoweekday() == day
+            for n in range(1, (high - low).days + 1)
+        )
+    # Months: the schedule's day of each month from low's to high's.
+    month = low.replace(day=1)
+    while month <= high:
+        due = month.replace(day=min(day, _month_days(month)))
+        if low < due <= high:
+            return True
+        month = (month + dt.timedelta(days=32)).replace(day=1)
+    return False
 
 
 def _month_days(day: dt.date) -> int:
