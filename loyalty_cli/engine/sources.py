@@ -40,6 +40,7 @@ from loyalty_cli.engine.timeutil import (
     check_timezone,
     end_of_day_sql,
     local_timestamp_sql,
+    naive_timestamp_sql,
     sql_ident,
     sql_literal,
 )
@@ -1210,7 +1211,7 @@ def _typed_sql(loader: _Loader, src: _Source, raw: str) -> str:
     stamps = [c for c in src.columns if c.kind == "timestamp"]
     if stamps:  # the plain reading of a timestamp, computed once
         naive = ", ".join(
-            f"TRY_CAST({sql_ident('r__' + c.name)} AS TIMESTAMP) AS {sql_ident('_t__' + c.name)}"
+            f"{naive_timestamp_sql(sql_ident('r__' + c.name))} AS {sql_ident('_t__' + c.name)}"
             for c in stamps
         )
         level_a = f"SELECT *, {naive} FROM ({level_a})"
@@ -1324,11 +1325,11 @@ def _convert(loader: _Loader, src: _Source, col: _Column) -> str:
 
 def _year_first(r: str) -> str:
     """SQL: the text begins with a year of four digits, 0001 to 9999, and a '-' (DuckDB's
-    casts also read `-2026-03-01` and `0000-01-01` as dates before Christ, and a fifth
-    digit of the year). Byte tests, cheap on every row."""
+    casts also read `-2026-03-01`, `0000-01-01` and `2026-05-01 (BC)` as dates before
+    Christ, and a fifth digit of the year). Byte tests, cheap on every row."""
     return (
         f"substr({r}, 5, 1) = '-' AND substr({r}, 1, 1) BETWEEN '0' AND '9' "
-        f"AND NOT prefix({r}, '0000')"
+        f"AND NOT prefix({r}, '0000') AND NOT contains({r}, '(')"
     )
 
 

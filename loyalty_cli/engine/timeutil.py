@@ -94,6 +94,23 @@ def gap_hours(timezone: str) -> tuple[int, int] | None:
     return (min(hours), max(hours)) if hours else None
 
 
+MIN_TIMESTAMP = "TIMESTAMP '0001-01-01 00:00:00'"
+MAX_TIMESTAMP = "TIMESTAMP '9999-12-31 23:59:59.999999'"
+
+
+def naive_timestamp_sql(text_expr: str) -> str:
+    """SQL: text without a zone read as a TIMESTAMP, NULL if unreadable.
+
+    DuckDB's cast skips a word after the clock time (``2026-05-01 10:00 PM`` reads as 10:00,
+    ``10:00:00 EST`` as 10:00 local): a space after the date's own separator makes the text
+    unreadable here. Zones the contract accepts are read by ``local_timestamp_sql`` first.
+    """
+    return (
+        f"CASE WHEN NOT contains(substr({text_expr}, 12), ' ') "
+        f"THEN TRY_CAST({text_expr} AS TIMESTAMP) END"
+    )
+
+
 def local_timestamp_sql(text_expr: str, timezone: str, naive: str | None = None) -> str:
     """SQL turning text into a local wall-clock TIMESTAMP in ``timezone``, NULL if unreadable.
 
@@ -106,13 +123,20 @@ def local_timestamp_sql(text_expr: str, timezone: str, naive: str | None = None)
 
     The zone pattern and ICU are only evaluated for the rows that may need them (a cheap
     test first), which keeps tens of millions of rows fast. ``naive``, when given, is SQL for
-    ``TRY_CAST(text_expr AS TIMESTAMP)`` already computed (it is used several times).
+    ``naive_timestamp_sql(text_expr)`` already computed (it is used several times).
     """
     tz = sql_literal(timezone)
+    # `Z` after the clock time (not the last letter of a zone name: Europe/Vaduz) is +00:00,
+    # and spaces before an offset go (`10:00:00 +0200`): ICU reads neither.
+    text = f"regexp_replace({text_expr}, '([0-9])\\s*[zZ]$', '\\1+00:00')"
+    text = f"regexp_replace({text}, '\\s+([+-][0-9]{{2}}(:?[0-9]{{2}})?)$', '\\1')"
+    converted = f"timezone({tz}, TRY_CAST({text} AS TIMESTAMPTZ))"
+    # The converted time keeps a year from 0001 to 9999, as written times must
+    # (0001-01-01T00:00:00Z is a time before Christ in New York).
     zoned = (
-        f"timezone({tz}, TRY_CAST(regexp_replace({text_expr}, '[zZ]$', '+00:00') AS TIMESTAMPTZ))"
+        f"CASE WHEN {converted} BETWEEN {MIN_TIMESTAMP} AND {MAX_TIMESTAMP} THEN {converted} END"
     )
-    naive = naive or f"TRY_CAST({text_expr} AS TIMESTAMP)"
+    naive = naive or naive_timestamp_sql(text_expr)
     if has_daylight_saving(timezone):
         hours = gap_hours(timezone)
         fixed = f"timezone({tz}, timezone({tz}, {naive}))"

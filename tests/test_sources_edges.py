@@ -1,0 +1,141 @@
+"""Corners of the export loader: timestamp text around the accepted forms, CSV dialects.
+
+Each test writes a few literal rows and compares the good rows and the rejects (file, line,
+column, reason) with values worked out by hand.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import duckdb
+
+from loyalty_cli.engine.sources import load_sources
+
+AS_OF = date(2026, 6, 30)
+CUSTOMERS = "customer_id,joined_at\nC1,2026-01-01 10:00\nC2,2026-01-02 10:00\n"
+HEADER = "order_id,customer_id,ordered_at,total\n"
+
+
+def load(tmp_path, files, sources=None, as_of=AS_OF, timezone="Europe/Warsaw", **kwargs):
+    for name, content in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    sources = sources or {"customers": {"path": "customers.csv"}, "orders": {"path": "orders.csv"}}
+    con = duckdb.connect()
+    result = load_sources(con, sources, tmp_path, as_of, timezone, "PLN", **kwargs)
+    return con, result
+
+
+def rows(con, table, columns):
+    return con.execute(f"SELECT {columns} FROM {table}").fetchall()
+
+
+def rejects(con, result):
+    return con.execute(
+        f'SELECT source, file, line, "column", reason FROM {result.rejects_table}'
+    ).fetchall()
+
+
+def test_words_after_the_clock_time_are_not_dropped_silently(tmp_path):
+    """DuckDB's cast to TIMESTAMP skips a word after the time (`10:00 PM` read as 10:00, `EST`
+    as local time). Only the zones of docs/data.md are read; other words are bad_timestamp."""
+    orders = HEADER + (
+        "O1,C1,2026-05-01 10:00 PM,1\n"  # line 2: 12-hour clock, would be 22:00
+        "O2,C1,2026-05-01 10:00:00 EST,1\n"  # line 3: an abbreviation, not a zone name
+        "O3,C1,2026-05-01T10:00:00 CET,1\n"  # line 4
+        "O4,C1,2026-05-01 10:00 xx,1\n"  # line 5
+        "O5,C1,2026-05-01 10:00 UTC,1\n"  # 10:00 UTC = 12:00 in Warsaw (summer, +2)
+        "O6,C1,2026-05-01 10:00 Europe/London,1\n"  # 10:00 BST (+1) = 09:00 UTC = 11:00
+        "O7,C1,2026-05-01 10:00,1\n"  # local
+        "O8,C1,2026-05-01,1\n"  # a date alone: 00:00
+    )
+    con, result = load(
+        tmp_path, {"customers.csv": CUSTOMERS, "orders.csv": orders}, max_reject_rate=1.0
+    )
+    assert rows(con, result.tables["orders"], "order_id, ordered_at") == [
+        ("O5", datetime(2026, 5, 1, 12, 0)),
+        ("O6", datetime(2026, 5, 1, 11, 0)),
+        ("O7", datetime(2026, 5, 1, 10, 0)),
+        ("O8", datetime(2026, 5, 1, 0, 0)),
+    ]
+    assert rejects(con, result) == [
+        ("orders", "orders.csv", n, "ordered_at", "bad_timestamp") for n in (2, 3, 4, 5)
+    ]
+
+
+def test_an_offset_after_a_space_is_read(tmp_path):
+    """`2026-05-01 10:00:00 +0200` (Ruby's Time#to_s) and `... Z` with a space were rejected
+    although the offset is plain."""
+    orders = HEADER + (
+        "O1,C1,2026-05-01 10:00:00 +0200,1\n"  # 08:00 UTC = 10:00 in Warsaw (+2)
+        "O2,C1,2026-05-01 10:00:00 -05:00,1\n"  # 15:00 UTC = 17:00
+        "O3,C1,2026-05-01 10:00:00 Z,1\n"  # 10:00 UTC = 12:00
+        "O4,C1,2026-05-01 10:00:00  +01,1\n"  # two spaces: 09:00 UTC = 11:00
+    )
+    con, result = load(tmp_path, {"customers.csv": CUSTOMERS, "orders.csv": orders})
+    assert rows(con, result.tables["orders"], "order_id, ordered_at") == [
+        ("O1", datetime(2026, 5, 1, 10, 0)),
+        ("O2", datetime(2026, 5, 1, 17, 0)),
+        ("O3", datetime(2026, 5, 1, 12, 0)),
+        ("O4", datetime(2026, 5, 1, 11, 0)),
+    ]
+    assert rejects(con, result) == []
+
+
+def test_a_zoned_time_that_converts_to_before_year_1_is_bad(tmp_path):
+    """`0001-01-01T00:00:00Z` (a .NET DateTime.MinValue) is 0000-12-31 19:03:58 before
+    Christ in New York: it was loaded as a good row dated in year 0, and its points were
+    earned on a day before Christ. Years stay within 0001-9999 after conversion too."""
+    customers = (
+        "customer_id,joined_at\n"
+        "C1,0001-01-01T00:00:00Z\n"  # line 2: BC in New York
+        "C2,0001-01-02T00:00:00Z\n"  # 0001-01-01 19:03:58 in New York (LMT -4:56:02)
+    )
+    orders = HEADER + "O1,C2,0001-01-01 00:30+05:00,1\n"  # 19:30 UTC the day before: BC
+    con, result = load(
+        tmp_path,
+        {"customers.csv": customers, "orders.csv": orders},
+        timezone="America/New_York",
+        max_reject_rate=1.0,
+    )
+    assert rows(con, result.tables["customers"], "customer_id, joined_at") == [
+        ("C2", datetime(1, 1, 1, 19, 3, 58)),
+    ]
+    assert rows(con, result.tables["orders"], "order_id") == []
+    assert rejects(con, result) == [
+        ("customers", "customers.csv", 2, "joined_at", "bad_timestamp"),
+        ("orders", "orders.csv", 2, "ordered_at", "bad_timestamp"),
+    ]
+
+
+def test_zone_names_ending_in_z_and_dates_before_christ(tmp_path):
+    """The `Z` of UTC was replaced wherever the text ended in z, so `Europe/Vaduz` became
+    `Europe/Vadu+00:00` and the row was rejected; `2026-05-01 (BC)` was read as a date
+    before Christ, for dates and timestamps alike."""
+    orders = HEADER + (
+        "O1,C1,2026-05-01 10:00 Europe/Vaduz,1\n"  # CEST as Warsaw: 10:00
+        "O2,C1,2026-05-01 10:00 America/La_Paz,1\n"  # -04:00: 14:00 UTC = 16:00 in Warsaw
+        "O3,C1,2026-05-01 (BC),1\n"  # line 4
+        "O4,C1,2026-05-01 (BC) 10:00+02,1\n"  # line 5
+        "O5,C1,2026-05-01 10:00z,1\n"  # 10:00 UTC = 12:00
+    )
+    customers = "customer_id,joined_at,birth_date\nC1,2026-01-01,\nC2,2026-01-01,1990-05-01 (BC)\n"
+    sources = {
+        "customers": {"path": "customers.csv"},
+        "orders": {"path": "orders.csv"},
+    }
+    con, result = load(
+        tmp_path, {"customers.csv": customers, "orders.csv": orders}, sources, max_reject_rate=1.0
+    )
+    assert rows(con, result.tables["orders"], "order_id, ordered_at") == [
+        ("O1", datetime(2026, 5, 1, 10, 0)),
+        ("O2", datetime(2026, 5, 1, 16, 0)),
+        ("O5", datetime(2026, 5, 1, 12, 0)),
+    ]
+    assert rejects(con, result) == [
+        ("customers", "customers.csv", 3, "birth_date", "bad_date"),
+        ("orders", "orders.csv", 4, "ordered_at", "bad_timestamp"),
+        ("orders", "orders.csv", 5, "ordered_at", "bad_timestamp"),
+    ]
