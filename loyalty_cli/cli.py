@@ -213,6 +213,27 @@ def _parse_day(value: str | None, option: str) -> dt.date | None:
     return day
 
 
+def _not_after_today(day: dt.date | None, program: str, option: str):
+    """The program, loaded; a usage error when `day` is after today in its timezone.
+
+    A run for a day that has not come expires points and moves tiers before their time,
+    and the nights before it can then no longer run (runs go forward): a typo in the year
+    would cost every member their points. `plan` writes nothing and may look ahead."""
+    from loyalty_cli.config.model import load_program
+    from loyalty_cli.engine.run import default_as_of
+
+    loaded = load_program(program)
+    today = default_as_of(loaded) + dt.timedelta(days=1)
+    if day is not None and day > today:
+        raise typer.BadParameter(
+            f"{day} is after today ({today} in {loaded.timezone}); a run may not go ahead "
+            "of time (it would expire points and move tiers early, and the nights before "
+            "it could not run any more). Use `loyalty plan` to look ahead",
+            param_hint=option,
+        )
+    return loaded
+
+
 def _interactive() -> bool:
     """Whether questions can be asked: standard input is a terminal."""
     return sys.stdin.isatty()
@@ -407,10 +428,11 @@ def run(
     from loyalty_cli.engine.run import run as run_core
 
     day = _parse_day(as_of, "--as-of")
+    loaded = _not_after_today(day, program, "--as-of")
     console = _console()
     with _day_progress(_console(stderr=True)) as (planned, progress):
         results = run_core(
-            program,
+            loaded,
             data,
             day,
             state_file,
@@ -480,10 +502,11 @@ def backfill(
     from loyalty_cli.engine.run import backfill as backfill_core
 
     d1, d2 = _day_range(from_day, to_day)
+    loaded = _not_after_today(d2, program, "--to")
     console = _console()
     with _day_progress(_console(stderr=True)) as (planned, progress):
         results = backfill_core(
-            program, data, d1, d2, state_file, out, progress=progress, planned=planned
+            loaded, data, d1, d2, state_file, out, progress=progress, planned=planned
         )
     refused = [r for r in results if r.status == "refused"]
     if refused:

@@ -643,10 +643,13 @@ def test_days_out_of_range_are_usage_errors_for_every_command(tmp_path, monkeypa
             "2999-12-31 are accepted" in plain(res.output)
         )
     assert not shop.state.exists() and not shop.out.exists()
-    # The last day of the range runs.
+    # The last day of the range is planned; a run may not go past today (test_first_week.py).
+    res = run_cli("plan", p, "--data", d, "--as-of", "2999-12-31", "--state", str(shop.state))
+    assert res.exit_code == 0, res.output
     res = run_cli("run", p, "--data", d, "--as-of", "2999-12-31", "--state", str(shop.state),
                   "--out", str(shop.out))  # fmt: skip
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 2 and "2999-12-31 is after today" in plain(res.output)
+    assert not shop.state.exists() and not shop.out.exists()
 
 
 def test_errors_in_json_are_a_json_object_on_stdout(tmp_path, monkeypatch):
