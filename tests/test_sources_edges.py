@@ -139,3 +139,39 @@ def test_zone_names_ending_in_z_and_dates_before_christ(tmp_path):
         ("orders", "orders.csv", 4, "ordered_at", "bad_timestamp"),
         ("orders", "orders.csv", 5, "ordered_at", "bad_timestamp"),
     ]
+
+
+def test_first_record_spanning_lines_is_read_whole(tmp_path):
+    """The first record was cut at its first line break to count the columns, so a headerless
+    file whose first row has a quoted value with a line break (a note, an address) was
+    refused with D602 'required columns column2, column3, column4 are missing'."""
+    customers = (
+        '"Nowak\nTrade, Ltd",C1,2026-01-01\n'  # lines 1-2: last_name, customer_id, joined_at
+        "Kowal,C2,2026-01-02\n"  # line 3
+        "Zima,C3,never\n"  # line 4: bad_timestamp, column shown by its position
+    )
+    orders = (
+        "order_id,customer_id,ordered_at,total,note\r\n"
+        '"O1",C1,2026-05-01,5,"a\r\nb"\r\n'  # lines 2-3
+        "O2,C2,2026-05-01,x,\r\n"  # line 4: bad_number
+    )
+    sources = {
+        "customers": {
+            "path": "customers.csv",
+            "csv": {"header": False},
+            "columns": {"last_name": "1", "customer_id": "2", "joined_at": "3"},
+        },
+        "orders": {"path": "orders.csv", "extra": {"note": "varchar"}},
+    }
+    con, result = load(
+        tmp_path, {"customers.csv": customers, "orders.csv": orders}, sources, max_reject_rate=1.0
+    )
+    assert rows(con, result.tables["customers"], "customer_id, last_name, _line") == [
+        ("C1", "Nowak\nTrade, Ltd", 1),
+        ("C2", "Kowal", 3),
+    ]
+    assert rows(con, result.tables["orders"], "order_id, note, _line") == [("O1", "a\r\nb", 2)]
+    assert rejects(con, result) == [
+        ("customers", "customers.csv", 4, "3", "bad_timestamp"),
+        ("orders", "orders.csv", 4, "total", "bad_number"),
+    ]

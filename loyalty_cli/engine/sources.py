@@ -715,22 +715,32 @@ def _csv_first_record(part: _Part, opts: dict) -> list[str] | None:
         raise LoyaltyError(
             _file_error(part, "no line break in the first MiB: not a CSV file?", line=1)
         )
-    head = chunk[: end if end >= 0 else len(chunk)].rstrip(b"\r")
-    if b"\x00" in head:
-        raise LoyaltyError(_file_error(part, "binary data, not CSV text", line=1))
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        raise LoyaltyError(
-            _file_error(part, "the file is not UTF-8 text", "export it as UTF-8", line=1)
-        ) from None
-    if not text.strip():
+    if not chunk[: end if end >= 0 else len(chunk)].strip():
         raise LoyaltyError(
             _file_error(part, "the first line is empty; expected the header", line=1)
         )
+
+    def lines():
+        """The chunk's lines as text, with their line ends: a quoted value of the first
+        record may span several (a headerless file's first row with a note or an address)."""
+        start, number = 0, 1
+        while start < len(chunk):
+            stop = chunk.find(b"\n", start)
+            stop = len(chunk) if stop < 0 else stop + 1
+            line = chunk[start:stop]
+            if b"\x00" in line:
+                raise LoyaltyError(_file_error(part, "binary data, not CSV text", line=number))
+            try:
+                yield line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise LoyaltyError(
+                    _file_error(part, "the file is not UTF-8 text", "export it as UTF-8", number)
+                ) from None
+            start, number = stop, number + 1
+
     quote = opts["quote"]
     reader = csv.reader(
-        [text],
+        lines(),
         delimiter=opts["delimiter"][:1] or ",",
         quotechar=quote or None,
         quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE,
@@ -738,7 +748,13 @@ def _csv_first_record(part: _Part, opts: dict) -> list[str] | None:
     try:
         return next(reader, [])
     except csv.Error as exc:
-        raise LoyaltyError(_file_error(part, f"the header cannot be read: {exc}", line=1)) from None
+        what = f"the first record cannot be read: {exc}"
+        if "new-line character" in str(exc):
+            what = (
+                "the first line holds a carriage return outside quotes: lines must end in "
+                "LF or CRLF, not in a carriage return alone"
+            )
+        raise LoyaltyError(_file_error(part, what, line=1)) from None
 
 
 JSON_LINE_DELIMITER = "chr(30) || chr(31) || chr(30) || chr(31)"
