@@ -429,6 +429,7 @@ def run(
 
     day = _parse_day(as_of, "--as-of")
     loaded = _not_after_today(day, program, "--as-of")
+    fresh = not Path(state_file).exists()
     console = _console()
     with _day_progress(_console(stderr=True)) as (planned, progress):
         results = run_core(
@@ -447,6 +448,14 @@ def run(
             _print_day_line(result, console)
         if results:
             _print_result(results[-1], fmt, console)
+        if fresh and any(r.status == "ok" for r in results):
+            # A state file made by this run: the usual cause of a night that takes all
+            # history again is a run from another folder (cron starts in $HOME).
+            console.print(
+                f"new state file: {escape(str(Path(state_file).resolve()))} (a first run: all "
+                "history up to the day in one run; pass this --state every night)",
+                highlight=False,
+            )
     if fmt is Format.json:
         typer.echo(reporters.render_json([_result_json(r) for r in results]))
     if fmt is Format.github:

@@ -136,3 +136,28 @@ def test_a_run_for_a_day_after_today_is_a_usage_error_and_touches_nothing(tmp_pa
     res = cli("plan", str(program), "--data", str(data), "--state", str(state), "--as-of", future)
     assert res.exit_code == 0, res.output
     assert state.read_bytes() == before
+
+
+def test_a_first_run_says_where_it_made_the_new_state(tmp_path, monkeypatch):
+    """Run from another folder (cron starts in $HOME), `--state loyalty.duckdb` is a new
+    file there and the run takes all history again: the output says so, with the file's
+    full path; a later night on that state does not."""
+    program, data = make_shop(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("COLUMNS", "300")
+    res = cli("run", str(program), "--data", str(data), "--as-of", "2026-11-01")
+    assert res.exit_code == 0, res.output
+    made = elsewhere / "loyalty.duckdb"
+    assert made.exists()
+    assert f"new state file: {made}" in res.output
+    res = cli("run", str(program), "--data", str(data), "--as-of", "2026-11-02")
+    assert res.exit_code == 0, res.output
+    assert "new state file" not in res.output
+    # A refused first run leaves no state behind, and says nothing of one.
+    (data / "customers.csv").write_text("Customer ID;Email;Created at\nC9;x;not a time\n")
+    res = cli("run", str(program), "--data", str(data), "--as-of", "2026-11-02",
+              "--state", "other.duckdb")  # fmt: skip
+    assert res.exit_code == 3, res.output
+    assert "new state file" not in res.output and not (elsewhere / "other.duckdb").exists()
