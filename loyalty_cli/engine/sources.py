@@ -698,8 +698,8 @@ def _csv_first_record(part: _Part, opts: dict) -> list[str] | None:
     path = Path(part.shown)
     try:
         if part.rel.lower().endswith(".gz"):
-            with gzip.open(path, "rb") as fh:
-                chunk = fh.read(HEADER_PEEK)
+            with gzip.open(path, "rb") as gz:
+                chunk = gz.read(HEADER_PEEK)
         else:
             with open(path, "rb") as fh:
                 chunk = fh.read(HEADER_PEEK)
