@@ -39,7 +39,14 @@ class Format(str, Enum):
 # Parameters shared by the commands.
 ProgramArg = Annotated[str, typer.Argument(metavar="PROGRAM", help="The program YAML file.")]
 DataOpt = Annotated[str, typer.Option("--data", metavar="DIR", help="Folder holding the exports.")]
-StateOpt = Annotated[str, typer.Option("--state", metavar="FILE", help="State file (DuckDB).")]
+StateOpt = Annotated[
+    str,
+    typer.Option(
+        "--state",
+        metavar="FILE",
+        help="State file (DuckDB), relative to the current folder.",
+    ),
+]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output: text, json or github.")]
 
 
@@ -409,7 +416,11 @@ def run(
     program: ProgramArg,
     data: DataOpt,
     as_of: str = typer.Option(
-        None, "--as-of", metavar="DATE", help="Day to run (YYYY-MM-DD); default yesterday."
+        None,
+        "--as-of",
+        metavar="DATE",
+        help="Day to run (YYYY-MM-DD), not after today; default yesterday in the program's "
+        "timezone.",
     ),
     state_file: StateOpt = "loyalty.duckdb",
     out: str = typer.Option(
