@@ -175,3 +175,24 @@ def test_first_record_spanning_lines_is_read_whole(tmp_path):
         ("customers", "customers.csv", 4, "3", "bad_timestamp"),
         ("orders", "orders.csv", 4, "total", "bad_number"),
     ]
+
+
+def test_headerless_file_too_narrow_names_positions_not_made_up_columns(tmp_path):
+    """Without a header a missing required column was named 'column9', a name the shop never
+    wrote, with the hint `did you mean {order_id: column4}`."""
+    import pytest
+
+    from loyalty_cli.diagnostics import LoyaltyError
+
+    sources = {
+        "customers": {"path": "customers.csv"},
+        "orders": {"path": "orders.csv", "csv": {"header": False}, "columns": {"order_id": "9"}},
+    }
+    with pytest.raises(LoyaltyError) as err:
+        load(tmp_path, {"customers.csv": CUSTOMERS, "orders.csv": "O1,C1,2026-05-01,1\n"}, sources)
+    diag = err.value.diagnostics[0]
+    assert (diag.code, diag.line) == ("D602", 1)
+    assert diag.message == (
+        "orders.csv: required column 'order_id' (field 9) is missing: the first row has 4 fields"
+    )
+    assert "column9" not in str(err.value) and "column4" not in str(err.value)

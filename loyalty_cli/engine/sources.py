@@ -921,8 +921,39 @@ def _match_columns(
                 "missing; its values are empty"
             )
     if missing:
-        loader.diagnostics.append(_missing_columns(src, part, missing, names, json_keys))
+        if positional:
+            loader.diagnostics.append(_missing_positions(src, part, missing, len(names)))
+        else:
+            loader.diagnostics.append(_missing_columns(src, part, missing, names, json_keys))
     return found
+
+
+def _missing_positions(
+    src: _Source, part: _Part, missing: list[tuple[_Column, str]], width: int
+) -> Diagnostic:
+    """D602 for a file without a header: the required columns by name and field number
+    (`column9` is only DuckDB's name for the 9th field)."""
+    listed = ", ".join(
+        f"{col.name!r} (field {wanted.removeprefix('column')})"
+        if re.fullmatch(r"column[0-9]+", wanted)
+        else f"{col.name!r} (mapped to {wanted!r}, not a field number)"
+        for col, wanted in missing
+    )
+    plural = "s" if len(missing) > 1 else ""
+    verb = "are" if len(missing) > 1 else "is"
+    fields = "field" if width == 1 else "fields"
+    return Diagnostic(
+        "D602",
+        f"{part.rel}: required column{plural} {listed} {verb} missing: the first row has "
+        f"{width} {fields}",
+        path=part.shown,
+        line=1,
+        hint=(
+            f"without a header the columns are taken by position (docs/data.md); give "
+            f"sources.{src.name}.columns the 1-based field of each, e.g. "
+            f'{{{missing[0][0].name}: "1"}}, or check sources.{src.name}.csv.delimiter'
+        ),
+    )
 
 
 def _missing_columns(
