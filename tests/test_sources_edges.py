@@ -7,6 +7,7 @@ column, reason) with values worked out by hand.
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 
 import duckdb
 
@@ -196,3 +197,31 @@ def test_headerless_file_too_narrow_names_positions_not_made_up_columns(tmp_path
         "orders.csv: required column 'order_id' (field 9) is missing: the first row has 4 fields"
     )
     assert "column9" not in str(err.value) and "column4" not in str(err.value)
+
+
+def _parquet(path, sql):
+    duckdb.connect().execute(f"COPY ({sql}) TO '{path}' (FORMAT parquet)")
+
+
+def test_parquet_ids_stored_as_floating_point_read_as_whole_numbers(tmp_path):
+    """pandas stores an integer column with a missing value as float64: the ids 1001.0 were
+    read as the text '1001.0', so no order matched its customer `1001` of customers.csv and
+    every order was an unknown_customer."""
+    customers = "customer_id,joined_at\n1001,2026-01-01\n7,2026-01-01\n"
+    (tmp_path / "customers.csv").write_text(customers)
+    _parquet(
+        tmp_path / "orders.parquet",
+        "SELECT * FROM (VALUES (5.0::DOUBLE, 1001.0::DOUBLE, '2026-05-01', 10.0::DOUBLE, 'web'),"
+        " (6.5, 1001.0, '2026-05-02', 20.0, 'app'),"  # 6.5 is no whole number: kept as written
+        " (7.0, 7.0::FLOAT, '2026-05-03', 30.0, NULL),"
+        " (8.0, NULL, '2026-05-04', 40.0, NULL))"  # line 4: missing customer_id
+        " t(order_id, customer_id, ordered_at, total, channel)",
+    )
+    sources = {"customers": {"path": "customers.csv"}, "orders": {"path": "orders.parquet"}}
+    con, result = load(tmp_path, {}, sources, max_reject_rate=1.0)
+    assert rows(con, result.tables["orders"], "order_id, customer_id, total") == [
+        ("5", "1001", Decimal("10.00")),
+        ("6.5", "1001", Decimal("20.00")),
+        ("7", "7", Decimal("30.00")),
+    ]
+    assert rejects(con, result) == [("orders", "orders.parquet", 4, "customer_id", "missing_value")]

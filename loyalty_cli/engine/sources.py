@@ -855,6 +855,15 @@ def _read_parquet(loader: _Loader, src: _Source, part: _Part) -> None:
             exprs.append(f"NULL::VARCHAR AS {sql_ident(c.name)}")
         elif types[col].endswith("]") or types[col].startswith(("STRUCT", "MAP", "UNION")):
             exprs.append(f"CAST(to_json({sql_ident(col)}) AS VARCHAR) AS {sql_ident(c.name)}")
+        elif c.kind == "varchar" and types[col] in ("FLOAT", "DOUBLE"):
+            # Text (ids above all) stored as floating point, as pandas stores an integer
+            # column with a missing value: 1001.0 is the id 1001 of the other exports.
+            x = sql_ident(col)
+            exprs.append(
+                f"CASE WHEN isfinite({x}) AND {x} = trunc({x}) AND abs({x}) < 1e15 "
+                f"THEN CAST(CAST({x} AS BIGINT) AS VARCHAR) ELSE CAST({x} AS VARCHAR) END "
+                f"AS {sql_ident(c.name)}"
+            )
         else:
             exprs.append(f"CAST({sql_ident(col)} AS VARCHAR) AS {sql_ident(c.name)}")
     part.select = (
