@@ -225,3 +225,26 @@ def test_parquet_ids_stored_as_floating_point_read_as_whole_numbers(tmp_path):
         ("7", "7", Decimal("30.00")),
     ]
     assert rejects(con, result) == [("orders", "orders.parquet", 4, "customer_id", "missing_value")]
+
+
+def test_row_width_message_counts_in_singular_and_names_the_first_row_without_header(tmp_path):
+    import pytest
+
+    from loyalty_cli.diagnostics import LoyaltyError
+
+    orders = HEADER + "O1,C1,2026-05-01,1\n \n"  # line 3: a lone space is one field
+    with pytest.raises(LoyaltyError) as err:
+        load(tmp_path, {"customers.csv": CUSTOMERS, "orders.csv": orders})
+    diag = err.value.diagnostics[0]
+    assert (diag.code, diag.line) == ("D603", 3)
+    assert diag.message == "orders.csv: the row has 1 field where the header has 4"
+    sources = {
+        "customers": {"path": "customers.csv"},
+        "orders": {"path": "orders.csv", "csv": {"header": False}},
+    }
+    orders = "O1,C1,2026-05-01,1\nO2,C1,2026-05-01,1,x\n"  # 5 fields after 4
+    with pytest.raises(LoyaltyError) as err:
+        load(tmp_path, {"customers.csv": CUSTOMERS, "orders.csv": orders}, sources)
+    diag = err.value.diagnostics[0]
+    assert (diag.code, diag.line) == ("D603", 2)
+    assert diag.message == "orders.csv: the row has 5 fields where the first row has 4"

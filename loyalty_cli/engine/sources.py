@@ -1621,7 +1621,9 @@ def _parse_error(part: _Part, src: _Source | None, exc: duckdb.Error) -> Diagnos
         what = "the line holds control characters (bytes 30 and 31) that JSON text cannot hold"
         hint = "re-create the export; JSON escapes control characters inside strings"
     elif m2 := re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text):
-        what = f"the row has {m2.group(2)} fields where the header has {m2.group(1)}"
+        found = f"{m2.group(2)} field" + ("" if m2.group(2) == "1" else "s")
+        first = "the header" if src is None or _csv_settings(src)["header"] else "the first row"
+        what = f"the row has {found} where {first} has {m2.group(1)}"
         hint = (
             "a value contains the delimiter without quotes, or the delimiter is wrong "
             f"(sources.{name}.csv.delimiter)"
