@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from enginekit import customer
-from test_workflows import shop_with
+from enginekit import customer, order
+from test_workflows import jsonl, shop_with
 
 
 def flow(wf_id: str, trigger: str, reentry: str = "1 day") -> str:
@@ -52,3 +52,64 @@ def test_a_schedule_day_in_a_run_that_did_not_catch_up_fires_once(tmp_path):
         (d3, "sundays", "A"),
         (d10, "sundays", "A"),
     ]
+
+
+INACTIVITY = """
+    earning:
+      rules:
+        - {id: base, on: order, points: order.total}
+    expiry:
+      after: 40 days
+      inactivity: 30 days
+      notify_before: 7 days
+    """
+
+EXPIRING = """
+    version: 1
+    workflow:
+      id: expiring
+      trigger: points_expiring
+      steps:
+        - {id: warn, send: {channel: email, template: expiring}}
+    """
+
+
+def test_points_expiring_fires_before_inactivity_takes_the_points(tmp_path):
+    shop = shop_with(tmp_path, INACTIVITY, {"expiring": EXPIRING})
+    for part, text in {
+        "subject": "{{ expiring_points }} points",
+        "html": "<p>{{ expiring_points }} on {{ expiring_on }}</p>",
+        "txt": "{{ expiring_points }} on {{ expiring_on }}",
+    }.items():
+        (tmp_path / "templates" / f"expiring.{part}.j2").write_text(text)
+    shop.add(
+        "customers",
+        customer("A", "2026-01-05 10:00:00", email_consent="true"),
+        # Never ordered: inactive since joining, with nothing to lose.
+        customer("B", "2026-01-05 10:00:00", email_consent="true"),
+        customer("C", "2026-01-05 10:00:00", email_consent="true"),
+    )
+    shop.add(
+        "orders",
+        order("O1", "A", "2026-02-01 10:00:00", "120.00"),
+        order("C1", "C", "2026-01-20 10:00:00", "10.00"),
+        order("C2", "C", "2026-02-10 10:00:00", "20.00"),
+    )
+    shop.run("2026-02-01")
+    shop.run("2026-03-04")
+    # A's last order day is 02-01: 30 days on, the run for 03-03 expires A's 120 points,
+    # which are usable through 03-03 (before their lot's own end, 02-01 + 40 = 03-13).
+    # Seven days before 03-03 is 02-24.
+    # C's lot of 01-20 (10 points) ends on 03-01, seven days after 02-22; C's order of
+    # 02-10 puts inactivity at 03-12, after it (and before 02-12, when the order of 01-20
+    # would have put it within seven days).
+    assert sent(shop) == [
+        (dt.date(2026, 2, 22), "expiring", "C"),
+        (dt.date(2026, 2, 24), "expiring", "A"),
+    ]
+    batch = jsonl(shop.out / "2026-02-24" / "messages" / "expiring" / "warn.email.jsonl")
+    assert [(m["subject"], m["text"]) for m in batch] == [("120 points", "120 on 2026-03-03")]
+    batch = jsonl(shop.out / "2026-02-22" / "messages" / "expiring" / "warn.email.jsonl")
+    assert [(m["subject"], m["text"]) for m in batch] == [("10 points", "10 on 2026-03-01")]
+    assert shop.balance("A") == (0, 0)
+    assert shop.balance("C") == (20, 0)

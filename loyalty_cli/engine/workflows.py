@@ -245,13 +245,19 @@ def _trigger_sql(ctx: RunContext, wf: dict) -> tuple[str, dict] | None:
         )
         if within is None:
             return None
-        # Lots that expire by the end of the run's day are gone by now (expiry step).
-        return (
-            f"""SELECT DISTINCT customer_id, CAST(NULL AS VARCHAR) AS ref FROM lots
-            WHERE status = 'available' AND remaining > 0
-              AND expires_on > {d} AND expires_on <= CAST({d} + {within.sql_interval()} AS DATE)""",
-            {},
-        )
+        # Lots that expire by the end of the run's day are gone by now (expiry step). With
+        # `inactivity`, all of a member's points go on the day it is reached: their last day.
+        until = f"CAST({d} + {within.sql_interval()} AS DATE)"
+        lots = f"""SELECT customer_id FROM lots WHERE status = 'available' AND remaining > 0
+                   AND expires_on > {d} AND expires_on <= {until}"""
+        inactive = _inactivity_days_sql(ctx)
+        if inactive is not None:
+            lots += f"""
+            UNION SELECT customer_id FROM ({inactive}) x
+            WHERE x.inactive_on > {d} AND x.inactive_on <= {until}
+              AND customer_id IN (SELECT customer_id FROM lots
+                                  WHERE status = 'available' AND remaining > 0)"""
+        return (f"SELECT DISTINCT customer_id, CAST(NULL AS VARCHAR) AS ref FROM ({lots}) e", {})
     if name == "schedule":
         # Due when a day of the schedule falls in the run's window: one day in a nightly
         # run, all the days since the last run in a run that did not catch up (`joined` and
@@ -264,6 +270,23 @@ def _trigger_sql(ctx: RunContext, wf: dict) -> tuple[str, dict] | None:
             {},
         )
     raise ValueError(f"unknown workflow trigger {name!r}")
+
+
+def _inactivity_days_sql(ctx: RunContext) -> str | None:
+    """SQL (customer_id, inactive_on) of the day `expiry.inactivity` takes all of a member's
+    available points (SPEC 9.15: in the run where D - day(last completed order, or join day)
+    reaches it; they are usable through that day); None without `inactivity`."""
+    inactivity = ctx.program.duration("expiry", "inactivity")
+    if inactivity is None:
+        return None
+    cancelled = ctx.not_cancelled_now("order_id")
+    return f"""SELECT c.customer_id,
+               CAST(coalesce(o.last_day, c.join_day) + {inactivity.sql_interval()} AS DATE)
+                   AS inactive_on
+        FROM customers c
+        LEFT JOIN (SELECT customer_id, max(day) AS last_day FROM orders
+                   WHERE status = 'completed' {cancelled} GROUP BY customer_id) o
+            USING (customer_id)"""
 
 
 def _schedule_due(params: dict, low: dt.date, high: dt.date) -> bool:
@@ -795,19 +818,34 @@ def _render_step(
     messaging = ctx.program.data.get("messaging") or {}
     pool_id = (step.get("coupon") or {}).get("pool")
     discount = coupons.pool_config(ctx.program, pool_id).get("discount") if pool_id else None
+    # The points that expire next: a lot's end, or all of them when `inactivity` comes
+    # first (points awarded after it was reached go in the next run).
+    expiring = (
+        "b.next_expiry_on AS expiring_on, coalesce(b.next_expiry_points, 0) AS expiring_points"
+    )
+    inactive = ""
+    inactive_sql = _inactivity_days_sql(ctx)
+    if inactive_sql is not None:
+        d = ctx.sql_date()
+        on = f"greatest(x.inactive_on, CAST({d} + 1 AS DATE))"
+        first = f"""b.available > 0 AND x.inactive_on IS NOT NULL
+                    AND (b.next_expiry_on IS NULL OR {on} <= b.next_expiry_on)"""
+        expiring = f"""CASE WHEN {first} THEN {on} ELSE b.next_expiry_on END AS expiring_on,
+            CASE WHEN {first} THEN b.available
+                 ELSE coalesce(b.next_expiry_points, 0) END AS expiring_points"""
+        inactive = f"LEFT JOIN ({inactive_sql}) x USING (customer_id)"
     rows = state.rows(
         ctx.con,
         f"""SELECT l.customer_id, l.channel, l.message_id, l.recipient, c.*,
                    b.available AS balance,
-                   b.pending, b.tier AS tier_id, b.next_expiry_on AS expiring_on,
-                   coalesce(b.next_expiry_points, 0) AS expiring_points,
+                   b.pending, b.tier AS tier_id, {expiring},
                    cc.code AS coupon_code, cc.valid_until AS coupon_valid_until,
                    i.trigger_ref, rd.reward_id AS redeemed_reward,
                    rc.code AS redeemed_code, rc.valid_until AS redeemed_valid_until,
                    rc.pool_id AS redeemed_pool
         FROM wf_log l
         JOIN cust_view c USING (customer_id)
-        LEFT JOIN balances_now b USING (customer_id)
+        LEFT JOIN balances_now b USING (customer_id) {inactive}
         LEFT JOIN wf_instances i ON i.workflow_id = l.workflow_id
              AND i.customer_id = l.customer_id AND i.entered_on = l.entered_on
         LEFT JOIN coupon_codes cc ON cc.pool_id = $pool AND cc.assigned_for = l.message_id
