@@ -830,3 +830,11 @@ rewards:
     )
     row = next(line for line in out.splitlines() if line.startswith("R1 "))
     assert row.split() == ["R1", "mug", "40", "accepted"]
+
+
+def test_a_folder_given_as_the_program_is_named_so(tmp_path):
+    shop = small_shop(tmp_path)
+    res = run_cli("run", str(tmp_path), "--data", str(shop.data), "--as-of", "2026-03-01")
+    assert res.exit_code == 2
+    assert "error[Y104] is a folder, not a program file" in res.output
+    assert f"Pass the program's YAML file, e.g. {shop.program}." in " ".join(res.output.split())

@@ -132,12 +132,16 @@ def load_program(path: str | Path) -> Program:
     if not p.is_file():
         from loyalty_cli.diagnostics import Diagnostic
 
+        folder = p.is_dir()
+        inside = p / "program.yaml"
         raise LoyaltyError(
             Diagnostic(
                 code="Y104",
                 path=str(p),
-                message="program file not found",
-                hint="Pass the path of the program's YAML file.",
+                message="is a folder, not a program file" if folder else "program file not found",
+                hint=f"Pass the program's YAML file, e.g. {inside}."
+                if folder and inside.is_file()
+                else "Pass the path of the program's YAML file.",
             ),
             ExitCode.USAGE,
         )
