@@ -470,24 +470,34 @@ def consume_fifo(ctx: RunContext, totals: str) -> None:
     )
 
 
+def inactivity_days_sql(ctx: RunContext) -> str | None:
+    """SQL (customer_id, inactive_on) of the day `expiry.inactivity` takes all of a member's
+    available points (9.15: the run for D with D - day(last completed order, or join day
+    if none) >= N); None without `inactivity`. An order re-exported as cancelled in this
+    run is no longer completed (its status changes at the end of the run)."""
+    inactivity = ctx.program.duration("expiry", "inactivity")
+    if inactivity is None:
+        return None
+    cancelled = ctx.not_cancelled_now("order_id")
+    return f"""SELECT c.customer_id,
+               CAST(coalesce(o.last_day, c.join_day) + {inactivity.sql_interval()} AS DATE)
+                   AS inactive_on
+        FROM customers c
+        LEFT JOIN (SELECT customer_id, max(day) AS last_day FROM orders
+                   WHERE status = 'completed' {cancelled} GROUP BY customer_id) o
+            USING (customer_id)"""
+
+
 def expire(ctx: RunContext) -> int:
     """Expire what is left of lots past their last day, and everything after inactivity."""
     run_on = ctx.sql_date()
     ctx.q("DROP TABLE IF EXISTS _expire")
-    inactivity = ctx.program.duration("expiry", "inactivity")
-    inactive = "FALSE"
-    if inactivity is not None:
-        # 9.15: D - day(last completed order, or join day if none) >= N. An order
-        # re-exported as cancelled in this run is no longer completed (its status changes
-        # at the end of the run).
-        cancelled = ctx.not_cancelled_now("order_id")
-        inactive = f"""customer_id IN (
-            SELECT c.customer_id FROM customers c
-            LEFT JOIN (SELECT customer_id, max(day) AS last_day FROM orders
-                       WHERE status = 'completed' {cancelled}
-                       GROUP BY customer_id) o USING (customer_id)
-            WHERE CAST(coalesce(o.last_day, c.join_day) + {inactivity.sql_interval()} AS DATE)
-                  <= {run_on})"""
+    days = inactivity_days_sql(ctx)
+    inactive = (
+        "FALSE"
+        if days is None
+        else f"customer_id IN (SELECT customer_id FROM ({days}) x WHERE x.inactive_on <= {run_on})"
+    )
     ctx.q(
         f"""CREATE TEMP TABLE _expire AS
         SELECT lot_id, customer_id, remaining,

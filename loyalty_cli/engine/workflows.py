@@ -250,7 +250,7 @@ def _trigger_sql(ctx: RunContext, wf: dict) -> tuple[str, dict] | None:
         until = f"CAST({d} + {within.sql_interval()} AS DATE)"
         lots = f"""SELECT customer_id FROM lots WHERE status = 'available' AND remaining > 0
                    AND expires_on > {d} AND expires_on <= {until}"""
-        inactive = _inactivity_days_sql(ctx)
+        inactive = ledger.inactivity_days_sql(ctx)
         if inactive is not None:
             lots += f"""
             UNION SELECT customer_id FROM ({inactive}) x
@@ -270,23 +270,6 @@ def _trigger_sql(ctx: RunContext, wf: dict) -> tuple[str, dict] | None:
             {},
         )
     raise ValueError(f"unknown workflow trigger {name!r}")
-
-
-def _inactivity_days_sql(ctx: RunContext) -> str | None:
-    """SQL (customer_id, inactive_on) of the day `expiry.inactivity` takes all of a member's
-    available points (SPEC 9.15: in the run where D - day(last completed order, or join day)
-    reaches it; they are usable through that day); None without `inactivity`."""
-    inactivity = ctx.program.duration("expiry", "inactivity")
-    if inactivity is None:
-        return None
-    cancelled = ctx.not_cancelled_now("order_id")
-    return f"""SELECT c.customer_id,
-               CAST(coalesce(o.last_day, c.join_day) + {inactivity.sql_interval()} AS DATE)
-                   AS inactive_on
-        FROM customers c
-        LEFT JOIN (SELECT customer_id, max(day) AS last_day FROM orders
-                   WHERE status = 'completed' {cancelled} GROUP BY customer_id) o
-            USING (customer_id)"""
 
 
 def _schedule_due(params: dict, low: dt.date, high: dt.date) -> bool:
@@ -824,7 +807,7 @@ def _render_step(
         "b.next_expiry_on AS expiring_on, coalesce(b.next_expiry_points, 0) AS expiring_points"
     )
     inactive = ""
-    inactive_sql = _inactivity_days_sql(ctx)
+    inactive_sql = ledger.inactivity_days_sql(ctx)
     if inactive_sql is not None:
         d = ctx.sql_date()
         on = f"greatest(x.inactive_on, CAST({d} + 1 AS DATE))"
