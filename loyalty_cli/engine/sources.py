@@ -39,6 +39,7 @@ from loyalty_cli.diagnostics import Diagnostic, LoyaltyError, first_line
 from loyalty_cli.engine.timeutil import (
     check_timezone,
     end_of_day_sql,
+    instant_sql,
     local_timestamp_sql,
     naive_timestamp_sql,
     sql_ident,
@@ -1502,7 +1503,7 @@ def _event_key_sql(timezone: str) -> str:
     stamp = "strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%f')"
     raw = sql_ident("r__occurred_at")
     tz = sql_literal(timezone)
-    instant = f"TRY_CAST(regexp_replace({raw}, '[zZ]$', '+00:00') AS TIMESTAMPTZ)"
+    instant = instant_sql(raw)
     second = (
         f"CASE WHEN (contains({raw}, '+') OR suffix({raw}, 'Z') OR suffix({raw}, 'z') "
         f"OR {raw} LIKE '%:%-%') "

@@ -111,6 +111,17 @@ def naive_timestamp_sql(text_expr: str) -> str:
     )
 
 
+def instant_sql(text_expr: str) -> str:
+    """SQL: text with a zone or offset read as a TIMESTAMPTZ, NULL if unreadable.
+
+    `Z` after the clock time (not the last letter of a zone name: Europe/Vaduz) is +00:00,
+    and spaces before an offset go (`10:00:00 +0200`): ICU reads neither.
+    """
+    text = f"regexp_replace({text_expr}, '([0-9])\\s*[zZ]$', '\\1+00:00')"
+    text = f"regexp_replace({text}, '\\s+([+-][0-9]{{2}}(:?[0-9]{{2}})?)$', '\\1')"
+    return f"TRY_CAST({text} AS TIMESTAMPTZ)"
+
+
 def local_timestamp_sql(text_expr: str, timezone: str, naive: str | None = None) -> str:
     """SQL turning text into a local wall-clock TIMESTAMP in ``timezone``, NULL if unreadable.
 
@@ -126,11 +137,7 @@ def local_timestamp_sql(text_expr: str, timezone: str, naive: str | None = None)
     ``naive_timestamp_sql(text_expr)`` already computed (it is used several times).
     """
     tz = sql_literal(timezone)
-    # `Z` after the clock time (not the last letter of a zone name: Europe/Vaduz) is +00:00,
-    # and spaces before an offset go (`10:00:00 +0200`): ICU reads neither.
-    text = f"regexp_replace({text_expr}, '([0-9])\\s*[zZ]$', '\\1+00:00')"
-    text = f"regexp_replace({text}, '\\s+([+-][0-9]{{2}}(:?[0-9]{{2}})?)$', '\\1')"
-    converted = f"timezone({tz}, TRY_CAST({text} AS TIMESTAMPTZ))"
+    converted = f"timezone({tz}, {instant_sql(text_expr)})"
     # The converted time keeps a year from 0001 to 9999, as written times must
     # (0001-01-01T00:00:00Z is a time before Christ in New York).
     zoned = (
